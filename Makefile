@@ -1,0 +1,29 @@
+# The README's two commands: `make train` and `make test`. Both create the virtualenv and install
+# first. Installs are pinned by .ci/constraints.txt, which takes the CPU torch wheel on a CPU machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS := .ci/constraints.txt
+STAMP := $(VENV)/.ft-installed
+
+.PHONY: install train test test-fast clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0 -c $(CONSTRAINTS)
+	$(PY) -m pip install -q -e '.[dev]' -c $(CONSTRAINTS)
+	touch $@
+
+train: install  ## train the default (offline tiny LoRA) recipe; ARGS="key=value ..." to override
+	$(PY) -m ft train $(ARGS)
+
+test: install  ## the whole suite, offline
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## skip the slow end-to-end runs
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -1,0 +1,3 @@
+from ft.cli import main
+
+raise SystemExit(main())

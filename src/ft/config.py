@@ -1,0 +1,181 @@
+"""Compose a run's config from conf/ groups, a recipe and command-line overrides, and validate it.
+
+Overrides are checked against the schema and the config groups *before* Hydra composes, so a typo
+gives one line naming the valid choices instead of Hydra's multi-line report. Nothing here imports
+torch.
+"""
+
+import dataclasses
+import difflib
+import re
+import typing
+from pathlib import Path
+
+from ft.errors import FtError
+from ft.schema import TINY_MODEL, FtConfig
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+RECIPE_DIR = CONF_DIR / "recipe"  # conf/recipe links to the top-level recipes/
+GROUPS = ("model", "peft", "optim", "data", "training", "logging", "distributed", "recipe")
+
+# Allowed values of the string fields that take one of a fixed set.
+CHOICES = {
+    "model.dtype": ["auto", "float32", "bfloat16", "float16"],
+    "model.attn_implementation": ["sdpa", "eager", "flash_attention_2"],
+    "peft.method": ["lora", "none"],
+    "data.format": ["messages", "alpaca", "sharegpt", "prompt_completion", "text"],
+    "training.precision": ["auto", "fp32", "bf16", "fp16"],
+    "training.eval_strategy": ["no", "steps", "epoch"],
+    "training.save_strategy": ["no", "steps", "epoch"],
+    "distributed.strategy": ["single"],
+}
+SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]
+
+
+def group_options(group: str) -> list[str]:
+    """The option names of a config group (its YAML files, without extension)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def recipe_descriptions() -> dict[str, str]:
+    """Recipe name -> the first line of its header comment."""
+    descriptions = {}
+    for path in sorted(RECIPE_DIR.glob("*.yaml")):
+        comments = (line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#"))
+        descriptions[path.stem] = next((c for c in comments if c and not c.startswith("@package")), "")
+    return descriptions
+
+
+def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def _schema_fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _check_key(key: str) -> None:
+    """Fail on a dotted key that is not in the schema (dict-valued fields accept any sub-key)."""
+    node, walked = FtConfig, []
+    for part in key.split("."):
+        if node is dict:
+            return
+        fields = _schema_fields(node)
+        if part not in fields:
+            where = ".".join(walked) or "the top level"
+            raise FtError(
+                f"unknown key '{key}': {_did_you_mean(part, fields)}valid keys in {where}: {', '.join(fields)}"
+            )
+        walked.append(part)
+        node = typing.get_origin(fields[part].type) or fields[part].type
+        if not (dataclasses.is_dataclass(node) or node is dict):
+            node = None
+    if node is not None and dataclasses.is_dataclass(node):
+        raise FtError(f"'{key}' is a section, not a value: set one of its keys, e.g. {key}.{next(iter(_schema_fields(node)))}=...")
+
+
+def check_overrides(overrides: list[str]) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as e:
+        raise FtError(f"cannot parse override: {str(e).splitlines()[0]} (syntax: key=value, e.g. training.max_steps=10)")
+    for override in parsed:
+        key = override.key_or_group
+        if key.startswith("hydra"):
+            raise FtError(f"'{key}' is not settable: ft runs Hydra only to compose the config")
+        if key in GROUPS:
+            options = group_options(key)
+            value = override.value()
+            if not override.is_delete() and value not in options:
+                what = "recipe" if key == "recipe" else f"{key} option"
+                raise FtError(
+                    f"unknown {what} '{value}': {_did_you_mean(str(value), options)}valid: {', '.join(options)}"
+                )
+        else:
+            _check_key(key)
+
+
+def _one_line(error: BaseException) -> str:
+    messages = []
+    while error is not None:  # Hydra wraps the OmegaConf error that says what is wrong
+        messages.append(str(error))
+        error = error.__cause__
+    lines = [line.strip() for m in messages for line in m.splitlines() if line.strip()]
+    text = " ".join(line for line in lines if not line.startswith(("full_key", "object_type", "reference_type")))
+    return re.sub(r"\s+", " ", text)
+
+
+def compose(overrides: list[str]) -> FtConfig:
+    """Compose and validate the run's config, as typed schema objects."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf, open_dict
+
+    check_overrides(overrides)
+    ConfigStore.instance().store(name="ft_schema", node=FtConfig)
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ft"):
+            cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    except Exception as e:  # Hydra and OmegaConf report bad YAML / wrong types with many classes
+        raise FtError(f"invalid config: {_one_line(e)}") from None
+    recipe = cfg.hydra.runtime.choices.get("recipe")
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.recipe = recipe
+    cfg = OmegaConf.to_object(cfg)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: FtConfig) -> None:
+    """Rules on values and combinations that the schema's types cannot express. Loads nothing."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise FtError(f"{key}={value} is not valid: {_did_you_mean(str(value), allowed)}choose one of {', '.join(allowed)}")
+
+    model = cfg.model
+    if model.name_or_path != TINY_MODEL and not Path(model.name_or_path).expanduser().is_dir():
+        _check_hub_id(model.name_or_path, "model.name_or_path", "a local model directory")
+
+    data = cfg.data
+    if data.source == "synthetic":
+        unknown = [t for t in data.synthetic.tasks if t not in SYNTHETIC_TASKS]
+        if unknown or not data.synthetic.tasks:
+            raise FtError(f"data.synthetic.tasks: unknown or empty task list {list(data.synthetic.tasks)}; valid tasks: {', '.join(SYNTHETIC_TASKS)}")
+    elif not Path(data.source).expanduser().exists():
+        if data.source.startswith((".", "/", "~")) or Path(data.source).suffix:
+            raise FtError(f"data.source: no such file or directory '{data.source}'")
+        _check_hub_id(data.source, "data.source", "a local file or directory, or 'synthetic'")
+    if data.eval_size < 0:
+        raise FtError("data.eval_size must be >= 0 (a fraction < 1 or a number of examples)")
+
+    training = cfg.training
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length"):
+        if getattr(training, key) < 1:
+            raise FtError(f"training.{key} must be >= 1, got {getattr(training, key)}")
+    if training.max_steps <= 0 and training.num_train_epochs <= 0:
+        raise FtError("set training.max_steps > 0 or training.num_train_epochs > 0")
+    if training.learning_rate <= 0:
+        raise FtError(f"training.learning_rate must be > 0, got {training.learning_rate}")
+
+
+def _check_hub_id(name: str, key: str, alternative: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise FtError(f"{key}='{name}' is neither a hub id (owner/name) nor {alternative}") from None
+
+
+def to_yaml(cfg: FtConfig) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

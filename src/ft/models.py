@@ -1,0 +1,42 @@
+"""Load the base model and its tokenizer: a hub id, a local directory, or the offline tiny model."""
+
+from pathlib import Path
+
+from ft import tiny
+from ft.schema import TINY_MODEL, ModelConfig
+
+
+def resolve_path(cfg: ModelConfig) -> str:
+    """Where from_pretrained loads from; builds the tiny model on first use."""
+    if cfg.name_or_path == TINY_MODEL:
+        return str(tiny.ensure(cfg.tiny))
+    return str(Path(cfg.name_or_path).expanduser()) if Path(cfg.name_or_path).expanduser().is_dir() else cfg.name_or_path
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_path(cfg), revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+    )
+    if cfg.chat_template:
+        tokenizer.chat_template = cfg.chat_template
+    if tokenizer.pad_token is None:  # many base models ship without one; EOS as pad is the usual fix
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(cfg: ModelConfig, dtype, **kwargs):
+    """AutoModelForCausalLM with the configured attention; extra kwargs go to from_pretrained."""
+    from transformers import AutoModelForCausalLM
+
+    if cfg.trust_remote_code:
+        print(f"ft: warning: model.trust_remote_code=true runs Python code shipped with {cfg.name_or_path}")
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_path(cfg),
+        revision=cfg.revision,
+        dtype=dtype,
+        attn_implementation=cfg.attn_implementation,
+        trust_remote_code=cfg.trust_remote_code,
+        **kwargs,
+    )

@@ -1,0 +1,73 @@
+"""The run directory: where it is, and the files ft writes there besides the trainer's own.
+
+    <output_dir>/<run_name>/
+        adapter_config.json, adapter_model.safetensors   the adapter (model.safetensors if full FT)
+        tokenizer.json, tokenizer_config.json, chat_template.jinja
+        config.yaml                                       the resolved config
+        trainer_state.json, {base,train,eval,all}_results.json
+        tensorboard/                                      TensorBoard event files
+        loss.png                                          train / eval loss curves
+        checkpoint-<step>/                                resumable checkpoints
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from ft.errors import FtError
+
+RUN_DIR_ENV = "FT_RUN_DIR"  # set by a launcher so that every rank uses the same directory
+
+
+def run_dir_for(cfg) -> Path:
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    name = cfg.training.run_name or f"{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.training.output_dir).expanduser() / name
+
+
+@contextlib.contextmanager
+def new_run_dir(run_dir: Path, config_yaml: str):
+    """Make the run directory with the resolved config in it; remove it again if the setup inside
+    the block fails, so a bad input leaves nothing behind. Refuses to reuse a non-empty one."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FtError(f"run directory {run_dir} already exists and is not empty: set another training.run_name or remove it")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_yaml)
+    except OSError as e:
+        raise FtError(f"cannot write the run directory {run_dir} ({e.strerror}): set training.output_dir to a writable place") from None
+    try:
+        yield run_dir
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def plot_loss(log_history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("loss", "train"), ("eval_loss", "eval")):
+        points = [(row["step"], row[key]) for row in log_history if key in row]
+        if points:
+            ax.plot(*zip(*points), marker="o" if label == "eval" else None, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(path.parent.name)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    path = Path(run_dir) / "all_results.json"
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,57 @@
+"""Deterministic synthetic instruction tasks: something learnable offline, with an eval set.
+
+Each task turns a `random.Random` into one (instruction, answer) pair. Same seed, same examples.
+"""
+
+import random
+import string
+
+from ft.errors import FtError
+
+WORDS = (
+    "apple river stone cloud garden window silver planet forest candle mirror bridge shadow ocean "
+    "rocket pencil marble violet thunder meadow lantern harbor castle falcon copper breeze jungle "
+    "saddle ticket velvet winter summer autumn spring dragon kitten puzzle rabbit island desert "
+    "valley summit cobalt amber basket button carpet engine feather goblet helmet jacket kettle "
+    "ladder magnet napkin orange pepper quartz ribbon tomato umbrella wallet yogurt zipper"
+).split()
+
+
+def _add(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randint(0, 99), rng.randint(0, 99)
+    return f"What is {a} + {b}?", str(a + b)
+
+
+def _reverse(rng: random.Random) -> tuple[str, str]:
+    letters = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 6)))
+    return f"Reverse the letters: {letters}", letters[::-1]
+
+
+def _upper(rng: random.Random) -> tuple[str, str]:
+    words = " ".join(rng.sample(WORDS, rng.randint(1, 3)))
+    return f"Write in capital letters: {words}", words.upper()
+
+
+def _sort(rng: random.Random) -> tuple[str, str]:
+    numbers = [rng.randint(0, 9) for _ in range(rng.randint(3, 6))]
+    return f"Sort these digits: {' '.join(map(str, numbers))}", " ".join(map(str, sorted(numbers)))
+
+
+TASKS = {"add": _add, "reverse": _reverse, "upper": _upper, "sort": _sort}
+
+
+def generate(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
+    """`num_examples` distinct conversations cycling through `tasks`, in the `messages` format.
+    Distinct, so that an eval split carved out of them is truly held out."""
+    rng = random.Random(seed)
+    rows, seen = [], set()
+    for _ in range(20 * num_examples):
+        if len(rows) == num_examples:
+            return rows
+        instruction, answer = TASKS[tasks[len(rows) % len(tasks)]](rng)
+        if instruction not in seen:
+            seen.add(instruction)
+            rows.append({"messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}]})
+    if len(rows) < num_examples:
+        raise FtError(f"data.synthetic.num_examples={num_examples} is more than the tasks {tasks} have distinct examples ({len(rows)})")
+    return rows

@@ -1,0 +1,117 @@
+"""The offline tiny model: a Llama built from config with random weights and a BPE tokenizer trained
+locally with `tokenizers`. Built once per shape into a cache directory, then loaded like any local
+model, so everything downstream (PEFT, TRL, merge, generate) runs on the real code paths.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ft import synthetic
+from ft.schema import TinyModelConfig
+
+BUILD_VERSION = 2  # bump when the tokenizer corpus or template changes, to rebuild caches
+
+PAD, BOS, EOS = "<|pad|>", "<|im_start|>", "<|im_end|>"
+
+# ChatML with {% generation %} markers: TRL's assistant_only_loss masks exactly those spans. The
+# assistant turn ends with EOS inside the span, so the model learns to stop.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_ENGLISH = (
+    "The quick brown fox jumps over the lazy dog. You are a helpful assistant. Answer the question. "
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request. Summarize the text in one sentence. "
+    "Translate the sentence into French. Explain why the sky is blue. List three colors. Hello, world! "
+    "system user assistant "
+)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FT_CACHE", Path.home() / ".cache" / "ft")).expanduser()
+
+
+def path_for(shape: TinyModelConfig) -> Path:
+    key = json.dumps({"v": BUILD_VERSION, **dataclasses.asdict(shape)}, sort_keys=True)
+    return cache_root() / f"tiny-llama-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def ensure(shape: TinyModelConfig) -> Path:
+    """The tiny model's directory, built on first use. Concurrent builders race safely (rename)."""
+    target = path_for(shape)
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        _build(shape, staging)
+        staging.rename(target)
+    except OSError:
+        if not (target / "config.json").exists():  # not another process winning the race
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _corpus() -> list[str]:
+    rows = synthetic.generate(list(synthetic.TASKS), 4000, seed=12345)
+    texts = [m["content"] for row in rows for m in row["messages"]]
+    return texts + [" ".join(synthetic.WORDS), " ".join(synthetic.WORDS).upper(), _ENGLISH] * 20
+
+
+def _build(shape: TinyModelConfig, out: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    # Single digits keep arithmetic learnable; byte-level makes any text encodable.
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=shape.vocab_size,
+        special_tokens=[PAD, BOS, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_corpus(), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD, chat_template=CHAT_TEMPLATE
+    )
+    tokenizer.model_max_length = shape.max_position_embeddings
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(shape.seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

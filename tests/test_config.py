@@ -1,0 +1,48 @@
+"""Every recipe and every option of every config group composes and validates (nothing loads)."""
+
+import pytest
+
+from ft import config
+from ft.errors import FtError
+from ft.schema import FtConfig
+
+GROUP_OPTIONS = [(group, option) for group in config.GROUPS if group != "recipe" for option in config.group_options(group)]
+RECIPES = config.group_options("recipe")
+
+
+def test_there_is_something_to_check():
+    assert len(GROUP_OPTIONS) >= 10 and "default" in RECIPES
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_composes(recipe):
+    cfg = config.compose([f"recipe={recipe}"])
+    assert isinstance(cfg, FtConfig) and cfg.recipe == recipe
+    assert config.recipe_descriptions()[recipe], f"recipes/{recipe}.yaml needs a header comment"
+
+
+@pytest.mark.parametrize("group, option", GROUP_OPTIONS)
+def test_every_group_option_composes(group, option):
+    cfg = config.compose([f"{group}={option}"])
+    assert isinstance(cfg, FtConfig)
+
+
+def test_defaults_come_from_the_schema():
+    cfg = config.compose(["recipe=default"])
+    assert cfg.model.attn_implementation == "sdpa"
+    assert cfg.peft.target_modules == "all-linear"
+    assert cfg.training.precision == "auto"
+
+
+def test_hub_ids_are_validated_without_loading():
+    cfg = config.compose(["model=mistral_7b"])
+    assert cfg.model.name_or_path == "mistralai/Mistral-7B-v0.1"
+    with pytest.raises(FtError, match="neither a hub id"):
+        config.compose(["model.name_or_path=not a/valid//id"])
+
+
+def test_yaml_roundtrip_of_resolved_config():
+    import yaml
+
+    cfg = config.compose(["training.max_steps=3"])
+    assert yaml.safe_load(config.to_yaml(cfg))["training"]["max_steps"] == 3
