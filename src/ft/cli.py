@@ -36,6 +36,19 @@ def cmd_train(args) -> int:
     if args.cfg == "job":
         print(config.to_yaml(cfg), end="")
         return 0
+    from ft import distributed
+
+    if cfg.distributed.strategy != "single" and not distributed.is_launched():
+        from ft import hardware, outputs
+
+        gpus = hardware.detect().num_gpus
+        distributed.validate(cfg, gpus)
+        run_dir = outputs.run_dir_for(cfg)
+        outputs.check_run_dir_free(run_dir)
+        code = distributed.relaunch(cfg, run_dir, args.overrides, gpus)
+        if code != 0:
+            raise FtError(f"the training processes failed (exit code {code}); their errors are above")
+        return 0
     from ft.train import train
 
     train(cfg)

@@ -27,7 +27,6 @@ CHOICES = {
     "training.precision": ["auto", "fp32", "bf16", "fp16"],
     "training.eval_strategy": ["no", "steps", "epoch"],
     "training.save_strategy": ["no", "steps", "epoch"],
-    "distributed.strategy": ["single"],
 }
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]
 
@@ -139,6 +138,10 @@ def validate(cfg: FtConfig) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise FtError(f"{key}={value} is not valid: {_did_you_mean(str(value), allowed)}choose one of {', '.join(allowed)}")
+
+    from ft import distributed
+
+    distributed.check_config(cfg)
 
     model = cfg.model
     if model.name_or_path != TINY_MODEL and not Path(model.name_or_path).expanduser().is_dir():

@@ -29,12 +29,23 @@ def run_dir_for(cfg) -> Path:
     return Path(cfg.training.output_dir).expanduser() / name
 
 
-@contextlib.contextmanager
-def new_run_dir(run_dir: Path, config_yaml: str):
-    """Make the run directory with the resolved config in it; remove it again if the setup inside
-    the block fails, so a bad input leaves nothing behind. Refuses to reuse a non-empty one."""
-    if run_dir.exists() and any(run_dir.iterdir()):
+def check_run_dir_free(run_dir: Path) -> None:
+    """A run never writes into another run's directory (a launcher's accelerate config aside)."""
+    from ft.distributed import LAUNCH_CONFIG
+
+    if run_dir.exists() and any(p.name != LAUNCH_CONFIG for p in run_dir.iterdir()):
         raise FtError(f"run directory {run_dir} already exists and is not empty: set another training.run_name or remove it")
+
+
+@contextlib.contextmanager
+def new_run_dir(run_dir: Path, config_yaml: str, create: bool = True):
+    """Make the run directory with the resolved config in it; remove it again if the setup inside
+    the block fails, so a bad input leaves nothing behind. Only the main process creates it
+    (create=True); the other ranks just use it."""
+    if not create:
+        yield run_dir
+        return
+    check_run_dir_free(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_yaml)

@@ -116,9 +116,16 @@ class LoggingConfig:
 
 @dataclass
 class DistributedConfig:
-    """Seam for the distributed issue: `single` is one process, whatever launched it."""
+    """How `python -m ft train` scales out. `single` runs in this process (or in each process an
+    outside `accelerate launch` started); any other strategy relaunches under `accelerate launch`."""
 
-    strategy: str = "single"
+    strategy: str = "single"  # single | ddp | fsdp | fsdp_qlora | zero2 | zero3 | zero3_offload
+    num_processes: Optional[int] = None  # per machine; None: one per GPU
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str = "127.0.0.1"
+    main_process_port: int = 29500
+    timeout_s: int = 1800  # how long a rank waits for the others (process group, barriers)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft import adapters, data, hardware, models, outputs
+from ft import adapters, data, distributed, hardware, models, outputs
 from ft.config import to_yaml
 
 
@@ -54,6 +54,9 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
         use_cpu=hw.device == "cpu",
         activation_checkpointing=hardware.activation_checkpointing(t.activation_checkpointing, hw),
         eval_strategy=t.eval_strategy if has_eval else "no",
+        # The untrained model's eval, run by the trainer itself: a separate evaluate() before
+        # train() leaves the model unwrapped, so DDP would silently train unsynchronised replicas.
+        eval_on_start=t.eval_before_training and has_eval,
         eval_steps=t.eval_steps,
         save_strategy=t.save_strategy,
         save_steps=t.save_steps,
@@ -62,6 +65,7 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
         logging_first_step=True,
         report_to=list(cfg.logging.report_to) or "none",
         dataloader_num_workers=t.dataloader_num_workers,
+        ddp_timeout=cfg.distributed.timeout_s,
     )
 
 
@@ -87,29 +91,57 @@ def build_trainer(cfg, run_dir: Path):
 
 
 def train(cfg) -> TrainResult:
-    run_dir = outputs.run_dir_for(cfg)
-    with outputs.new_run_dir(run_dir, to_yaml(cfg)):  # removed again if the setup fails
-        print(f"ft: run directory {run_dir}", flush=True)
-        trainer = build_trainer(cfg, run_dir)
-    _print_trainable(trainer.model)
-    metrics = {}
-    if cfg.training.eval_before_training and trainer.eval_dataset is not None:
-        metrics.update(trainer.evaluate(metric_key_prefix="base"))
-        trainer.save_metrics("base", metrics)
+    hw = hardware.detect()
+    ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
+    main = ranks.is_main_process
+    run_dir = Path(distributed.shared_value(str(outputs.run_dir_for(cfg)), ranks))  # rank 0's name
+    with outputs.new_run_dir(run_dir, to_yaml(cfg), create=main):  # removed again if setup fails
+        if main:
+            print(f"ft: run directory {run_dir}", flush=True)
+        distributed.wait_for_everyone(ranks, "run directory", cfg.distributed.timeout_s)
+        with ranks.main_process_first():  # data prepared once; the other ranks reuse the cache
+            trainer = build_trainer(cfg, run_dir)
+    if main:
+        _print_trainable(trainer.model)
 
     train_output = trainer.train()
-    metrics.update(train_output.metrics)
+    metrics = dict(train_output.metrics)
+    if trainer.args.eval_on_start:
+        metrics["base_loss"] = next(row["eval_loss"] for row in trainer.state.log_history if "eval_loss" in row)
+        trainer.save_metrics("base", {"base_loss": metrics["base_loss"]})
     trainer.save_metrics("train", train_output.metrics)
     if trainer.eval_dataset is not None:
         final_eval = trainer.evaluate()
         metrics.update(final_eval)
         trainer.save_metrics("eval", final_eval)
 
-    trainer.save_model(str(run_dir))  # adapter (or full weights) + tokenizer, safetensors
+    trainer.save_model(str(run_dir))  # every rank: ZeRO-3 gathers the weights; rank 0 writes
     trainer.save_state()
-    outputs.plot_loss(trainer.state.log_history, run_dir / "loss.png")
-    _print_summary(run_dir, metrics)
+    _report_ranks(trainer, ranks)
+    if main:
+        outputs.plot_loss(trainer.state.log_history, run_dir / "loss.png")
+        _print_summary(run_dir, metrics)
     return TrainResult(run_dir=run_dir, trainer=trainer, metrics=metrics)
+
+
+def _report_ranks(trainer, ranks) -> None:
+    """With several processes: say how many trained, and check they hold the same weights."""
+    if ranks.num_processes == 1:
+        return
+    from accelerate.utils import gather_object
+
+    sharded = trainer.is_fsdp_enabled or (
+        trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+    )
+    checksums = gather_object([None if sharded else distributed.parameter_checksum(trainer.model)])
+    if not ranks.is_main_process:
+        return
+    print(f"ft: trained on {ranks.num_processes} processes (world size {ranks.num_processes})", flush=True)
+    if not sharded:
+        if max(checksums) - min(checksums) <= 1e-6 * max(1.0, abs(checksums[0])):
+            print(f"ft: trainable parameters identical on every rank (checksum {checksums[0]:.6f})", flush=True)
+        else:
+            print(f"ft: warning: trainable parameters differ between ranks: {checksums}", flush=True)
 
 
 def _print_trainable(model) -> None:

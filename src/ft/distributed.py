@@ -1,0 +1,192 @@
+"""Scaling out through Accelerate: the accelerate config for each `distributed` option, the relaunch
+of `python -m ft train` under `accelerate launch`, and the rank-safety helpers the training path
+uses (one shared run dir, main-process-first data preparation, barriers that say who is missing).
+
+Nothing here launches processes by hand: `accelerate launch` (torchrun / the DeepSpeed launcher
+underneath) does. ft only composes its config file and command line.
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from ft.errors import FtError
+from ft.schema import DistributedConfig, FtConfig
+
+STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
+DEEPSPEED = {"zero2", "zero3", "zero3_offload"}
+FSDP = {"fsdp", "fsdp_qlora"}
+LAUNCH_CONFIG = "accelerate_config.yaml"  # written into the run dir by the relaunch
+
+
+def is_launched() -> bool:
+    """True inside a process started by accelerate launch / torchrun / deepspeed."""
+    return "LOCAL_RANK" in os.environ or "WORLD_SIZE" in os.environ
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def processes_per_machine(dist: DistributedConfig, gpus: int) -> int:
+    if dist.num_processes is not None:
+        return dist.num_processes
+    if gpus == 0:
+        raise FtError(
+            f"distributed={dist.strategy} on a machine without GPUs: set distributed.num_processes=N "
+            "to run N CPU processes (gloo)"
+        )
+    return gpus
+
+
+def accelerate_config(cfg: FtConfig, gpus: int) -> dict:
+    """The accelerate config file contents for cfg.distributed (node-independent: the machine rank
+    goes on the command line, so every node of a multi-node run writes the same file)."""
+    dist = cfg.distributed
+    per_machine = processes_per_machine(dist, gpus)
+    config = {
+        "compute_environment": "LOCAL_MACHINE",
+        "debug": False,
+        # MULTI_GPU even on CPU: accelerate's --cpu / use_cpu path silently starts ONE process.
+        # Without CUDA the processes fall back to gloo.
+        "distributed_type": "MULTI_GPU",
+        "num_machines": dist.num_machines,
+        "num_processes": per_machine * dist.num_machines,
+        "machine_rank": 0,
+        "main_process_ip": dist.main_process_ip,
+        "main_process_port": dist.main_process_port,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "mixed_precision": "no",  # the trainer's bf16/fp16 arguments decide precision
+        "use_cpu": False,
+    }
+    if dist.strategy in DEEPSPEED:
+        stage = 2 if dist.strategy == "zero2" else 3
+        offload = "cpu" if dist.strategy == "zero3_offload" else "none"
+        config["distributed_type"] = "DEEPSPEED"
+        config["deepspeed_config"] = {
+            "zero_stage": stage,
+            "offload_optimizer_device": offload,
+            "offload_param_device": offload if stage == 3 else "none",
+            "zero3_init_flag": stage == 3,
+            "zero3_save_16bit_model": stage == 3,  # gather the weights on save: no empty adapters
+            "gradient_accumulation_steps": cfg.training.gradient_accumulation_steps,
+            "gradient_clipping": cfg.optim.max_grad_norm,
+        }
+    elif dist.strategy in FSDP:
+        config["distributed_type"] = "FSDP"
+        config["fsdp_config"] = {
+            "fsdp_version": 2,
+            "fsdp_reshard_after_forward": True,  # FULL_SHARD
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # layer classes from _no_split_modules
+            "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+            "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_offload_params": False,
+            "fsdp_activation_checkpointing": False,
+        }
+    return config
+
+
+def launch_command(cfg: FtConfig, config_file: Path, overrides: list[str]) -> list[str]:
+    dist = cfg.distributed
+    return [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(config_file),
+        "--machine_rank", str(dist.machine_rank),
+        "-m", "ft", "train", *overrides,
+    ]
+
+
+def relaunch(cfg: FtConfig, run_dir: Path, overrides: list[str], gpus: int) -> int:
+    """Run `accelerate launch ... -m ft train <overrides>` with a generated config; returns its
+    exit code. Every process it starts uses run_dir (passed down in FT_RUN_DIR)."""
+    import yaml
+
+    from ft.outputs import RUN_DIR_ENV
+
+    config = accelerate_config(cfg, gpus)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / LAUNCH_CONFIG
+    staging = config_file.with_name(f".{LAUNCH_CONFIG}.{os.getpid()}")
+    staging.write_text(yaml.safe_dump(config, sort_keys=False))
+    staging.replace(config_file)  # atomic: nodes sharing the run dir write the same content
+    command = launch_command(cfg, config_file, overrides)
+    print(f"ft: launching {config['num_processes']} processes on {cfg.distributed.num_machines} machine(s):", flush=True)
+    print(f"ft:   {RUN_DIR_ENV}={shlex.quote(str(run_dir))} {shlex.join(command)}", flush=True)
+    return subprocess.run(command, env={**os.environ, RUN_DIR_ENV: str(run_dir)}).returncode
+
+
+def validate(cfg: FtConfig, gpus: int) -> None:
+    """Rules that need to know the machine (run before launching or loading anything)."""
+    dist = cfg.distributed
+    if dist.strategy in FSDP and gpus == 0:
+        raise FtError(
+            f"distributed={dist.strategy}: FSDP through Accelerate needs GPUs and this machine has none; "
+            "use distributed=ddp (or zero2/zero3) with distributed.num_processes=N on CPU"
+        )
+    if dist.strategy in DEEPSPEED:
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            raise FtError(f"distributed={dist.strategy} needs DeepSpeed: pip install 'ft[deepspeed]'") from None
+    if dist.num_machines > 1 and not (cfg.training.run_name or os.environ.get("FT_RUN_DIR")):
+        raise FtError(
+            "a multi-node run needs one run directory shared by every node: set training.run_name=NAME "
+            "(on a shared filesystem) or FT_RUN_DIR"
+        )
+
+
+def check_config(cfg: FtConfig) -> None:
+    """Rules on the config alone (no machine facts): called by ft.config.validate."""
+    dist = cfg.distributed
+    if dist.strategy not in STRATEGIES:
+        raise FtError(f"distributed.strategy={dist.strategy} is not valid: choose one of {', '.join(STRATEGIES)}")
+    if not 0 <= dist.machine_rank < dist.num_machines:
+        raise FtError(f"distributed.machine_rank={dist.machine_rank} must be in [0, num_machines={dist.num_machines})")
+    if dist.num_processes is not None and dist.num_processes < 1:
+        raise FtError("distributed.num_processes must be >= 1")
+
+
+# --- inside the launched processes -----------------------------------------------------------
+
+
+def state(timeout_s: int, cpu: bool):
+    """Accelerate's PartialState (initialises the process group once, with ft's timeout). On CPU it
+    must be told so, or each launched process believes it is alone."""
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    return PartialState(cpu=cpu, timeout=timedelta(seconds=timeout_s))
+
+
+def shared_value(value, state):
+    """Rank 0's value on every rank (e.g. a timestamped run dir name)."""
+    if state.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
+
+
+def wait_for_everyone(state, phase: str, timeout_s: int) -> None:
+    """A barrier that, when it times out, says which rank waited where."""
+    if state.num_processes == 1:
+        return
+    try:
+        state.wait_for_everyone()
+    except Exception as e:  # torch raises DistBackendError / RuntimeError on a timed-out barrier
+        raise FtError(
+            f"rank {state.process_index} of {state.num_processes} waited more than {timeout_s}s for the "
+            f"other ranks at '{phase}' and gave up ({type(e).__name__}); a rank crashed or never started "
+            "(check every node's log, main_process_ip/port and the firewall)"
+        ) from None
+
+
+def parameter_checksum(model) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float(sum(p.detach().float().sum().item() for p in model.parameters() if p.requires_grad))
