@@ -44,7 +44,8 @@ def cmd_train(args) -> int:
         gpus = hardware.detect().num_gpus
         distributed.validate(cfg, gpus)
         run_dir = outputs.run_dir_for(cfg)
-        outputs.check_run_dir_free(run_dir)
+        if cfg.distributed.machine_rank == 0:  # the other nodes join the run dir it starts
+            outputs.check_run_dir_free(run_dir)
         code = distributed.relaunch(cfg, run_dir, args.overrides, gpus)
         if code != 0:
             raise FtError(f"the training processes failed (exit code {code}); their errors are above")
@@ -52,6 +53,26 @@ def cmd_train(args) -> int:
     from ft.train import train
 
     train(cfg)
+    return 0
+
+
+def cmd_sbatch(args) -> int:
+    from ft import config, slurm
+
+    if args.nodes < 1 or args.gpus_per_node < 1:
+        raise FtError("--nodes and --gpus-per-node must be >= 1")
+    cfg = config.compose(args.overrides)  # a typo fails now, not on the cluster
+    script = slurm.sbatch_script(cfg, args.overrides, args.nodes, args.gpus_per_node, args.time,
+                                 args.partition, args.cpus_per_task, args.port)
+    if args.output is None:
+        print(script, end="")
+        return 0
+    from pathlib import Path
+
+    if Path(args.output).exists():
+        raise FtError(f"{args.output} already exists: choose another --output or remove it")
+    Path(args.output).write_text(script)
+    print(f"ft: wrote {args.output}; submit it with: sbatch {args.output}")
     return 0
 
 
@@ -83,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME, GROUP=OPTION or a.b.c=VALUE")
     train.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
     train.set_defaults(run=cmd_train)
+    sbatch = commands.add_parser(
+        "sbatch",
+        help="write a SLURM batch script that trains a recipe on N nodes x G GPUs",
+        description="Print (or write with --output) an sbatch script running `ft train` on every node.",
+    )
+    sbatch.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
+    sbatch.add_argument("--nodes", type=int, required=True)
+    sbatch.add_argument("--gpus-per-node", type=int, required=True)
+    sbatch.add_argument("--time", default="24:00:00", help="SLURM time limit (default 24:00:00)")
+    sbatch.add_argument("--partition", default=None)
+    sbatch.add_argument("--cpus-per-task", type=int, default=16)
+    sbatch.add_argument("--port", type=int, default=29500, help="rendezvous port on the first node")
+    sbatch.add_argument("--output", default=None, help="write the script here instead of stdout")
+    sbatch.set_defaults(run=cmd_sbatch)
     recipes = commands.add_parser("recipes", help="list the recipes with a one-line description each")
     recipes.set_defaults(run=cmd_recipes)
     return parser

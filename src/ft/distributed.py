@@ -149,6 +149,21 @@ def check_config(cfg: FtConfig) -> None:
         raise FtError("distributed.num_processes must be >= 1")
 
 
+def check_engine(cfg: FtConfig) -> None:
+    """Inside launched processes: the engine accelerate started must be the one asked for."""
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    if deepspeed and fsdp:
+        raise FtError("DeepSpeed and FSDP are exclusive, and the accelerate launch enables both: keep one")
+    strategy = cfg.distributed.strategy
+    if (strategy in DEEPSPEED and fsdp) or (strategy in FSDP and deepspeed):
+        launched = "FSDP" if fsdp else "DeepSpeed"
+        raise FtError(
+            f"distributed={strategy} but accelerate launched {launched}: drop distributed=... when "
+            "using your own accelerate config, or launch with `python -m ft train distributed=...`"
+        )
+
+
 # --- inside the launched processes -----------------------------------------------------------
 
 

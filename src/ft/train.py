@@ -71,14 +71,16 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
 
 def build_trainer(cfg, run_dir: Path):
     """Everything up to a ready SFTTrainer (data prepared, model wrapped); nothing trained yet."""
+    from accelerate import PartialState
     from trl import SFTTrainer
 
     hw = hardware.detect()
-    train_dataset, eval_dataset = data.load(cfg.data)
+    with PartialState().main_process_first():  # read, convert (and build the tiny model) once
+        train_dataset, eval_dataset = data.load(cfg.data)
+        tokenizer = models.load_tokenizer(cfg.model)
     args = sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None)
-    tokenizer = models.load_tokenizer(cfg.model)
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
-    model = models.load_model(cfg.model, dtype)
+    model = models.load_model(cfg.model, dtype)  # on every rank at once: ZeRO-3 loading is collective
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     return SFTTrainer(
         model=model,
@@ -91,6 +93,7 @@ def build_trainer(cfg, run_dir: Path):
 
 
 def train(cfg) -> TrainResult:
+    distributed.check_engine(cfg)
     hw = hardware.detect()
     ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
     main = ranks.is_main_process
@@ -99,8 +102,7 @@ def train(cfg) -> TrainResult:
         if main:
             print(f"ft: run directory {run_dir}", flush=True)
         distributed.wait_for_everyone(ranks, "run directory", cfg.distributed.timeout_s)
-        with ranks.main_process_first():  # data prepared once; the other ranks reuse the cache
-            trainer = build_trainer(cfg, run_dir)
+        trainer = build_trainer(cfg, run_dir)
     if main:
         _print_trainable(trainer.model)
 
@@ -145,8 +147,11 @@ def _report_ranks(trainer, ranks) -> None:
 
 
 def _print_trainable(model) -> None:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    def numel(p):  # ZeRO-3 partitions parameters; ds_numel is the full size
+        return getattr(p, "ds_numel", p.numel())
+
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(numel(p) for p in model.parameters())
     print(f"ft: trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
 
 

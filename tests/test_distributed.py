@@ -1,0 +1,190 @@
+"""Scaling out on CPU with real processes (gloo): DDP, DeepSpeed ZeRO-2/3, two "nodes" on
+127.0.0.1, plus the generated accelerate configs and the SLURM script."""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import run_ft
+from ft import config, distributed
+from ft.errors import FtError
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+# Deterministic short runs: no dropout, a loss logged every step.
+SMALL = ["training.max_steps=4", "training.logging_steps=1", "training.save_strategy=no", "logging=none",
+         "data.synthetic.num_examples=200", "peft.lora_dropout=0", "training.eval_before_training=false",
+         "training.eval_strategy=no"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def step_losses(run_dir: Path) -> list[float]:
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    return [row["loss"] for row in history if "loss" in row]
+
+
+# --- generated configs and validation (fast) -----------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", distributed.STRATEGIES[1:])
+def test_accelerate_config_for_every_option(strategy):
+    cfg = config.compose([f"distributed={strategy}", "distributed.num_processes=4", "distributed.num_machines=2",
+                          "training.gradient_accumulation_steps=3"])
+    generated = distributed.accelerate_config(cfg, gpus=4)
+    assert generated["num_processes"] == 8 and generated["num_machines"] == 2
+    assert generated["use_cpu"] is False  # use_cpu makes accelerate start a single process
+    if strategy == "ddp":
+        assert generated["distributed_type"] == "MULTI_GPU"
+    elif strategy in distributed.DEEPSPEED:
+        ds = generated["deepspeed_config"]
+        assert generated["distributed_type"] == "DEEPSPEED"
+        assert ds["zero_stage"] == (2 if strategy == "zero2" else 3)
+        assert ds["gradient_accumulation_steps"] == 3
+        assert ds["zero3_save_16bit_model"] == (ds["zero_stage"] == 3)
+        assert ds["offload_optimizer_device"] == ("cpu" if strategy == "zero3_offload" else "none")
+        assert ds["offload_param_device"] == ("cpu" if strategy == "zero3_offload" else "none")
+    else:
+        fsdp = generated["fsdp_config"]
+        assert generated["distributed_type"] == "FSDP"
+        assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True
+        assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+        assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+        assert fsdp["fsdp_cpu_ram_efficient_loading"] is True
+    # accelerate itself accepts the file
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    ClusterConfig(**generated)
+
+
+def test_top_level_accelerate_config_is_multi_process_ddp():
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "accelerate_config.yaml").read_text())
+    assert shipped["distributed_type"] == "MULTI_GPU" and shipped["use_cpu"] is False
+
+
+@pytest.mark.parametrize("override, message", [
+    (["distributed=fsdp"], "FSDP through Accelerate needs GPUs"),
+    (["distributed=fsdp_qlora"], "FSDP through Accelerate needs GPUs"),
+    (["distributed=ddp"], "set distributed.num_processes=N"),
+    (["distributed=ddp", "distributed.num_processes=1", "distributed.num_machines=2"], "needs one run directory"),
+])
+def test_launch_rules_on_a_cpu_machine(override, message, tmp_path):
+    result = run_ft("train", *override, f"training.output_dir={tmp_path}")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_machine_rank_must_fit():
+    with pytest.raises(FtError, match="machine_rank=2"):
+        config.compose(["distributed.num_machines=2", "distributed.machine_rank=2"])
+
+
+def test_deepspeed_and_fsdp_are_exclusive(monkeypatch):
+    cfg = config.compose(["distributed=zero3"])
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(FtError, match="accelerate launched FSDP"):
+        distributed.check_engine(cfg)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(FtError, match="exclusive"):
+        distributed.check_engine(config.compose([]))
+
+
+def test_sbatch_script(tmp_path):
+    out = tmp_path / "job.sbatch"
+    result = run_ft("sbatch", "--nodes", "4", "--gpus-per-node", "8", "--partition", "gpu", "--output", str(out),
+                    "recipe=default", "training.learning_rate=1e-4", "training.run_name=big", "distributed=zero3")
+    assert result.returncode == 0, result.stderr
+    script = out.read_text()
+    for line in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --partition=gpu", "export FT_RUN_DIR=runs/big-$SLURM_JOB_ID",
+                 "distributed=zero3 distributed.num_machines=4 distributed.num_processes=8",
+                 'distributed.machine_rank="$SLURM_NODEID"', "recipe=default training.learning_rate=1e-4"):
+        assert line in script, line
+    assert subprocess.run(["bash", "-n", str(out)]).returncode == 0
+    again = run_ft("sbatch", "--nodes", "1", "--gpus-per-node", "1", "--output", str(out), "recipe=default")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    typo = run_ft("sbatch", "--nodes", "1", "--gpus-per-node", "1", "training.leraning_rate=1")
+    assert typo.returncode == 2 and "learning_rate" in typo.stderr
+
+
+# --- real processes -----------------------------------------------------------------------
+
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
+    port = free_port()
+    ddp = run_ft("train", *SMALL, "distributed=ddp", "distributed.num_processes=2",
+                 f"distributed.main_process_port={port}", "training.per_device_train_batch_size=4",
+                 f"training.output_dir={tmp_path}", "training.run_name=ddp")
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "ft: launching 2 processes" in ddp.stdout and "accelerate.commands.launch" in ddp.stdout
+    assert "world size 2" in ddp.stdout  # not just an exit code: accelerate can silently start one
+    assert "identical on every rank" in ddp.stdout
+    single = run_ft("train", *SMALL, "training.per_device_train_batch_size=8",
+                    f"training.output_dir={tmp_path}", "training.run_name=single")
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp_losses, single_losses = step_losses(tmp_path / "ddp"), step_losses(tmp_path / "single")
+    assert len(ddp_losses) == len(single_losses) == 4
+    assert max(abs(a - b) for a, b in zip(ddp_losses, single_losses)) <= 1e-5, (ddp_losses, single_losses)
+
+
+def _launch_worker(tmp_path, strategy, run_name):
+    cfg = config.compose([f"distributed={strategy}", "distributed.num_processes=2",
+                          f"distributed.main_process_port={free_port()}"])
+    config_file = tmp_path / f"{strategy}.yaml"
+    config_file.write_text(yaml.safe_dump(distributed.accelerate_config(cfg, gpus=0)))
+    out = tmp_path / f"{strategy}.pt"
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), str(WORKER),
+         str(out), *SMALL, f"training.output_dir={tmp_path}", f"training.run_name={run_name}"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(out), tmp_path / run_name
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("strategy", ["zero2", "zero3"])
+def test_deepspeed_saves_a_full_adapter_that_reloads(strategy, tmp_path, tiny_model_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rank0, run_dir = _launch_worker(tmp_path, strategy, strategy)
+    assert rank0["world_size"] == 2
+    adapter = run_dir / "adapter_model.safetensors"
+    assert adapter.stat().st_size > 100_000  # the ZeRO-3 "40-byte adapter" would fail here
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), run_dir).eval()
+    with torch.no_grad():
+        logits = model(**tokenizer(rank0["prompts"], return_tensors="pt", padding=True)).logits
+    assert (logits - rank0["logits"]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_nodes_on_localhost_train_together(tmp_path):
+    port = free_port()
+    common = ["distributed=ddp", "distributed.num_machines=2", "distributed.num_processes=1",
+              f"distributed.main_process_port={port}", *SMALL, f"training.output_dir={tmp_path}",
+              "training.run_name=two-nodes"]
+    nodes = [subprocess.Popen([sys.executable, "-m", "ft", "train", *common, f"distributed.machine_rank={rank}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (stdout, stderr) in zip(nodes, outputs):
+        assert node.returncode == 0, stderr[-3000:]
+    assert "world size 2" in outputs[0][0]
+    assert "identical on every rank" in outputs[0][0]
+    assert (tmp_path / "two-nodes" / "adapter_model.safetensors").is_file()
