@@ -75,6 +75,17 @@ def test_cli_rejects_with_one_line_and_exit_2(tmp_path, overrides, message):
     assert not (tmp_path / "r").exists(), "nothing is written for a rejected config"
 
 
+def test_wandb_online_without_credentials_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    cfg = config.compose(["logging=wandb"])
+    with pytest.raises(FtError, match="no W&B credentials"):
+        hardware.check_requirements(cfg, hardware.Hardware("cpu", False, 0))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    hardware.check_requirements(cfg, hardware.Hardware("cpu", False, 0))
+
+
 # --- optimizers ------------------------------------------------------------------------------------
 
 @pytest.mark.slow
