@@ -8,6 +8,8 @@ from ft.schema import FtConfig
 
 GROUP_OPTIONS = [(group, option) for group in config.GROUPS if group != "recipe" for option in config.group_options(group)]
 RECIPES = config.group_options("recipe")
+# Options that only make sense together with another choice (validated as a combination).
+COMPANIONS = {("optim", name): ["peft=none"] for name in ("galore", "galore_layerwise", "galore_8bit")}
 
 
 def test_there_is_something_to_check():
@@ -23,7 +25,7 @@ def test_every_recipe_composes(recipe):
 
 @pytest.mark.parametrize("group, option", GROUP_OPTIONS)
 def test_every_group_option_composes(group, option):
-    cfg = config.compose([f"{group}={option}"])
+    cfg = config.compose([f"{group}={option}", *COMPANIONS.get((group, option), [])])
     assert isinstance(cfg, FtConfig)
 
 

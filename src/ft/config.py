@@ -27,6 +27,7 @@ CHOICES = {
     "training.precision": ["auto", "fp32", "bf16", "fp16"],
     "training.eval_strategy": ["no", "steps", "epoch"],
     "training.save_strategy": ["no", "steps", "epoch"],
+    "training.packing_strategy": ["bfd", "bfd_split"],
 }
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]
 
@@ -167,6 +168,35 @@ def validate(cfg: FtConfig) -> None:
         raise FtError("set training.max_steps > 0 or training.num_train_epochs > 0")
     if training.learning_rate <= 0:
         raise FtError(f"training.learning_rate must be > 0, got {training.learning_rate}")
+    _validate_techniques(cfg)
+
+
+def _validate_techniques(cfg: FtConfig) -> None:
+    """Optimizer / packing / callback combinations. Hardware needs (CUDA, flash-attn, Liger) are
+    checked by ft.hardware.check_requirements when training starts, so GPU recipes compose anywhere."""
+    optim, training, callbacks = cfg.optim, cfg.training, cfg.callbacks
+    if optim.name.startswith("galore"):
+        if cfg.peft.method != "none":
+            raise FtError(
+                f"optim.name={optim.name}: GaLore is a full-parameter optimizer and cannot train a PEFT adapter "
+                f"(peft.method={cfg.peft.method}): use peft=none, or another optimizer (e.g. optim=adamw_8bit)"
+            )
+        if not optim.target_modules:
+            raise FtError(f"optim.name={optim.name} needs optim.target_modules (the Linear layers to project, e.g. [q_proj, v_proj])")
+        if optim.name.endswith("layerwise") and training.gradient_accumulation_steps != 1:
+            raise FtError(f"optim.name={optim.name} steps during backward and cannot accumulate gradients: set training.gradient_accumulation_steps=1")
+    elif optim.target_modules:
+        raise FtError(f"optim.target_modules is for GaLore optimizers only (optim.name={optim.name}): remove it or use optim=galore")
+    if training.padding_free and not training.packing:
+        raise FtError("training.padding_free=true without packing would not enforce training.max_length: set training.packing=true (bfd packing is padding-free)")
+    if training.neftune_noise_alpha is not None and training.neftune_noise_alpha <= 0:
+        raise FtError(f"training.neftune_noise_alpha must be > 0 (e.g. 5), or null to turn NEFTune off; got {training.neftune_noise_alpha}")
+    needs_eval = [name for name, on in (("callbacks.sample_prompts", bool(callbacks.sample_prompts)),
+                                        ("callbacks.early_stopping_patience", callbacks.early_stopping_patience is not None)) if on]
+    if needs_eval and (training.eval_strategy == "no" or (cfg.data.eval_size == 0 and cfg.data.eval_split is None)):
+        raise FtError(f"{needs_eval[0]} acts at evaluation time, but this run never evaluates: set training.eval_strategy=steps and data.eval_size > 0")
+    if callbacks.early_stopping_patience is not None and callbacks.early_stopping_patience < 1:
+        raise FtError(f"callbacks.early_stopping_patience must be >= 1 (evaluations without improvement), got {callbacks.early_stopping_patience}")
 
 
 def _check_hub_id(name: str, key: str, alternative: str) -> None:

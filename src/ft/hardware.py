@@ -47,3 +47,46 @@ def torch_dtype(model_dtype: str, run_precision: str):
 
 def activation_checkpointing(requested: bool | None, hw: Hardware) -> bool:
     return hw.device == "cuda" if requested is None else requested
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def check_requirements(cfg, hw: Hardware) -> None:
+    """What the config asks of this machine and its packages, checked before anything loads."""
+    attn, optim = cfg.model.attn_implementation, cfg.optim.name
+    if attn == "flash_attention_2":
+        if hw.device != "cuda":
+            raise FtError("model.attn_implementation=flash_attention_2 needs a CUDA GPU; this machine has none: use sdpa (the default) or eager")
+        if not _installed("flash_attn"):
+            raise FtError("model.attn_implementation=flash_attention_2 needs flash-attn: pip install -e '.[gpu]', or use sdpa")
+    if cfg.training.use_liger_kernel:
+        if hw.device != "cuda":
+            raise FtError("training.use_liger_kernel=true needs a CUDA GPU (Liger kernels are Triton); this machine has none: set it to false")
+        if not _installed("liger_kernel"):
+            raise FtError("training.use_liger_kernel=true needs liger-kernel: pip install -e '.[gpu]'")
+    if optim.startswith("galore"):
+        if not _installed("galore_torch"):
+            raise FtError(f"optim.name={optim} needs galore-torch: pip install galore-torch==1.0")
+        if "8bit" in optim and hw.device != "cuda":
+            raise FtError(f"optim.name={optim} (GaLore with 8-bit state) needs a CUDA GPU; this machine has none: use optim=galore")
+    if ("8bit" in optim or "bnb" in optim) and not _installed("bitsandbytes"):
+        raise FtError(f"optim.name={optim} needs bitsandbytes: pip install -e '.[quant]'")
+    if "wandb" in cfg.logging.report_to:
+        _check_wandb()
+
+
+def _check_wandb() -> None:
+    import os
+    from pathlib import Path
+
+    if not _installed("wandb"):
+        raise FtError("logging=wandb needs wandb: pip install -e '.[wandb]', or use logging=tensorboard")
+    if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
+        return
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    if not (netrc.is_file() and "api.wandb.ai" in netrc.read_text()):
+        raise FtError("logging=wandb: no W&B credentials (WANDB_API_KEY or `wandb login`): log in, or set WANDB_MODE=offline to log to the run directory")

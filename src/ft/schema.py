@@ -47,6 +47,13 @@ class PeftConfig:
 
 
 @dataclass
+class GaloreConfig:
+    rank: int = 128
+    update_proj_gap: int = 200  # steps between recomputing the projection (an SVD per matrix)
+    scale: float = 0.25
+
+
+@dataclass
 class OptimConfig:
     name: str = "adamw_torch"  # a transformers `optim` name
     weight_decay: float = 0.0
@@ -55,6 +62,10 @@ class OptimConfig:
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
     optim_args: Optional[str] = None  # extra "k=v,k=v" passed to the optimizer
+    # GaLore (optim names galore_*): which Linear layers get low-rank gradient projection
+    # (transformers' optim_target_modules: names or regexes), and the projection's settings.
+    target_modules: Any = None
+    galore: GaloreConfig = field(default_factory=GaloreConfig)
 
 
 @dataclass
@@ -93,10 +104,16 @@ class TrainingConfig:
     warmup_steps: float = 0.03  # an int number of steps, or a float < 1 as a ratio of the run
     max_length: int = 1024
     packing: bool = False
+    packing_strategy: str = "bfd"  # bfd | bfd_split: best-fit decreasing, sequences isolated by position_ids
+    padding_free: bool = False  # flatten each batch into one row; bfd packing always is
+    neftune_noise_alpha: Optional[float] = None  # NEFTune embedding noise; None = off (e.g. 5)
     assistant_only_loss: bool = True  # conversational data: loss on assistant turns only
     completion_only_loss: Optional[bool] = None  # prompt-completion data: None = TRL's default (on)
     precision: str = "auto"  # auto (from the hardware) | fp32 | bf16 | fp16
     activation_checkpointing: Optional[bool] = None  # None: on with CUDA, off on CPU
+    activation_checkpointing_use_reentrant: bool = False  # torch.utils.checkpoint's use_reentrant
+    use_liger_kernel: bool = False  # Liger Triton kernels (GPU only, needs liger-kernel)
+    torch_compile: bool = False  # torch.compile the model
     eval_strategy: str = "steps"  # no | steps | epoch
     eval_steps: float = 0.2  # an int number of steps, or a float < 1 as a ratio of the run
     save_strategy: str = "steps"  # no | steps | epoch
@@ -112,6 +129,17 @@ class TrainingConfig:
 class LoggingConfig:
     report_to: List[str] = field(default_factory=lambda: ["tensorboard"])
     project: str = "ft"  # W&B / trackio project name
+
+
+@dataclass
+class CallbacksConfig:
+    """ft's trainer callbacks (src/ft/callbacks.py)."""
+
+    sample_prompts: List[str] = field(default_factory=list)  # generated greedily at every eval
+    sample_max_new_tokens: int = 48
+    throughput: bool = True  # tokens/s and peak memory in every training log
+    early_stopping_patience: Optional[int] = None  # evals without eval_loss improvement; None = off
+    early_stopping_threshold: float = 0.0  # minimum eval_loss improvement that counts
 
 
 @dataclass
@@ -137,4 +165,5 @@ class FtConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     recipe: Optional[str] = None  # filled in with the chosen recipe's name

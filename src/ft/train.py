@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft import adapters, data, distributed, hardware, models, outputs
+from ft import adapters, callbacks, data, distributed, hardware, models, outputs
 from ft.config import to_yaml
 
 
@@ -26,7 +26,10 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
 
     t, o = cfg.training, cfg.optim
     precision = hardware.precision(t.precision, hw)
+    checkpointing = hardware.activation_checkpointing(t.activation_checkpointing, hw)
+    early_stopping = cfg.callbacks.early_stopping_patience is not None and has_eval
     return SFTConfig(
+        **_technique_args(cfg, has_eval),
         output_dir=str(run_dir),
         run_name=run_dir.name,
         seed=t.seed,
@@ -39,7 +42,7 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_steps,
         optim=o.name,
-        optim_args=o.optim_args,
+        optim_args=_optim_args(o),
         weight_decay=o.weight_decay,
         adam_beta1=o.adam_beta1,
         adam_beta2=o.adam_beta2,
@@ -52,14 +55,16 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=hw.device == "cpu",
-        activation_checkpointing=hardware.activation_checkpointing(t.activation_checkpointing, hw),
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": t.activation_checkpointing_use_reentrant} if checkpointing else None,
         eval_strategy=t.eval_strategy if has_eval else "no",
         # The untrained model's eval, run by the trainer itself: a separate evaluate() before
         # train() leaves the model unwrapped, so DDP would silently train unsynchronised replicas.
         eval_on_start=t.eval_before_training and has_eval,
         eval_steps=t.eval_steps,
-        save_strategy=t.save_strategy,
-        save_steps=t.save_steps,
+        # early stopping loads the best checkpoint at the end: one is saved at every evaluation
+        save_strategy=t.eval_strategy if early_stopping else t.save_strategy,
+        save_steps=t.eval_steps if early_stopping else t.save_steps,
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
         logging_first_step=True,
@@ -67,6 +72,32 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
         dataloader_num_workers=t.dataloader_num_workers,
         ddp_timeout=cfg.distributed.timeout_s,
     )
+
+
+def _optim_args(o) -> str | None:
+    """optim.optim_args, plus the GaLore projection settings for galore_* optimizers."""
+    parts = [o.optim_args] if o.optim_args else []
+    if o.name.startswith("galore"):
+        parts.append(f"rank={o.galore.rank},update_proj_gap={o.galore.update_proj_gap},scale={o.galore.scale}")
+    return ",".join(parts) or None
+
+
+def _technique_args(cfg, has_eval: bool) -> dict:
+    """SFTConfig arguments of the optimizer / technique / callback switches."""
+    t, o, c = cfg.training, cfg.optim, cfg.callbacks
+    args = dict(
+        packing_strategy=t.packing_strategy,
+        padding_free=t.padding_free,
+        neftune_noise_alpha=t.neftune_noise_alpha,
+        use_liger_kernel=t.use_liger_kernel,
+        torch_compile=t.torch_compile,
+        optim_target_modules=list(o.target_modules) if o.target_modules and not isinstance(o.target_modules, str) else o.target_modules,
+        include_num_input_tokens_seen="non_padding" if c.throughput else "no",
+    )
+    if c.early_stopping_patience is not None and has_eval:
+        # EarlyStoppingCallback reads the best eval_loss that the trainer tracks for load_best_model_at_end
+        args.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+    return args
 
 
 def build_trainer(cfg, run_dir: Path):
@@ -82,19 +113,27 @@ def build_trainer(cfg, run_dir: Path):
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model = models.load_model(cfg.model, dtype)  # on every rank at once: ZeRO-3 loading is collective
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
-    return SFTTrainer(
+    os.environ.setdefault("WANDB_PROJECT", cfg.logging.project)
+    os.environ["WANDB_DIR"] = str(run_dir)
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=adapters.build_peft_config(cfg.peft),
+        callbacks=callbacks.build(cfg, run_dir),
     )
+    throughput = trainer.callback_handler.pop_callback(callbacks.ThroughputCallback)
+    if throughput is not None:  # first, so that TensorBoard / W&B / the console see its numbers
+        trainer.callback_handler.callbacks.insert(0, throughput)
+    return trainer
 
 
 def train(cfg) -> TrainResult:
     distributed.check_engine(cfg)
     hw = hardware.detect()
+    hardware.check_requirements(cfg, hw)
     ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
     main = ranks.is_main_process
     run_dir = Path(distributed.shared_value(str(outputs.run_dir_for(cfg)), ranks))  # rank 0's name

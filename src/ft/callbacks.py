@@ -1,0 +1,130 @@
+"""ft's trainer callbacks, each switched on from the `callbacks` config section.
+
+    SampleGenerationCallback  greedy generations on fixed prompts at every evaluation: console,
+                              <run dir>/samples.jsonl, TensorBoard text, W&B table
+    ThroughputCallback        tokens/s and peak memory (GPU, or CPU RSS) added to every training log
+    transformers' EarlyStoppingCallback  stops when eval_loss stops improving
+"""
+
+import json
+import time
+from pathlib import Path
+
+from transformers import EarlyStoppingCallback, TrainerCallback
+
+SAMPLES_FILE = "samples.jsonl"
+
+
+class SampleGenerationCallback(TrainerCallback):
+    def __init__(self, prompts: list[str], run_dir: Path, max_new_tokens: int = 48):
+        self.prompts = list(prompts)
+        self.path = Path(run_dir) / SAMPLES_FILE
+        self.tensorboard_dir = Path(run_dir) / "tensorboard"
+        self.max_new_tokens = max_new_tokens
+        self._writer = None
+
+    def generate(self, model, tokenizer) -> list[str]:
+        import torch
+
+        was_training = model.training
+        model.eval()
+        completions = []
+        try:
+            for prompt in self.prompts:
+                ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                    return_tensors="pt", return_dict=True).to(model.device)
+                with torch.no_grad():
+                    out = model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                         pad_token_id=tokenizer.pad_token_id)
+                completions.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+        finally:
+            model.train(was_training)
+        return completions
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if not state.is_world_process_zero or model is None:
+            return
+        completions = self.generate(model, processing_class)
+        rows = [{"step": state.global_step, "prompt": p, "completion": c} for p, c in zip(self.prompts, completions)]
+        with self.path.open("a") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        for row in rows:
+            print(f"ft: sample @ step {row['step']}: {row['prompt']!r} -> {row['completion']!r}", flush=True)
+        self._log_to_trackers(args, state.global_step, rows)
+
+    def _log_to_trackers(self, args, step: int, rows: list[dict]) -> None:
+        text = "\n\n".join(f"**{r['prompt']}**\n\n    {r['completion']}" for r in rows)
+        if "tensorboard" in args.report_to:
+            if self._writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.tensorboard_dir))
+            self._writer.add_text("samples", text, step)
+            self._writer.flush()
+        if "wandb" in args.report_to:
+            import wandb
+
+            if wandb.run is not None:
+                table = wandb.Table(columns=["step", "prompt", "completion"],
+                                    data=[[r["step"], r["prompt"], r["completion"]] for r in rows])
+                wandb.run.log({"samples": table}, commit=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class ThroughputCallback(TrainerCallback):
+    """Adds `tokens_per_second` (real, non-padding input tokens since the previous log) and memory to
+    each training log: `gpu_peak_memory_gb` (peak allocated since the previous log) on CUDA,
+    `cpu_rss_gb` and `cpu_peak_rss_gb` (process high-water mark) otherwise. Needs the trainer to
+    count tokens (include_num_input_tokens_seen, which ft sets) and must run before the reporting
+    callbacks so that they see the numbers (ft.train puts it first)."""
+
+    def __init__(self):
+        self._last_time = None
+        self._last_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last_time, self._last_tokens = time.perf_counter(), state.num_input_tokens_seen
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "loss" not in logs or self._last_time is None:
+            return  # eval and end-of-training summaries are not training steps
+        now = time.perf_counter()
+        metrics = {"tokens_per_second": (state.num_input_tokens_seen - self._last_tokens) / max(now - self._last_time, 1e-9)}
+        metrics.update(memory_metrics())
+        self._last_time, self._last_tokens = now, state.num_input_tokens_seen
+        logs.update(metrics)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(metrics)  # the trainer stored its copy before calling us
+
+
+def memory_metrics() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        torch.cuda.reset_peak_memory_stats()
+        return {"gpu_peak_memory_gb": round(peak, 3)}
+    import resource
+
+    import psutil
+
+    rss = psutil.Process().memory_info().rss / 2**30
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    return {"cpu_rss_gb": round(rss, 3), "cpu_peak_rss_gb": round(peak_rss, 3)}
+
+
+def build(cfg, run_dir: Path) -> list[TrainerCallback]:
+    """The callbacks the config switches on, for SFTTrainer(callbacks=...)."""
+    c = cfg.callbacks
+    callbacks = []
+    if c.throughput:
+        callbacks.append(ThroughputCallback())
+    if c.sample_prompts:
+        callbacks.append(SampleGenerationCallback(c.sample_prompts, run_dir, c.sample_max_new_tokens))
+    if c.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(c.early_stopping_patience, c.early_stopping_threshold))
+    return callbacks
