@@ -4,11 +4,12 @@ config -> hardware -> run dir -> data -> tokenizer + model -> PEFT config -> SFT
 SFTTrainer -> evaluate (untrained) -> train -> evaluate -> save adapter, tokenizer, metrics, plot.
 """
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft import adapters, data, hardware, models, outputs
+from ft import adapters, callbacks, data, hardware, models, outputs
 from ft.config import to_yaml
 
 
@@ -74,16 +75,43 @@ def build_trainer(cfg, run_dir: Path):
     args = sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None)
     tokenizer = models.load_tokenizer(cfg.model)
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
-    model = models.load_model(cfg.model, dtype)
+    model_config = models.load_config(cfg.model)
+    adapters.check_architecture(cfg.peft, model_config, cfg.model.name_or_path)
+    quantization = models.quantization_config(cfg.peft, dtype)
+    model = models.load_model(cfg.model, dtype, **({"quantization_config": quantization} if quantization else {}))
+    adapters.check_target_modules(cfg.peft, model)
+    adapters.prepare_base(cfg.peft, model)
+    if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
+        from peft import prepare_model_for_kbit_training
+
+        checkpointing = hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=adapters.build_peft_config(cfg.peft),
+        peft_config=adapters.build_peft_config(cfg.peft, model_config, total_optimizer_steps(cfg, len(train_dataset))),
+        callbacks=callbacks.build_callbacks(cfg),
     )
+    if cfg.peft.loraplus_lr_ratio:  # same as SFTTrainer(optimizers=(...)), which needs the PEFT model first
+        trainer.optimizer = adapters.loraplus_optimizer(trainer, cfg.peft.loraplus_lr_ratio)
+    if adapters.is_pissa(cfg.peft):
+        adapters.save_pissa_init(trainer.model, run_dir)
+    return trainer
+
+
+def total_optimizer_steps(cfg, num_examples: int) -> int:
+    """The run's optimizer steps as the Trainer will count them (before packing changes the rows)."""
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    batches = math.ceil(num_examples / (t.per_device_train_batch_size * world))
+    per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
+    return math.ceil(t.num_train_epochs * per_epoch)
 
 
 def train(cfg) -> TrainResult:
@@ -106,6 +134,8 @@ def train(cfg) -> TrainResult:
         trainer.save_metrics("eval", final_eval)
 
     trainer.save_model(str(run_dir))  # adapter (or full weights) + tokenizer, safetensors
+    if adapters.is_pissa(cfg.peft):
+        adapters.save_pissa_as_lora(trainer.model, run_dir)
     trainer.save_state()
     outputs.plot_loss(trainer.state.log_history, run_dir / "loss.png")
     _print_summary(run_dir, metrics)
