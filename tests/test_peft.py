@@ -18,7 +18,8 @@ from ft.errors import FtError
 pytestmark = pytest.mark.slow
 
 FAST = [*QUICK, "training.eval_strategy=no", "training.eval_before_training=false",
-        "training.per_device_train_batch_size=4", "training.max_length=64", "data.synthetic.num_examples=100"]
+        "training.per_device_train_batch_size=4", "training.max_length=64", "data.synthetic.num_examples=100",
+        "training.logging_steps=1"]
 METHODS = ["tiny_qlora", "tiny_qlora_8bit", "tiny_ia3", "tiny_adalora", "tiny_llama_adapter", "tiny_dora",
            "tiny_rslora", "tiny_pissa", "tiny_loraplus", "tiny_full"]
 QUANTIZED = {"tiny_qlora", "tiny_qlora_8bit"}
@@ -80,8 +81,12 @@ def test_trains_saves_and_reloads(trained, recipe):
 
     reloaded = merge.load_trained(run_dir)
     batch = _batch(run_dir)
-    diff = (_logits(reloaded, batch) - _logits(model, batch)).abs().max().item()
-    assert diff <= 1e-6, f"reloaded logits differ by {diff}"
+    expected = _logits(model, batch)
+    diff = (_logits(reloaded, batch) - expected).abs().max().item()
+    # PiSSA reloads as plain LoRA on the original base: (W - B0A0)x + BAx becomes Wx + (BA - B0A0)x, the
+    # same sum in another order, so fp32 rounding allows 1e-6 relative to the logits' scale
+    tolerance = 1e-6 * expected.abs().max().item() if recipe == "tiny_pissa" else 1e-6
+    assert diff <= tolerance, f"reloaded logits differ by {diff}"
 
 
 @pytest.mark.parametrize("recipe", sorted(set(METHODS) - NOT_MERGEABLE))
@@ -102,14 +107,14 @@ def test_merge_matches_the_adapter_model(trained, recipe, tmp_path):
         assert diff <= 1e-4, diff
 
 
-def test_cli_merge_writes_a_standalone_model_once(trained, tmp_path):
+def test_cli_merge_writes_a_standalone_model_once(trained, tmp_path, capsys):
     run_dir, _, _ = trained("tiny_qlora")
     result = run_ft("merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
     assert not list(tmp_path.glob(".m.tmp-*"))
-    again = run_ft("merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}")
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert cli.main(["merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}"]) == 2
+    assert "already exists" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("recipe, message", [("tiny_llama_adapter", "cannot merge a Llama-Adapter"),
@@ -161,10 +166,10 @@ def test_adalora_rank_budget_shrinks(trained):
     assert budgets[0] > budgets[-1] == cfg.peft.target_r * len(ranks), budgets
 
 
-def test_unknown_target_modules_lists_the_linear_layers(tmp_path):
-    result = run_ft("train", *FAST, "peft.target_modules=[q_proj,qkv]", f"training.output_dir={tmp_path}", "training.run_name=bad")
-    assert result.returncode == 2
-    assert "qkv not found" in result.stderr and "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj" in result.stderr
+def test_unknown_target_modules_lists_the_linear_layers(tmp_path, capsys):
+    assert cli.main(["train", *FAST, "peft.target_modules=[q_proj,qkv]", f"training.output_dir={tmp_path}", "training.run_name=bad"]) == 2
+    err = capsys.readouterr().err
+    assert "qkv not found" in err and "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj" in err
     assert not (tmp_path / "bad").exists()
 
 

@@ -117,6 +117,19 @@ def prepare_base(cfg: PeftConfig, model) -> None:
         add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
 
 
+def match_compute_dtype(model, dtype) -> None:
+    """TRL stores the trainable weights of a quantized model in bf16, the QLoRA paper's choice for
+    bf16 compute. With fp32 compute (a CPU run) a bf16 output head cannot even run a plain forward,
+    so there ft keeps them in the compute dtype."""
+    import torch
+
+    if dtype != torch.float32:
+        return
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+
+
 def is_quantized(cfg: PeftConfig) -> bool:
     return cfg.load_in_4bit or cfg.load_in_8bit
 
@@ -201,6 +214,14 @@ def save_pissa_as_lora(model, run_dir: Path) -> None:
     adapter would need that residual base to reproduce the trained outputs. PEFT converts it into
     the difference from the initial adapter, which applies to the unmodified base model.
     """
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
     init = run_dir / PISSA_INIT_DIR
     model.save_pretrained(str(run_dir), path_initial_model_for_weight_conversion=str(init))
     shutil.rmtree(init)
+    # PEFT's conversion keeps only the lora_A/lora_B tensors; put the modules_to_save weights back
+    extra = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items() if "lora_" not in k}
+    if extra:
+        path = run_dir / "adapter_model.safetensors"
+        save_file({**load_file(str(path)), **extra}, str(path), metadata={"format": "pt"})

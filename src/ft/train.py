@@ -96,6 +96,8 @@ def build_trainer(cfg, run_dir: Path):
         peft_config=adapters.build_peft_config(cfg.peft, model_config, total_optimizer_steps(cfg, len(train_dataset))),
         callbacks=callbacks.build_callbacks(cfg),
     )
+    if quantization is not None:
+        adapters.match_compute_dtype(trainer.model, dtype)
     if cfg.peft.loraplus_lr_ratio:  # same as SFTTrainer(optimizers=(...)), which needs the PEFT model first
         trainer.optimizer = adapters.loraplus_optimizer(trainer, cfg.peft.loraplus_lr_ratio)
     if adapters.is_pissa(cfg.peft):
