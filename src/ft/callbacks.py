@@ -4,6 +4,7 @@
                               <run dir>/samples.jsonl, TensorBoard text, W&B table
     ThroughputCallback        tokens/s and peak memory (GPU, or CPU RSS) added to every training log
     transformers' EarlyStoppingCallback  stops when eval_loss stops improving
+    AdaLoraRankCallback       AdaLoRA's rank allocation every optimizer step (peft.method=adalora)
 """
 
 import json
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 from transformers import EarlyStoppingCallback, TrainerCallback
+
+from ft import adapters
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -101,6 +104,44 @@ class ThroughputCallback(TrainerCallback):
             state.log_history[-1].update(metrics)  # the trainer stored its copy before calling us
 
 
+class AdaLoraRankCallback(TrainerCallback):
+    """Drives AdaLoRA's rank allocation, which the Trainer never calls.
+
+    PEFT's contract: `update_and_allocate(step)` after `backward()` and before `zero_grad()`, every
+    step. `on_optimizer_step` runs right after `optimizer.step()` and before `model.zero_grad()`, so
+    the gradients it needs are still there. The current rank budget (ranks left across all adapted
+    layers) goes into every log entry as `adalora_rank_budget`.
+    """
+
+    def __init__(self, peft_cfg):
+        self.peft_cfg = peft_cfg
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        # The config was built from an estimate of the run length; the Trainer now knows it exactly
+        # (packing, for one, changes the number of batches).
+        config = model.peft_config[model.active_adapter]
+        if state.max_steps != config.total_step:
+            config.tinit, config.tfinal = adapters.adalora_schedule(self.peft_cfg, state.max_steps)
+            config.total_step = state.max_steps
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        model.base_model.update_and_allocate(state.global_step)
+
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        if state.log_history and logs is not None and "loss" in logs:
+            budget = rank_budget(model)
+            state.log_history[-1]["adalora_rank_budget"] = budget
+            print(f"ft: step {state.global_step}: AdaLoRA rank budget {budget}", flush=True)
+
+
+def rank_budget(model) -> int:
+    """Ranks currently kept across all AdaLoRA layers (the initial budget until the first pruning)."""
+    config = model.peft_config[model.active_adapter]
+    if config.rank_pattern:
+        return int(sum(sum(mask) for mask in config.rank_pattern.values()))
+    return model.base_model.rankallocator.init_bgt
+
+
 def memory_metrics() -> dict:
     import torch
 
@@ -127,4 +168,6 @@ def build(cfg, run_dir: Path) -> list[TrainerCallback]:
         callbacks.append(SampleGenerationCallback(c.sample_prompts, run_dir, c.sample_max_new_tokens))
     if c.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(c.early_stopping_patience, c.early_stopping_threshold))
+    if cfg.peft.method == "adalora":
+        callbacks.append(AdaLoraRankCallback(cfg.peft))
     return callbacks

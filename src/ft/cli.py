@@ -11,6 +11,7 @@ USAGE_EXAMPLES = """examples:
   python -m ft train recipe=default training.max_steps=20 peft.r=8
   python -m ft train recipe=default --cfg job           print the resolved config, run nothing
   python -m ft recipes                                  list recipes
+  python -m ft merge run_dir=runs/NAME [out=PATH]       fold the adapter into the base model
 """
 
 
@@ -86,6 +87,23 @@ def cmd_recipes(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    allowed = {"run_dir", "out"}
+    values = {}
+    for item in args.arguments:
+        key, sep, value = item.partition("=")
+        if not sep or key not in allowed or not value:
+            raise FtError(f"merge takes run_dir=PATH [out=PATH], got '{item}'")
+        values[key] = value
+    if "run_dir" not in values:
+        raise FtError("merge needs run_dir=PATH: the run directory `ft train` printed")
+    from ft.merge import merge
+
+    out = merge(values["run_dir"], values.get("out"))
+    print(f"ft: merged model saved to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m ft",
@@ -120,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     sbatch.set_defaults(run=cmd_sbatch)
     recipes = commands.add_parser("recipes", help="list the recipes with a one-line description each")
     recipes.set_defaults(run=cmd_recipes)
+    merge = commands.add_parser(
+        "merge",
+        help="fold a run's adapter into its base model and save a standalone model",
+        description="Merge the adapter of run_dir into its base (a QLoRA base is dequantized first) and save it "
+        "with the tokenizer to out (default: <run_dir>/merged). Llama-Adapter runs cannot be merged.",
+    )
+    merge.add_argument("arguments", nargs="*", metavar="key=value", help="run_dir=PATH (required), out=PATH")
+    merge.set_defaults(run=cmd_merge)
     return parser
 
 

@@ -22,7 +22,9 @@ GROUPS = ("model", "peft", "optim", "data", "training", "logging", "distributed"
 CHOICES = {
     "model.dtype": ["auto", "float32", "bfloat16", "float16"],
     "model.attn_implementation": ["sdpa", "eager", "flash_attention_2"],
-    "peft.method": ["lora", "none"],
+    "peft.method": ["lora", "ia3", "adalora", "llama_adapter", "none"],
+    "peft.bnb_4bit_quant_type": ["nf4", "fp4"],
+    "peft.bnb_4bit_compute_dtype": ["auto", "float32", "bfloat16", "float16"],
     "data.format": ["messages", "alpaca", "sharegpt", "prompt_completion", "text"],
     "training.precision": ["auto", "fp32", "bf16", "fp16"],
     "training.eval_strategy": ["no", "steps", "epoch"],
@@ -169,6 +171,7 @@ def validate(cfg: FtConfig) -> None:
     if training.learning_rate <= 0:
         raise FtError(f"training.learning_rate must be > 0, got {training.learning_rate}")
     _validate_techniques(cfg)
+    _validate_peft(cfg.peft)
 
 
 def _validate_techniques(cfg: FtConfig) -> None:
@@ -197,6 +200,33 @@ def _validate_techniques(cfg: FtConfig) -> None:
         raise FtError(f"{needs_eval[0]} acts at evaluation time, but this run never evaluates: set training.eval_strategy=steps and data.eval_size > 0")
     if callbacks.early_stopping_patience is not None and callbacks.early_stopping_patience < 1:
         raise FtError(f"callbacks.early_stopping_patience must be >= 1 (evaluations without improvement), got {callbacks.early_stopping_patience}")
+
+def _validate_peft(peft) -> None:
+    """PEFT method combinations; architecture rules that need the model's config are in ft.adapters."""
+    import importlib.util
+
+    quantized = peft.load_in_4bit or peft.load_in_8bit
+    if peft.load_in_4bit and peft.load_in_8bit:
+        raise FtError("peft.load_in_4bit and peft.load_in_8bit are both true: choose one (peft=qlora or peft=qlora_8bit)")
+    if quantized and importlib.util.find_spec("bitsandbytes") is None:
+        raise FtError("a quantized base (peft.load_in_4bit / load_in_8bit) needs bitsandbytes: pip install 'bitsandbytes>=0.45' (or pip install -e '.[quant]')")
+    if quantized and peft.method == "none":
+        raise FtError("a full fine-tune cannot train a 4-bit/8-bit quantized base: use peft=qlora (an adapter on the quantized base) or set peft.load_in_4bit=false peft.load_in_8bit=false")
+    lora_variants = {"use_dora": peft.use_dora, "loraplus_lr_ratio": peft.loraplus_lr_ratio,
+                     "init_lora_weights": peft.init_lora_weights if peft.init_lora_weights is not True else None}
+    for key, value in lora_variants.items():
+        if value and peft.method != "lora":
+            raise FtError(f"peft.{key}={value} is a LoRA variant but peft.method={peft.method}: use peft.method=lora or unset it")
+    if peft.use_rslora and peft.method not in ("lora", "adalora"):
+        raise FtError(f"peft.use_rslora is a LoRA variant but peft.method={peft.method}: use peft.method=lora")
+    if str(peft.init_lora_weights).lower().startswith("pissa") and quantized:
+        raise FtError("PiSSA needs full-precision base weights to decompose: drop peft.load_in_4bit/load_in_8bit or use peft=qlora")
+    if peft.loraplus_lr_ratio is not None and peft.loraplus_lr_ratio < 1:
+        raise FtError(f"peft.loraplus_lr_ratio must be >= 1 (lora_B's learning rate over lora_A's), got {peft.loraplus_lr_ratio}")
+    if peft.method == "adalora" and not 1 <= peft.target_r <= peft.init_r:
+        raise FtError(f"AdaLoRA prunes ranks from peft.init_r down to peft.target_r: need 1 <= target_r <= init_r, got {peft.target_r} and {peft.init_r}")
+    if peft.method == "llama_adapter" and (peft.adapter_len < 1 or (peft.adapter_layers is not None and peft.adapter_layers < 1)):
+        raise FtError("Llama-Adapter needs peft.adapter_len >= 1 and peft.adapter_layers >= 1 (or null for all layers)")
 
 
 def _check_hub_id(name: str, key: str, alternative: str) -> None:

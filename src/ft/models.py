@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from ft import tiny
-from ft.schema import TINY_MODEL, ModelConfig
+from ft.schema import TINY_MODEL, ModelConfig, PeftConfig
 
 
 def resolve_path(cfg: ModelConfig) -> str:
@@ -39,4 +39,29 @@ def load_model(cfg: ModelConfig, dtype, **kwargs):
         attn_implementation=cfg.attn_implementation,
         trust_remote_code=cfg.trust_remote_code,
         **kwargs,
+    )
+
+
+def load_config(cfg: ModelConfig):
+    """The model's transformers config, without its weights (checks that need the architecture)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(resolve_path(cfg), revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+
+
+def quantization_config(peft: PeftConfig, dtype):
+    """The BitsAndBytesConfig for a k-bit base (QLoRA), or None. `dtype` is the run's compute dtype."""
+    if not (peft.load_in_4bit or peft.load_in_8bit):
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if peft.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = dtype if peft.bnb_4bit_compute_dtype == "auto" else getattr(torch, peft.bnb_4bit_compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=peft.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=peft.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=compute,
     )

@@ -37,13 +37,38 @@ class ModelConfig:
 
 @dataclass
 class PeftConfig:
-    method: str = "lora"  # lora | none (full fine-tune)
+    """The adapter. `method` is the PEFT type; DoRA, rsLoRA, PiSSA, LoRA+ and QLoRA are LoRA with the
+    flags below (conf/peft/ has one option per named method)."""
+
+    method: str = "lora"  # lora | ia3 | adalora | llama_adapter | none (full fine-tune)
     r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    target_modules: Any = "all-linear"  # "all-linear" or a list of module names
+    target_modules: Any = "all-linear"  # "all-linear", a list of module names, or null (PEFT's per-model default)
     bias: str = "none"
     modules_to_save: Optional[List[str]] = None
+    # LoRA variants
+    use_dora: bool = False  # DoRA: weight-decomposed LoRA (a trained magnitude vector per layer)
+    use_rslora: bool = False  # rank-stabilized scaling lora_alpha / sqrt(r)
+    init_lora_weights: Any = True  # true | gaussian | pissa | pissa_niter_N (PiSSA: saved converted to plain LoRA)
+    loraplus_lr_ratio: Optional[float] = None  # set: LoRA+ optimizer, lora_B learns this many times faster
+    # IA3
+    feedforward_modules: Optional[List[str]] = None  # null: PEFT's per-model default
+    # AdaLoRA: the rank budget shrinks from init_r to target_r per layer between tinit and total - tfinal
+    init_r: int = 12
+    target_r: int = 8
+    tinit: float = 0.1  # steps of warmup before pruning; a float < 1 is a fraction of the run
+    tfinal: float = 0.2  # steps at the final budget; a float < 1 is a fraction of the run
+    deltaT: int = 1  # steps between two rank reallocations
+    # Llama-Adapter (PEFT adaption prompt)
+    adapter_len: int = 10  # learned prompt tokens per adapted layer
+    adapter_layers: Optional[int] = None  # the top N decoder layers; null: all of them
+    # Quantized base (QLoRA): bitsandbytes
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
+    bnb_4bit_quant_type: str = "nf4"  # nf4 | fp4
+    bnb_4bit_use_double_quant: bool = True
+    bnb_4bit_compute_dtype: str = "auto"  # auto (the run's precision) | float32 | bfloat16 | float16
 
 
 @dataclass

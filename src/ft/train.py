@@ -4,6 +4,7 @@ config -> hardware -> run dir -> data -> tokenizer + model -> PEFT config -> SFT
 SFTTrainer -> evaluate (untrained) -> train -> evaluate -> save adapter, tokenizer, metrics, plot.
 """
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,18 @@ def build_trainer(cfg, run_dir: Path):
         tokenizer = models.load_tokenizer(cfg.model)
     args = sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None)
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
-    model = models.load_model(cfg.model, dtype)  # on every rank at once: ZeRO-3 loading is collective
+    model_config = models.load_config(cfg.model)
+    adapters.check_architecture(cfg.peft, model_config, cfg.model.name_or_path)
+    quantization = models.quantization_config(cfg.peft, dtype)
+    # on every rank at once: ZeRO-3 loading is collective
+    model = models.load_model(cfg.model, dtype, **({"quantization_config": quantization} if quantization else {}))
+    adapters.check_target_modules(cfg.peft, model)
+    adapters.prepare_base(cfg.peft, model)
+    if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
+        from peft import prepare_model_for_kbit_training
+
+        checkpointing = hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     os.environ.setdefault("WANDB_PROJECT", cfg.logging.project)
     os.environ["WANDB_DIR"] = str(run_dir)
@@ -121,13 +133,30 @@ def build_trainer(cfg, run_dir: Path):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=adapters.build_peft_config(cfg.peft),
+        peft_config=adapters.build_peft_config(cfg.peft, model_config, total_optimizer_steps(cfg, len(train_dataset))),
         callbacks=callbacks.build(cfg, run_dir),
     )
+    if quantization is not None:
+        adapters.match_compute_dtype(trainer.model, dtype)
     throughput = trainer.callback_handler.pop_callback(callbacks.ThroughputCallback)
     if throughput is not None:  # first, so that TensorBoard / W&B / the console see its numbers
         trainer.callback_handler.callbacks.insert(0, throughput)
+    if cfg.peft.loraplus_lr_ratio:  # same as SFTTrainer(optimizers=(...)), which needs the PEFT model first
+        trainer.optimizer = adapters.loraplus_optimizer(trainer, cfg.peft.loraplus_lr_ratio)
+    if adapters.is_pissa(cfg.peft):
+        adapters.save_pissa_init(trainer.model, run_dir)
     return trainer
+
+
+def total_optimizer_steps(cfg, num_examples: int) -> int:
+    """The run's optimizer steps as the Trainer will count them (before packing changes the rows)."""
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    batches = math.ceil(num_examples / (t.per_device_train_batch_size * world))
+    per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
+    return math.ceil(t.num_train_epochs * per_epoch)
 
 
 def train(cfg) -> TrainResult:
@@ -157,6 +186,8 @@ def train(cfg) -> TrainResult:
         trainer.save_metrics("eval", final_eval)
 
     trainer.save_model(str(run_dir))  # every rank: ZeRO-3 gathers the weights; rank 0 writes
+    if adapters.is_pissa(cfg.peft) and main:
+        adapters.save_pissa_as_lora(trainer.model, run_dir)
     trainer.save_state()
     _report_ranks(trainer, ranks)
     if main:
