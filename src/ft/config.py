@@ -165,6 +165,20 @@ def validate(cfg: FtConfig) -> None:
     if training.learning_rate <= 0:
         raise FtError(f"training.learning_rate must be > 0, got {training.learning_rate}")
 
+    if cfg.hub.push and not cfg.hub.repo_id:
+        raise FtError("hub.push=true needs hub.repo_id=owner/name")
+    if cfg.hub.repo_id:
+        check_repo_id(cfg.hub.repo_id, "hub.repo_id")
+
+
+def check_repo_id(repo_id: str, key: str = "repo_id") -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise FtError(f"{key}='{repo_id}' is not a valid Hub repo id: use owner/name, e.g. {key}=alice/my-adapter") from None
+
 
 def _check_hub_id(name: str, key: str, alternative: str) -> None:
     from huggingface_hub.utils import HFValidationError, validate_repo_id

@@ -109,7 +109,19 @@ def train(cfg) -> TrainResult:
     trainer.save_state()
     outputs.plot_loss(trainer.state.log_history, run_dir / "loss.png")
     _print_summary(run_dir, metrics)
+    if trainer.is_world_process_zero():
+        _finish(cfg, run_dir, trainer, metrics)
     return TrainResult(run_dir=run_dir, trainer=trainer, metrics=metrics)
+
+
+def _finish(cfg, run_dir: Path, trainer, metrics: dict) -> None:
+    """The model card (replacing PEFT's stub README.md), then the push if the recipe asks for one."""
+    from ft import card, hub
+
+    card.write(cfg, run_dir, trainer, metrics)
+    if cfg.hub.push:
+        uploaded = hub.push(run_dir, cfg.hub.repo_id, private=cfg.hub.private, revision=cfg.hub.revision)
+        print(f"ft: pushed {len(uploaded)} files to {cfg.hub.repo_id}", flush=True)
 
 
 def _print_trainable(model) -> None:
