@@ -93,6 +93,8 @@ def cmd_generate(args) -> int:
     run_dir, prompt = values.pop("run_dir"), values.pop("prompt", None)
     options = generate.Options(**values)
     if args.command == "generate":
+        if not prompt.strip():
+            raise FtError('generate: prompt is empty: pass prompt="..."')
         generate.generate(run_dir, prompt, options)
         print(flush=True)
     else:

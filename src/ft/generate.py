@@ -111,8 +111,3 @@ def chat(run_dir, options: Options, lines=None) -> list[dict]:
         history = messages + [{"role": "assistant", "content": reply}]
     return history
 
-
-def check_prompt(prompt: str | None) -> str:
-    if not prompt:
-        raise FtError('generate needs prompt="..."')
-    return prompt
