@@ -4,13 +4,17 @@ them, so `--help` and `recipes` answer in well under a second without importing 
 import argparse
 import sys
 
-from ft.errors import FtError
+from ft.errors import FtError, FtRemoteError
 
 USAGE_EXAMPLES = """examples:
   python -m ft train                                    the offline tiny LoRA recipe
   python -m ft train recipe=default training.max_steps=20 peft.r=8
   python -m ft train recipe=default --cfg job           print the resolved config, run nothing
   python -m ft recipes                                  list recipes
+  python -m ft generate run_dir=runs/NAME prompt="What is 2 + 3?"
+  python -m ft chat run_dir=runs/NAME                   talk to the trained model (stdin, `exit` to leave)
+  python -m ft eval run_dir=runs/NAME                   eval loss / perplexity / exact match vs the base
+  python -m ft push run_dir=runs/NAME repo_id=you/name --dry-run
   python -m ft merge run_dir=runs/NAME [out=PATH]       fold the adapter into the base model
 """
 
@@ -87,18 +91,88 @@ def cmd_recipes(args) -> int:
     return 0
 
 
-def cmd_merge(args) -> int:
-    allowed = {"run_dir", "out"}
+def parse_pairs(pairs: list[str], spec: dict, command: str, required: tuple = ()) -> dict:
+    """key=value arguments of a finishing command, typed by `spec` (key -> type)."""
     values = {}
-    for item in args.arguments:
-        key, sep, value = item.partition("=")
-        if not sep or key not in allowed or not value:
-            raise FtError(f"merge takes run_dir=PATH [out=PATH], got '{item}'")
-        values[key] = value
-    if "run_dir" not in values:
-        raise FtError("merge needs run_dir=PATH: the run directory `ft train` printed")
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise FtError(f"{command}: expected key=value, got '{pair}'; valid keys: {', '.join(spec)}")
+        if key not in spec:
+            raise FtError(f"{command}: unknown key '{key}'; valid keys: {', '.join(spec)}")
+        kind = spec[key]
+        try:
+            if kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                values[key] = raw.lower() in ("true", "1", "yes")
+            else:
+                values[key] = kind(raw)
+        except ValueError:
+            raise FtError(f"{command}: {key}={raw} is not a valid {kind.__name__}") from None
+    missing = [key for key in required if key not in values]
+    if missing:
+        raise FtError(f"{command}: {missing[0]}=... is required (valid keys: {', '.join(spec)})")
+    return values
+
+
+GENERATION_KEYS = {"run_dir": str, "max_new_tokens": int, "temperature": float, "top_p": float, "do_sample": bool,
+                   "show_prompt": bool}
+
+
+def cmd_generate(args) -> int:
+    from ft import generate
+
+    spec = {**GENERATION_KEYS, "prompt": str} if args.command == "generate" else GENERATION_KEYS
+    values = parse_pairs(args.pairs, spec, args.command, required=("run_dir", "prompt") if args.command == "generate" else ("run_dir",))
+    run_dir, prompt = values.pop("run_dir"), values.pop("prompt", None)
+    options = generate.Options(**values)
+    if args.command == "generate":
+        if not prompt.strip():
+            raise FtError('generate: prompt is empty: pass prompt="..."')
+        generate.generate(run_dir, prompt, options)
+        print(flush=True)
+    else:
+        generate.chat(run_dir, options)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ft import evaluate
+
+    values = parse_pairs(args.pairs, {"run_dir": str, "max_examples": int, "batch_size": int,
+                                      "exact_match_examples": int, "max_new_tokens": int, "base": bool},
+                         "eval", required=("run_dir",))
+    evaluate.evaluate(values.pop("run_dir"), **values)
+    return 0
+
+
+def cmd_push(args) -> int:
+    from ft import hub, loading
+
+    values = parse_pairs(args.pairs, {"run_dir": str, "repo_id": str, "private": bool, "revision": str},
+                         "push", required=("run_dir",))
+    run_dir = loading.check_run_dir(values["run_dir"])
+    repo_id = values.get("repo_id") or loading.load_config(run_dir).hub.repo_id
+    if not repo_id:
+        raise FtError("push: repo_id=owner/name is required (or hub.repo_id in the run's config)")
+    files = hub.push(run_dir, repo_id, private=values.get("private", False), revision=values.get("revision"),
+                     dry_run=args.dry_run)
+    if args.dry_run:
+        left_out = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if p.name not in files)
+        print(f"ft: would upload {len(files)} files from {run_dir} to {repo_id}:")
+        for name in files:
+            print(f"  {name}  ({(run_dir / name).stat().st_size:,} bytes)")
+        print(f"ft: left out: {', '.join(left_out) or 'nothing'}")
+    else:
+        revision = values.get("revision") or "main"
+        print(f"ft: pushed {len(files)} files from {run_dir} to {repo_id} ({revision}): {', '.join(files)}")
+
+
+def cmd_merge(args) -> int:
     from ft.merge import merge
 
+    values = parse_pairs(args.pairs, {"run_dir": str, "out": str}, "merge", required=("run_dir",))
     out = merge(values["run_dir"], values.get("out"))
     print(f"ft: merged model saved to {out}")
     return 0
@@ -144,8 +218,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="Merge the adapter of run_dir into its base (a QLoRA base is dequantized first) and save it "
         "with the tokenizer to out (default: <run_dir>/merged). Llama-Adapter runs cannot be merged.",
     )
-    merge.add_argument("arguments", nargs="*", metavar="key=value", help="run_dir=PATH (required), out=PATH")
+    merge.add_argument("pairs", nargs="*", metavar="key=value", help="run_dir=PATH (required), out=PATH")
     merge.set_defaults(run=cmd_merge)
+
+    for name, help_text, usage in (
+        ("generate", "generate from a trained run (streamed)",
+         'run_dir=DIR prompt="..." [max_new_tokens=128] [temperature=T] [top_p=P] [do_sample=true] [show_prompt=true]'),
+        ("chat", "chat with a trained run: one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over",
+         "run_dir=DIR [max_new_tokens=128] [temperature=T] [top_p=P] [do_sample=true] [show_prompt=true]"),
+    ):
+        command = commands.add_parser(name, help=help_text, description=f"{help_text}. Arguments: {usage}. "
+                                      "Loads base + adapter (or a merged / full model dir) with device_map=auto and "
+                                      "prompts through the chat template saved with the run.")
+        command.add_argument("pairs", nargs="*", metavar="key=value")
+        command.set_defaults(run=cmd_generate)
+    evaluation = commands.add_parser(
+        "eval", help="eval loss, perplexity and exact match of a run vs its untrained base",
+        description="Arguments: run_dir=DIR [max_examples=N] [batch_size=N] [exact_match_examples=64] "
+                    "[max_new_tokens=32] [base=true]. Rebuilds the recipe's eval split from the run's config.yaml.")
+    evaluation.add_argument("pairs", nargs="*", metavar="key=value")
+    evaluation.set_defaults(run=cmd_eval)
+    push = commands.add_parser(
+        "push", help="upload a run (adapter, tokenizer, model card, loss plot, config) to the Hugging Face Hub",
+        description="Arguments: run_dir=DIR repo_id=owner/name [private=true] [revision=BRANCH]. Uploads an "
+                    "allow-list only; the token comes from `hf auth login` or HF_TOKEN.")
+    push.add_argument("pairs", nargs="*", metavar="key=value")
+    push.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded, upload nothing")
+    push.set_defaults(run=cmd_push)
     return parser
 
 
@@ -161,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     except FtError as e:
         print(f"ft: error: {e}", file=sys.stderr)
         return 2
+    except FtRemoteError as e:
+        print(f"ft: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ft: interrupted", file=sys.stderr)
         return 130

@@ -170,6 +170,10 @@ def validate(cfg: FtConfig) -> None:
         raise FtError("set training.max_steps > 0 or training.num_train_epochs > 0")
     if training.learning_rate <= 0:
         raise FtError(f"training.learning_rate must be > 0, got {training.learning_rate}")
+    if cfg.hub.push and not cfg.hub.repo_id:
+        raise FtError("hub.push=true needs hub.repo_id=owner/name")
+    if cfg.hub.repo_id:
+        check_repo_id(cfg.hub.repo_id, "hub.repo_id")
     _validate_techniques(cfg)
     _validate_peft(cfg.peft)
 
@@ -227,6 +231,15 @@ def _validate_peft(peft) -> None:
         raise FtError(f"AdaLoRA prunes ranks from peft.init_r down to peft.target_r: need 1 <= target_r <= init_r, got {peft.target_r} and {peft.init_r}")
     if peft.method == "llama_adapter" and (peft.adapter_len < 1 or (peft.adapter_layers is not None and peft.adapter_layers < 1)):
         raise FtError("Llama-Adapter needs peft.adapter_len >= 1 and peft.adapter_layers >= 1 (or null for all layers)")
+
+
+def check_repo_id(repo_id: str, key: str = "repo_id") -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise FtError(f"{key}='{repo_id}' is not a valid Hub repo id: use owner/name, e.g. {key}=alice/my-adapter") from None
 
 
 def _check_hub_id(name: str, key: str, alternative: str) -> None:

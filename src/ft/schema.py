@@ -182,6 +182,17 @@ class DistributedConfig:
 
 
 @dataclass
+class HubConfig:
+    """Pushing the finished run to the Hugging Face Hub (`ft push` takes the same settings)."""
+
+    push: bool = False  # push at the end of training (main process only)
+    repo_id: Optional[str] = None  # owner/name
+    private: bool = False
+    revision: Optional[str] = None  # a branch; created if missing. None: main
+    license: Optional[str] = None  # written into the model card's metadata, e.g. apache-2.0
+
+
+@dataclass
 class FtConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
@@ -191,4 +202,5 @@ class FtConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
     recipe: Optional[str] = None  # filled in with the chosen recipe's name

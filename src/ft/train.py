@@ -193,6 +193,7 @@ def train(cfg) -> TrainResult:
     if main:
         outputs.plot_loss(trainer.state.log_history, run_dir / "loss.png")
         _print_summary(run_dir, metrics)
+        _finish(cfg, run_dir, trainer, metrics)
     return TrainResult(run_dir=run_dir, trainer=trainer, metrics=metrics)
 
 
@@ -214,6 +215,16 @@ def _report_ranks(trainer, ranks) -> None:
             print(f"ft: trainable parameters identical on every rank (checksum {checksums[0]:.6f})", flush=True)
         else:
             print(f"ft: warning: trainable parameters differ between ranks: {checksums}", flush=True)
+
+
+def _finish(cfg, run_dir: Path, trainer, metrics: dict) -> None:
+    """The model card (replacing PEFT's stub README.md), then the push if the recipe asks for one."""
+    from ft import card, hub
+
+    card.write(cfg, run_dir, trainer, metrics)
+    if cfg.hub.push:
+        uploaded = hub.push(run_dir, cfg.hub.repo_id, private=cfg.hub.private, revision=cfg.hub.revision)
+        print(f"ft: pushed {len(uploaded)} files to {cfg.hub.repo_id}", flush=True)
 
 
 def _print_trainable(model) -> None:

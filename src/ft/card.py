@@ -1,0 +1,194 @@
+"""The model card: README.md in the run dir, with Hub metadata front-matter.
+
+Written at the end of training (replacing the stub PEFT's save_pretrained leaves there). It says
+what was trained on what, how, on which hardware, with which results, holds the loss curve and the
+resolved recipe, and a usage snippet that runs as is: it loads the base model and the adapter and
+prompts through the chat template saved with the tokenizer — the one training used.
+"""
+
+import math
+import re
+from pathlib import Path
+
+import yaml
+
+from ft import data
+
+# The snippet's line naming where the weights are; `ft push` points it at the repo.
+ADAPTER_LINE = re.compile(r'^(adapter|model_dir) = ".*?"', re.MULTILINE)
+
+
+def _is_hub_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from ft.schema import TINY_MODEL
+
+    if name in (TINY_MODEL, "synthetic") or Path(name).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(name)
+        return True
+    except HFValidationError:
+        return False
+
+
+def metadata(cfg, base_model: str) -> dict:
+    is_adapter = cfg.peft.method != "none"
+    tags = ["ft", "trl", "sft"] + ([cfg.peft.method, "peft"] if is_adapter else ["full-fine-tune"])
+    meta = {
+        "base_model": base_model,
+        "library_name": "peft" if is_adapter else "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": tags,
+    }
+    if _is_hub_id(cfg.data.source):
+        meta["datasets"] = [cfg.data.source]
+    if cfg.hub.license:
+        meta["license"] = cfg.hub.license
+    return meta
+
+
+def example_prompt(cfg) -> str:
+    if cfg.data.source == "synthetic":
+        from ft import synthetic
+
+        return synthetic.generate(list(cfg.data.synthetic.tasks), 1, seed=cfg.data.synthetic.seed + 1)[0]["messages"][0]["content"]
+    return "Hello! What can you do?"
+
+
+def usage_snippet(cfg, base_model: str, adapter: str) -> str:
+    prompt = example_prompt(cfg)
+    if cfg.peft.method == "none":
+        load = (
+            f'model_dir = "{adapter}"  # this run\'s directory, or the Hub repo id it was pushed to\n'
+            "tokenizer = AutoTokenizer.from_pretrained(model_dir)  # carries the chat template used in training\n"
+            'model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", device_map="auto")\n'
+        )
+        imports = "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+    else:
+        load = (
+            f'base_model = "{base_model}"\n'
+            f'adapter = "{adapter}"  # this run\'s directory, or the Hub repo id it was pushed to\n'
+            "tokenizer = AutoTokenizer.from_pretrained(adapter)  # carries the chat template used in training\n"
+            'model = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto", device_map="auto")\n'
+            "model = PeftModel.from_pretrained(model, adapter)\n"
+        )
+        imports = "from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+    if data.is_conversational(cfg.data.format):
+        messages = ([{"role": "system", "content": cfg.data.system_prompt}] if cfg.data.system_prompt else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        encode = (
+            f"messages = {messages!r}\n"
+            "inputs = tokenizer.apply_chat_template(\n"
+            '    messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"\n'
+            ").to(model.device)\n"
+        )
+    else:  # trained on raw text / prompt-completion pairs: no chat template
+        encode = f'inputs = tokenizer({prompt!r}, return_tensors="pt").to(model.device)\n'
+    generate = (
+        "output = model.generate(**inputs, max_new_tokens=64)\n"
+        'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))\n'
+    )
+    return imports + "\n" + load + "\n" + encode + generate
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "—"
+
+
+def _hardware(num_processes: int) -> str:
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{num_processes} process(es) on {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return f"{num_processes} process(es) on CPU ({os.cpu_count()} cores)"
+
+
+def render(cfg, run_dir: Path, metrics: dict, log_history: list, train_size: int | None, eval_size: int | None,
+           num_processes: int = 1, adapter_ref: str | None = None) -> str:
+    from ft import models
+
+    base_model = cfg.model.name_or_path if _is_hub_id(cfg.model.name_or_path) else models.resolve_path(cfg.model)
+    adapter_ref = adapter_ref or cfg.hub.repo_id or str(Path(run_dir).resolve())
+    t, p = cfg.training, cfg.peft
+    train_losses = [row["loss"] for row in log_history if "loss" in row]
+    eval_loss = metrics.get("eval_loss")
+    method = "full fine-tune" if p.method == "none" else (
+        f"{p.method.upper()} r={p.r}, alpha={p.lora_alpha}, dropout={p.lora_dropout}, target modules "
+        f"{p.target_modules}" + (f", fully trained modules {list(p.modules_to_save)}" if p.modules_to_save else "")
+    )
+    steps = t.max_steps if t.max_steps > 0 else f"{t.num_train_epochs} epoch(s)"
+    loss_on = "assistant turns only" if t.assistant_only_loss and data.is_conversational(cfg.data.format) else "all tokens"
+    examples = "packed sequences" if t.packing else "examples"
+    lines = [
+        "---",
+        yaml.safe_dump(metadata(cfg, base_model), sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {Path(run_dir).name}",
+        "",
+        f"A {'PEFT adapter' if p.method != 'none' else 'fine-tuned model'} for `{base_model}`, trained with "
+        "ft (TRL SFTTrainer + PEFT) from the recipe "
+        f"`{cfg.recipe}`.",
+        "",
+        "## Results",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| eval loss, untrained base | {_fmt(metrics.get('base_loss'))} |",
+        f"| eval loss, trained | {_fmt(eval_loss)} |",
+        f"| eval perplexity, trained | {_fmt(math.exp(eval_loss)) if eval_loss is not None else '—'} |",
+        f"| final train loss (last logged) | {_fmt(train_losses[-1] if train_losses else None)} |",
+        f"| mean train loss over the run | {_fmt(metrics.get('train_loss'))} |",
+        "",
+        "![loss curve](loss.png)",
+        "",
+        "## Training",
+        "",
+        f"- **Method**: {method}",
+        f"- **Hyperparameters**: {steps} steps, batch {t.per_device_train_batch_size} per device x "
+        f"{t.gradient_accumulation_steps} accumulation x {num_processes} process(es), learning rate "
+        f"{t.learning_rate} ({t.lr_scheduler_type}, warmup {t.warmup_steps}), optimizer {cfg.optim.name} "
+        f"(weight decay {cfg.optim.weight_decay}), max length {t.max_length}, packing {t.packing}, "
+        f"loss on {loss_on}, precision {t.precision}, seed {t.seed}",
+        f"- **Data**: `{cfg.data.source}` ({cfg.data.format} format), {train_size if train_size is not None else '?'} "
+        f"training {examples}, {eval_size if eval_size is not None else 0} eval examples",
+        f"- **Hardware and time**: {_hardware(num_processes)}, {_fmt(metrics.get('train_runtime'))} s of training",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        usage_snippet(cfg, base_model, adapter_ref).rstrip(),
+        "```",
+        "",
+        "Or with ft: `python -m ft generate run_dir=<this directory> prompt=\"...\"`, `python -m ft chat run_dir=...`,",
+        "`python -m ft eval run_dir=...`.",
+        "",
+        "## Recipe",
+        "",
+        "The resolved config (also in `config.yaml`):",
+        "",
+        "```yaml",
+        (Path(run_dir) / "config.yaml").read_text().rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(cfg, run_dir: Path, trainer, metrics: dict) -> Path:
+    """README.md from a finished trainer (main process only)."""
+    path = Path(run_dir) / "README.md"
+    train_size = len(trainer.train_dataset) if trainer.train_dataset is not None else None
+    eval_size = len(trainer.eval_dataset) if trainer.eval_dataset is not None else None
+    path.write_text(render(cfg, run_dir, metrics, trainer.state.log_history, train_size, eval_size,
+                           num_processes=trainer.args.world_size))
+    return path
+
+
+def point_at_repo(card_text: str, repo_id: str) -> str:
+    """The card with its usage snippet loading from `repo_id` instead of the local run dir."""
+    return ADAPTER_LINE.sub(lambda m: f'{m.group(1)} = "{repo_id}"', card_text, count=1)

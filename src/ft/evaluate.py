@@ -1,0 +1,174 @@
+"""`ft eval`: measure a finished run against its untrained base on the recipe's eval split.
+
+- eval loss and perplexity: the eval split rebuilt from config.yaml (same source, seed and split as
+  training), tokenized and masked the way TRL's SFTTrainer does (assistant turns / completions
+  only when training was), token-weighted, summed across processes with Accelerate's
+  gather_for_metrics (which also drops the samples duplicated to even out the last batch);
+- exact match on the synthetic tasks: greedy generation from the user turn, compared with the
+  answer after stripping whitespace.
+The untrained numbers come from the same loaded model with the adapter switched off.
+
+lm-eval-harness is not wired in: its tasks download their datasets from the Hub at run time, which
+ft's offline-first tests cannot exercise; run `lm_eval --model hf --model_args
+pretrained=BASE,peft=RUN_DIR` yourself for benchmark suites.
+"""
+
+import contextlib
+import math
+import sys
+
+from ft import data, loading
+from ft.errors import FtError
+
+
+def _features(row, tokenizer, cfg) -> dict:
+    """input_ids and labels (-100 where no loss), as SFTTrainer builds them."""
+    t = cfg.training
+    if "messages" in row:
+        assistant_only = t.assistant_only_loss
+        out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=assistant_only)
+        ids = list(out["input_ids"])
+        labels = [i if m else -100 for i, m in zip(ids, out["assistant_masks"])] if assistant_only else list(ids)
+    elif "prompt" in row:
+        completion = row["completion"] if row["completion"].endswith(tokenizer.eos_token) else row["completion"] + tokenizer.eos_token
+        prompt_ids = tokenizer(row["prompt"])["input_ids"]
+        ids = tokenizer(row["prompt"] + completion)["input_ids"]
+        prefix = 0
+        while prefix < min(len(ids), len(prompt_ids)) and ids[prefix] == prompt_ids[prefix]:
+            prefix += 1
+        masked = t.completion_only_loss is not False
+        labels = [-100] * prefix + ids[prefix:] if masked else list(ids)
+    else:
+        text = row["text"] if row["text"].endswith(tokenizer.eos_token) else row["text"] + tokenizer.eos_token
+        ids = tokenizer(text)["input_ids"]
+        labels = list(ids)
+    return {"input_ids": ids[: t.max_length], "labels": labels[: t.max_length]}
+
+
+def _collate(pad_id: int):
+    import torch
+
+    def collate(rows):
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return collate
+
+
+def eval_loss(model, dataloader, accelerator) -> tuple[float, int]:
+    """Token-weighted mean loss over every process's share of the data, and the token count."""
+    import torch
+    import torch.nn.functional as F
+
+    total, tokens = torch.zeros((), dtype=torch.float64), 0
+    with torch.no_grad():
+        for batch in dataloader:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            labels = batch["labels"][:, 1:]
+            losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=-100, reduction="none")
+            per_row = torch.stack([losses.sum(dim=1).double(), (labels != -100).sum(dim=1).double()], dim=1)
+            per_row = accelerator.gather_for_metrics(per_row)
+            total += per_row[:, 0].sum().cpu()
+            tokens += int(per_row[:, 1].sum().item())
+    if tokens == 0:
+        raise FtError("the eval split has no tokens that carry a loss (all masked?)")
+    return total.item() / tokens, tokens
+
+
+def exact_match(model, tokenizer, rows: list[dict], accelerator, max_new_tokens: int, batch_size: int) -> tuple[int, int]:
+    """(correct, total) over `rows` (conversations ending with the answer), split across processes."""
+    import torch
+
+    correct = 0
+    tokenizer.padding_side = "left"  # generation continues the prompt's right end
+    with accelerator.split_between_processes(rows) as mine:
+        for start in range(0, len(mine), batch_size):
+            chunk = mine[start:start + batch_size]
+            prompts = [tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False) for r in chunk]
+            inputs = tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt").to(accelerator.device)
+            with torch.no_grad():
+                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                                        top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
+                                        eos_token_id=tokenizer.eos_token_id)
+            answers = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            correct += sum(a.strip() == r["messages"][-1]["content"].strip() for a, r in zip(answers, chunk))
+    counts = accelerator.gather(torch.tensor([[correct, len(mine)]], device=accelerator.device)).sum(dim=0)
+    return int(counts[0]), int(counts[1])
+
+
+@contextlib.contextmanager
+def _untrained(model):
+    """The same model with the adapter switched off (PEFT's disable_adapter also bypasses
+    modules_to_save), i.e. the base model training started from."""
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            yield model
+    else:
+        yield None
+
+
+def evaluate(run_dir, max_examples: int | None = None, batch_size: int | None = None,
+             exact_match_examples: int = 64, max_new_tokens: int = 32, base: bool = True) -> dict:
+    """{'trained': {...}, 'base': {...}} with loss, perplexity, tokens, and exact_match where it applies."""
+    import torch
+    from accelerate import Accelerator
+
+    run_dir = loading.check_run_dir(run_dir)
+    cfg = loading.load_config(run_dir)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    _, eval_rows = data.load(cfg.data)
+    if eval_rows is None:
+        raise FtError("the run's recipe has no eval split (data.eval_size=0, no data.eval_split): nothing to evaluate on")
+    if max_examples:
+        eval_rows = eval_rows.select(range(min(max_examples, len(eval_rows))))
+    tokenizer = loading.load_tokenizer(run_dir)
+    model = loading.load_model(run_dir, cfg, device_map={"": accelerator.device})
+    features = [_features(row, tokenizer, cfg) for row in eval_rows]
+    from torch.utils.data import DataLoader
+
+    loader = accelerator.prepare(DataLoader(features, batch_size=batch_size or cfg.training.per_device_eval_batch_size,
+                                            collate_fn=_collate(tokenizer.pad_token_id)))
+    match_rows = []
+    if cfg.data.source == "synthetic" and exact_match_examples > 0:
+        match_rows = [eval_rows[i] for i in range(min(exact_match_examples, len(eval_rows)))]
+
+    def measure(m) -> dict:
+        loss, tokens = eval_loss(m, loader, accelerator)
+        result = {"loss": loss, "perplexity": math.exp(min(loss, 700)), "tokens": tokens}
+        if match_rows:
+            correct, total = exact_match(m, tokenizer, match_rows, accelerator, max_new_tokens, batch_size or 16)
+            result.update(exact_match=correct / total, exact_match_correct=correct, exact_match_total=total)
+        return result
+
+    results = {"examples": len(eval_rows), "trained": measure(model)}
+    if base:
+        with _untrained(model) as untrained:
+            if untrained is not None:
+                results["base"] = measure(untrained)
+    if base and "base" not in results:  # a full fine-tune: load the base weights themselves
+        from ft import models
+
+        base_model = models.load_model(cfg.model, model.dtype, device_map={"": accelerator.device}).eval()
+        results["base"] = measure(base_model)
+    if accelerator.is_main_process:
+        print_report(results, cfg, run_dir)
+    return results
+
+
+def print_report(results: dict, cfg, run_dir) -> None:
+    rows = [("base model (untrained)", results.get("base")), ("trained", results["trained"])]
+    print(f"ft: eval of {run_dir} on {results['examples']} eval examples of {cfg.data.source}")
+    print(f"{'':<24}{'loss':>10}{'perplexity':>13}{'exact match':>20}")
+    for name, r in rows:
+        if r is None:
+            continue
+        match = f"{100 * r['exact_match']:.1f}% ({r['exact_match_correct']}/{r['exact_match_total']})" if "exact_match" in r else "—"
+        print(f"{name:<24}{r['loss']:>10.4f}{r['perplexity']:>13.2f}{match:>20}")
+    sys.stdout.flush()

@@ -1,0 +1,113 @@
+"""`ft generate` and `ft chat`: try a finished run.
+
+The prompt goes through the chat template saved with the run's tokenizer — the template training
+used — when the run was trained on conversations (with the data's system prompt, if it had one);
+runs trained on raw text or prompt-completion pairs get the prompt as is. Output is streamed.
+"""
+
+import json
+import sys
+from dataclasses import dataclass
+
+from ft import data, loading
+from ft.errors import FtError
+
+
+@dataclass
+class Options:
+    max_new_tokens: int = 128
+    do_sample: bool | None = None  # None: sample if temperature or top_p was given
+    temperature: float | None = None
+    top_p: float | None = None
+    show_prompt: bool = False  # print the rendered prompt (JSON-quoted) to stderr
+
+
+class Session:
+    """A loaded run: model, tokenizer and the config it was trained with."""
+
+    def __init__(self, run_dir):
+        self.run_dir = loading.check_run_dir(run_dir)
+        self.cfg = loading.load_config(self.run_dir)
+        self.tokenizer = loading.load_tokenizer(self.run_dir)
+        self.model = loading.load_model(self.run_dir, self.cfg)
+        self.chat = data.is_conversational(self.cfg.data.format) and self.tokenizer.chat_template is not None
+        what = f"{loading.base_model_path(self.cfg)} + adapter {self.run_dir}" if loading.is_adapter(self.run_dir) else str(self.run_dir)
+        print(f"ft: loaded {what} on {self.model.device}", file=sys.stderr, flush=True)
+
+    def conversation(self, history: list[dict], user_text: str) -> list[dict]:
+        system = [{"role": "system", "content": self.cfg.data.system_prompt}] if self.cfg.data.system_prompt and not history else []
+        return history + system + [{"role": "user", "content": user_text}]
+
+    def render(self, messages: list[dict] | str) -> str:
+        """The exact text the model is prompted with."""
+        if isinstance(messages, str):
+            return messages
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def generate(self, messages: list[dict] | str, options: Options, stream: bool = True) -> str:
+        import torch
+        from transformers import TextStreamer
+
+        text = self.render(messages)
+        if options.show_prompt:
+            print(f"ft: prompt {json.dumps(text)}", file=sys.stderr, flush=True)
+        # A chat template already writes the special tokens it wants (BOS included).
+        inputs = self.tokenizer(text, add_special_tokens=not isinstance(messages, list), return_tensors="pt").to(self.model.device)
+        sample = options.do_sample if options.do_sample is not None else (options.temperature is not None or options.top_p is not None)
+        kwargs = dict(max_new_tokens=options.max_new_tokens, do_sample=sample, pad_token_id=self.tokenizer.pad_token_id,
+                      eos_token_id=self._stop_ids())
+        if sample:
+            kwargs.update(temperature=options.temperature or 1.0, top_p=options.top_p or 1.0)
+        else:  # greedy: drop sampling settings a base model's generation_config may carry
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
+        with torch.no_grad():
+            output = self.model.generate(**inputs, streamer=streamer, **kwargs)
+        return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def _stop_ids(self) -> list[int]:
+        """The template's end-of-turn token and the model's own EOS: training taught the former."""
+        ids = self.model.generation_config.eos_token_id
+        ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+        return [self.tokenizer.eos_token_id] + [i for i in ids if i != self.tokenizer.eos_token_id]
+
+
+def generate(run_dir, prompt: str, options: Options) -> str:
+    session = Session(run_dir)
+    messages = session.conversation([], prompt) if session.chat else prompt
+    return session.generate(messages, options)
+
+
+EXIT_WORDS = ("exit", "quit", "/exit", "/quit")
+
+
+def chat(run_dir, options: Options, lines=None) -> list[dict]:
+    """Read user turns line by line from `lines` (a text stream, stdin by default) until EOF or `exit`; `/reset` starts over.
+    Returns the conversation."""
+    session = Session(run_dir)
+    if not session.chat:
+        raise FtError(f"chat needs a run trained on conversations; {run_dir} was trained on data.format={session.cfg.data.format}: use `ft generate`")
+    lines = sys.stdin if lines is None else lines
+    interactive = lines is sys.stdin and sys.stdin.isatty()
+    if interactive:
+        print("ft: chat — type a message, `/reset` to start over, `exit` or Ctrl-D to leave", file=sys.stderr)
+    history: list[dict] = []
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = lines.readline()
+        if not line:
+            break
+        text = line.strip()
+        if text.lower() in EXIT_WORDS:
+            break
+        if text == "/reset":
+            history = []
+            continue
+        if not text:
+            continue
+        messages = session.conversation(history, text)
+        reply = session.generate(messages, options)
+        history = messages + [{"role": "assistant", "content": reply}]
+    return history
+

@@ -1,0 +1,71 @@
+"""Load a finished run back: its resolved config, its tokenizer (with the chat template it was
+trained with) and its model — base + adapter, or a full / merged model directory.
+
+The base model comes from the run's config.yaml (`model.name_or_path`; `tiny` is re-resolved to the
+local cache), so a run dir moved to another machine still finds a hub base.
+"""
+
+from pathlib import Path
+
+from ft.errors import FtError
+
+
+def check_run_dir(run_dir) -> Path:
+    path = Path(run_dir).expanduser()
+    if not path.is_dir():
+        raise FtError(f"run_dir={run_dir}: no such directory (pass the directory a training run printed)")
+    if not ((path / "adapter_config.json").is_file() or (path / "config.json").is_file()):
+        raise FtError(f"run_dir={run_dir} holds no adapter_config.json or config.json: is the training finished?")
+    return path
+
+
+def load_config(run_dir: Path):
+    """The run's config.yaml as the typed FtConfig (keys added to the schema later get defaults)."""
+    from omegaconf import OmegaConf
+
+    from ft.schema import FtConfig
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file() and not is_adapter(run_dir):  # e.g. a merged model copied elsewhere
+        return FtConfig()
+    if not path.is_file():
+        raise FtError(f"{path} is missing: ft needs the run's resolved config to know its base model and data")
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FtConfig), OmegaConf.load(path)))
+
+
+def is_adapter(run_dir: Path) -> bool:
+    return (Path(run_dir) / "adapter_config.json").is_file()
+
+
+def base_model_path(cfg) -> str:
+    from ft import models
+
+    return models.resolve_path(cfg.model)
+
+
+def load_tokenizer(run_dir: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(run_dir: Path, cfg, device_map="auto"):
+    """The trained model in eval mode, placed by Accelerate's big-model loading (device_map)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    if cfg.model.dtype != "auto":
+        dtype = getattr(torch, cfg.model.dtype)
+    kwargs = dict(dtype=dtype, device_map=device_map, attn_implementation=cfg.model.attn_implementation)
+    if not is_adapter(run_dir):  # a full fine-tune or a merged model: the directory is the model
+        return AutoModelForCausalLM.from_pretrained(run_dir, **kwargs).eval()
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(
+        base_model_path(cfg), revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code, **kwargs
+    )
+    return PeftModel.from_pretrained(base, run_dir).eval()
