@@ -39,7 +39,7 @@ def step_losses(run_dir: Path) -> list[float]:
 @pytest.mark.parametrize("strategy", distributed.STRATEGIES[1:])
 def test_accelerate_config_for_every_option(strategy):
     cfg = config.compose([f"distributed={strategy}", "distributed.num_processes=4", "distributed.num_machines=2",
-                          "training.gradient_accumulation_steps=3"])
+                          "training.gradient_accumulation_steps=3", *(["peft=qlora"] if strategy == "fsdp_qlora" else [])])
     generated = distributed.accelerate_config(cfg, gpus=4)
     assert generated["num_processes"] == 8 and generated["num_machines"] == 2
     assert generated["use_cpu"] is False  # use_cpu makes accelerate start a single process
@@ -73,7 +73,7 @@ def test_top_level_accelerate_config_is_multi_process_ddp():
 
 @pytest.mark.parametrize("override, message", [
     (["distributed=fsdp"], "FSDP through Accelerate needs GPUs"),
-    (["distributed=fsdp_qlora"], "FSDP through Accelerate needs GPUs"),
+    (["distributed=fsdp_qlora", "peft=qlora"], "FSDP through Accelerate needs GPUs"),
     (["distributed=ddp"], "set distributed.num_processes=N"),
     (["distributed=ddp", "distributed.num_processes=1", "distributed.num_machines=2"], "needs one run directory"),
 ])
@@ -82,6 +82,28 @@ def test_launch_rules_on_a_cpu_machine(override, message, tmp_path):
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["peft=qlora", "distributed=zero3"], "partitions every parameter"),
+    (["peft=qlora", "distributed=zero3_offload"], "partitions every parameter"),
+    (["peft=qlora", "distributed=fsdp"], "use distributed=fsdp_qlora"),
+    (["peft=qlora_8bit", "distributed=fsdp_qlora"], "cannot shard an 8-bit base"),
+    (["distributed=fsdp_qlora"], "use it with peft=qlora"),
+    (["peft=qlora", "distributed=fsdp_qlora", "peft.bnb_4bit_compute_dtype=bfloat16",
+      "peft.bnb_4bit_quant_storage=uint8"], "bnb_4bit_quant_storage equal to the compute dtype"),
+])
+def test_quantized_base_rules(overrides, message):
+    with pytest.raises(FtError, match=message):
+        config.compose(overrides)
+
+
+def test_fsdp_qlora_stores_4bit_weights_in_the_compute_dtype():
+    from ft import models
+
+    cfg = config.compose(["peft=qlora", "distributed=fsdp_qlora"])
+    assert models.quantization_config(cfg.peft, torch.bfloat16, fsdp=True).bnb_4bit_quant_storage == torch.bfloat16
+    assert models.quantization_config(cfg.peft, torch.bfloat16).bnb_4bit_quant_storage == torch.uint8
 
 
 def test_machine_rank_must_fit():

@@ -49,8 +49,10 @@ def load_config(cfg: ModelConfig):
     return AutoConfig.from_pretrained(resolve_path(cfg), revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
 
 
-def quantization_config(peft: PeftConfig, dtype):
-    """The BitsAndBytesConfig for a k-bit base (QLoRA), or None. `dtype` is the run's compute dtype."""
+def quantization_config(peft: PeftConfig, dtype, fsdp: bool = False):
+    """The BitsAndBytesConfig for a k-bit base (QLoRA), or None. `dtype` is the run's compute dtype.
+    FSDP shards parameters by dtype, so under FSDP the packed 4-bit weights are stored in the compute
+    dtype (bnb_4bit_quant_storage) instead of uint8."""
     if not (peft.load_in_4bit or peft.load_in_8bit):
         return None
     import torch
@@ -59,9 +61,14 @@ def quantization_config(peft: PeftConfig, dtype):
     if peft.load_in_8bit:
         return BitsAndBytesConfig(load_in_8bit=True)
     compute = dtype if peft.bnb_4bit_compute_dtype == "auto" else getattr(torch, peft.bnb_4bit_compute_dtype)
+    if peft.bnb_4bit_quant_storage != "auto":
+        storage = getattr(torch, peft.bnb_4bit_quant_storage)
+    else:
+        storage = compute if fsdp else torch.uint8
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=peft.bnb_4bit_quant_type,
         bnb_4bit_use_double_quant=peft.bnb_4bit_use_double_quant,
         bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_storage=storage,
     )

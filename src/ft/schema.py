@@ -69,6 +69,7 @@ class PeftConfig:
     bnb_4bit_quant_type: str = "nf4"  # nf4 | fp4
     bnb_4bit_use_double_quant: bool = True
     bnb_4bit_compute_dtype: str = "auto"  # auto (the run's precision) | float32 | bfloat16 | float16
+    bnb_4bit_quant_storage: str = "auto"  # auto: uint8, or the compute dtype under distributed=fsdp_qlora
 
 
 @dataclass

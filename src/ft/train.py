@@ -114,7 +114,7 @@ def build_trainer(cfg, run_dir: Path):
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model_config = models.load_config(cfg.model)
     adapters.check_architecture(cfg.peft, model_config, cfg.model.name_or_path)
-    quantization = models.quantization_config(cfg.peft, dtype)
+    quantization = models.quantization_config(cfg.peft, dtype, fsdp=cfg.distributed.strategy in distributed.FSDP)
     # on every rank at once: ZeRO-3 loading is collective
     model = models.load_model(cfg.model, dtype, **({"quantization_config": quantization} if quantization else {}))
     adapters.check_target_modules(cfg.peft, model)
