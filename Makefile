@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS := .ci/constraints.txt
 STAMP := $(VENV)/.ft-installed
 
-.PHONY: install train test test-fast clean
+.PHONY: install train test test-fast bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test: install  ## the whole suite, offline
 
 test-fast: install  ## skip the slow end-to-end runs
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install  ## the CPU benchmarks (bench/gpu.py is for a GPU machine)
+	cd bench && ../$(PY) startup.py && ../$(PY) overhead.py && ../$(PY) packing.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
