@@ -38,7 +38,7 @@ def cmd_train(args) -> int:
         return 0
     from ft.train import train
 
-    train(cfg)
+    train(cfg, command=["python", "-m", "ft", "train", *args.overrides])
     return 0
 
 

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft import adapters, data, hardware, models, outputs
+from ft import adapters, checks, data, hardware, models, outputs, resume
 from ft.config import to_yaml
 
 
@@ -76,7 +76,7 @@ def build_trainer(cfg, run_dir: Path):
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model = models.load_model(cfg.model, dtype)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -84,20 +84,38 @@ def build_trainer(cfg, run_dir: Path):
         processing_class=tokenizer,
         peft_config=adapters.build_peft_config(cfg.peft),
     )
+    checks.lengths(trainer.train_dataset, len(train_dataset), cfg.training.max_length, cfg.training.packing)
+    checks.disk_space(trainer, cfg, run_dir, len(train_dataset))
+    return trainer
 
 
-def train(cfg) -> TrainResult:
+def train(cfg, command: list[str] | None = None) -> TrainResult:
+    """`command`: the command line that started the run, echoed in how-to-resume messages."""
+    from ft.preemption import PreemptionCallback
+
     run_dir = outputs.run_dir_for(cfg)
-    with outputs.new_run_dir(run_dir, to_yaml(cfg)):  # removed again if the setup fails
+    checks.preflight(cfg)
+    plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite)
+    with outputs.new_run_dir(run_dir, to_yaml(cfg), plan):  # what it made is removed if the setup fails
         print(f"ft: run directory {run_dir}", flush=True)
         trainer = build_trainer(cfg, run_dir)
     _print_trainable(trainer.model)
-    metrics = {}
-    if cfg.training.eval_before_training and trainer.eval_dataset is not None:
-        metrics.update(trainer.evaluate(metric_key_prefix="base"))
-        trainer.save_metrics("base", metrics)
-
-    train_output = trainer.train()
+    how_to_resume = resume.resume_command(command, run_dir, cfg)
+    if cfg.training.run_name is None:
+        print(f"ft: to resume this run after an interruption: {how_to_resume}", flush=True)
+    metrics = outputs.read_metrics(run_dir) if plan.checkpoint else {}  # the untrained model's eval, if any
+    preemption = PreemptionCallback()
+    trainer.add_callback(preemption)
+    with preemption.handling_signals():
+        if cfg.training.eval_before_training and trainer.eval_dataset is not None and not plan.checkpoint:
+            metrics.update(trainer.evaluate(metric_key_prefix="base"))
+            trainer.save_metrics("base", metrics)
+        train_output = trainer.train(resume_from_checkpoint=plan.checkpoint)
+    if preemption.received:
+        step = trainer.state.global_step
+        print(f"ft: stopped by {preemption.received} at step {step}; checkpoint saved to {run_dir / f'checkpoint-{step}'}\n"
+              f"ft: to resume: {how_to_resume}", flush=True)
+        return TrainResult(run_dir=run_dir, trainer=trainer, metrics=metrics)
     metrics.update(train_output.metrics)
     trainer.save_metrics("train", train_output.metrics)
     if trainer.eval_dataset is not None:
