@@ -9,6 +9,8 @@ format into one of TRL's dataset forms:
     language modeling  {"text": str}                                      text
 """
 
+import contextlib
+import logging
 from pathlib import Path
 
 from ft import checks, synthetic
@@ -110,7 +112,8 @@ def load_raw(cfg: DataConfig):
         raise FtError(f"data.source={cfg.source}: need .jsonl/.json/.parquet/.csv files of a single kind, found {[p.name for p in files][:5]}")
     builder = builders.pop()
     try:
-        raw = load_dataset(builder, data_files=[str(p) for p in files])
+        with _quiet_loaders():  # their ERROR log would precede ft's one-line error
+            raw = load_dataset(builder, data_files=[str(p) for p in files])
     except Exception as e:
         if builder == "json":
             checks.locate_bad_json(files)
@@ -119,6 +122,17 @@ def load_raw(cfg: DataConfig):
     if all(len(split) == 0 for split in raw.values()):
         raise FtError(f"data.source={cfg.source} has no rows: point it to a file with training examples")
     return raw
+
+
+@contextlib.contextmanager
+def _quiet_loaders():
+    loaders = logging.getLogger("datasets.packaged_modules")
+    level = loaders.level
+    loaders.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        loaders.setLevel(level)
 
 
 def to_trl_form(dataset, cfg: DataConfig):
@@ -173,8 +187,8 @@ def load(cfg: DataConfig):
     if cfg.max_examples is not None:
         train = train.select(range(min(cfg.max_examples, len(train))))
     if len(train) == 0:
-        raise FtError(f"the training split of data.source={cfg.source} is empty (after data.max_examples / "
-                      f"the eval split): give it examples, or lower data.eval_size")
+        raise FtError(f"the training split of data.source={cfg.source} is empty (after the eval split and "
+                      f"data.max_examples): give it examples, raise data.max_examples or lower data.eval_size")
     if evaluation is not None and len(evaluation) == 0:
         raise FtError(f"the eval split of data.source={cfg.source} is empty: give it examples, or set data.eval_size=0")
     return train, evaluation
