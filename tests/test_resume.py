@@ -225,3 +225,32 @@ def test_second_signal_aborts_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _two_ranks(rank: int, port: int, results) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from ft.preemption import PreemptionCallback
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    callback = PreemptionCallback()
+    before = callback._any_rank_received(torch.device("cpu"))
+    if rank == 0:
+        callback.received = "SIGTERM"  # only rank 0 got the signal so far
+    results[rank] = (before, callback._any_rank_received(torch.device("cpu")))
+    dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_every_rank_stops_at_the_same_step_when_one_got_the_signal():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_two_ranks, args=(port, results), nprocs=2)
+    assert dict(results) == {0: (False, True), 1: (False, True)}

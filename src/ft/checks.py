@@ -146,8 +146,8 @@ def disk_space(trainer, cfg, run_dir: Path, num_examples: int) -> None:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.1f} {unit}"
         n /= 1000
-    return ""
+    return f"{n:.1f} TB"

@@ -19,10 +19,21 @@ class PreemptionCallback(TrainerCallback):
         self.received: str | None = None  # the name of the first signal, once one arrived
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.received:
+        if self._any_rank_received(args.device):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+    def _any_rank_received(self, device) -> bool:
+        """Ranks may get the signal a step apart: all stop at the same step, or the collectives hang."""
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return bool(self.received)
+        flag = torch.tensor([1 if self.received else 0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name

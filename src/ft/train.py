@@ -91,8 +91,6 @@ def build_trainer(cfg, run_dir: Path):
 
 def train(cfg, command: list[str] | None = None) -> TrainResult:
     """`command`: the command line that started the run, echoed in how-to-resume messages."""
-    from ft.preemption import PreemptionCallback
-
     run_dir = outputs.run_dir_for(cfg)
     checks.preflight(cfg)
     plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite)
@@ -104,6 +102,8 @@ def train(cfg, command: list[str] | None = None) -> TrainResult:
     if cfg.training.run_name is None:
         print(f"ft: to resume this run after an interruption: {how_to_resume}", flush=True)
     metrics = outputs.read_metrics(run_dir) if plan.checkpoint else {}  # the untrained model's eval, if any
+    from ft.preemption import PreemptionCallback  # imports transformers: after the quick checks
+
     preemption = PreemptionCallback()
     trainer.add_callback(preemption)
     with preemption.handling_signals():
