@@ -15,10 +15,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("FT_CACHE", str(Path(tempfile.gettempdir()) / "ft-test-cache"))
 
 
-def run_ft(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess."""
+def run_ft(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess (`env`: its whole environment, default this one's)."""
     return subprocess.run(
-        [sys.executable, "-m", "ft", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+        [sys.executable, "-m", "ft", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
     )
 
 

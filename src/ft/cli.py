@@ -48,16 +48,19 @@ def cmd_train(args) -> int:
 
         gpus = hardware.detect().num_gpus
         distributed.validate(cfg, gpus)
+        from ft import resume
+        from ft.config import to_yaml
+
         run_dir = outputs.run_dir_for(cfg)
-        if cfg.distributed.machine_rank == 0:  # the other nodes join the run dir it starts
-            outputs.check_run_dir_free(run_dir)
+        if cfg.distributed.machine_rank == 0:  # refuse now what rank 0 would refuse after the launch
+            resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite)
         code = distributed.relaunch(cfg, run_dir, args.overrides, gpus)
         if code != 0:
             raise FtError(f"the training processes failed (exit code {code}); their errors are above")
         return 0
     from ft.train import train
 
-    train(cfg)
+    train(cfg, command=["python", "-m", "ft", "train", *args.overrides])
     return 0
 
 

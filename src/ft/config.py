@@ -170,6 +170,11 @@ def validate(cfg: FtConfig) -> None:
         raise FtError("set training.max_steps > 0 or training.num_train_epochs > 0")
     if training.learning_rate <= 0:
         raise FtError(f"training.learning_rate must be > 0, got {training.learning_rate}")
+    if training.resume not in ("auto", "never") and not Path(training.resume).expanduser().is_dir():
+        raise FtError(f"training.resume={training.resume}: not auto, never, or an existing checkpoint directory")
+    if training.run_name is not None and (not training.run_name.strip(". ") or Path(training.run_name).name != training.run_name):
+        raise FtError(f"training.run_name='{training.run_name}' must be a plain directory name (no '/'): "
+                      f"put the parent directory in training.output_dir")
     if cfg.hub.push and not cfg.hub.repo_id:
         raise FtError("hub.push=true needs hub.repo_id=owner/name")
     if cfg.hub.repo_id:

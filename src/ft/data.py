@@ -9,9 +9,11 @@ format into one of TRL's dataset forms:
     language modeling  {"text": str}                                      text
 """
 
+import contextlib
+import logging
 from pathlib import Path
 
-from ft import synthetic
+from ft import checks, synthetic
 from ft.errors import FtError
 from ft.schema import DataConfig
 
@@ -77,6 +79,13 @@ def _check_conversation(messages: list[dict], system_prompt: str | None) -> list
         raise FtError(f"unknown role '{bad[0]}': messages roles must be one of {', '.join(ROLES)}")
     if "assistant" not in roles:
         raise FtError("a conversation has no assistant turn, so nothing to learn: every row needs one")
+    if "system" in roles[1:]:
+        raise FtError(f"a system turn is only allowed first, found one at turn {roles.index('system', 1) + 1}: "
+                      f"move it to the start or fold it into a user turn")
+    first = next(r for r in roles if r != "system")
+    if first != "user":
+        raise FtError(f"a conversation must start with a user turn (after an optional system turn), not '{first}': "
+                      f"drop the leading {first} turn")
     if system_prompt and roles[0] != "system":
         messages = [{"role": "system", "content": system_prompt}] + messages
     return messages
@@ -91,16 +100,39 @@ def load_raw(cfg: DataConfig):
         return DatasetDict({"train": Dataset.from_list(rows)})
     path = Path(cfg.source).expanduser()
     if not path.exists():
-        return load_dataset(cfg.source, cfg.subset)
+        try:
+            return load_dataset(cfg.source, cfg.subset)
+        except Exception as e:  # offline, missing, private: datasets raises many kinds
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise FtError(f"cannot load the hub dataset data.source={cfg.source}: {reason}: check the id, "
+                          f"or download it and point data.source to a local file") from None
     files = sorted(p for p in path.rglob("*") if p.suffix in LOCAL_BUILDERS) if path.is_dir() else [path]
     builders = {LOCAL_BUILDERS.get(p.suffix) for p in files}
     if not files or None in builders or len(builders) > 1:
         raise FtError(f"data.source={cfg.source}: need .jsonl/.json/.parquet/.csv files of a single kind, found {[p.name for p in files][:5]}")
+    builder = builders.pop()
     try:
-        return load_dataset(builders.pop(), data_files=[str(p) for p in files])
+        with _quiet_loaders():  # their ERROR log would precede ft's one-line error
+            raw = load_dataset(builder, data_files=[str(p) for p in files])
     except Exception as e:
-        reason = str(e.__cause__ or e).splitlines()[0]
+        if builder == "json":
+            checks.locate_bad_json(files)
+        reason = (str(e.__cause__ or e).splitlines() or [type(e).__name__])[0]
         raise FtError(f"cannot read data.source={cfg.source}: {reason}") from None
+    if all(len(split) == 0 for split in raw.values()):
+        raise FtError(f"data.source={cfg.source} has no rows: point it to a file with training examples")
+    return raw
+
+
+@contextlib.contextmanager
+def _quiet_loaders():
+    loaders = logging.getLogger("datasets.packaged_modules")
+    level = loaders.level
+    loaders.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        loaders.setLevel(level)
 
 
 def to_trl_form(dataset, cfg: DataConfig):
@@ -155,5 +187,8 @@ def load(cfg: DataConfig):
     if cfg.max_examples is not None:
         train = train.select(range(min(cfg.max_examples, len(train))))
     if len(train) == 0:
-        raise FtError(f"the training split of data.source={cfg.source} is empty")
+        raise FtError(f"the training split of data.source={cfg.source} is empty (after the eval split and "
+                      f"data.max_examples): give it examples, raise data.max_examples or lower data.eval_size")
+    if evaluation is not None and len(evaluation) == 0:
+        raise FtError(f"the eval split of data.source={cfg.source} is empty: give it examples, or set data.eval_size=0")
     return train, evaluation

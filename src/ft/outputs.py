@@ -29,23 +29,34 @@ def run_dir_for(cfg) -> Path:
     return Path(cfg.training.output_dir).expanduser() / name
 
 
-def check_run_dir_free(run_dir: Path) -> None:
-    """A run never writes into another run's directory (a launcher's accelerate config aside)."""
+def holds_files(run_dir: Path) -> bool:
+    """Whether run_dir has anything in it besides the accelerate config a launcher wrote there."""
     from ft.distributed import LAUNCH_CONFIG
 
-    if run_dir.exists() and any(p.name != LAUNCH_CONFIG for p in run_dir.iterdir()):
-        raise FtError(f"run directory {run_dir} already exists and is not empty: set another training.run_name or remove it")
+    return run_dir.is_dir() and any(p.name != LAUNCH_CONFIG for p in run_dir.iterdir())
 
 
 @contextlib.contextmanager
-def new_run_dir(run_dir: Path, config_yaml: str, create: bool = True):
-    """Make the run directory with the resolved config in it; remove it again if the setup inside
-    the block fails, so a bad input leaves nothing behind. Only the main process creates it
-    (create=True); the other ranks just use it."""
+def new_run_dir(run_dir: Path, config_yaml: str, plan=None, create: bool = True):
+    """Make the run directory with the resolved config in it; remove what was made again if the
+    setup inside the block fails, so a bad input leaves nothing behind. A run dir that already
+    holds a run (ft.resume.plan decided to continue or replace it) is never removed: it is
+    continued as is, or cleared only once the setup has succeeded. Only the main process makes
+    or clears it (create=True); the other ranks just use it."""
     if not create:
         yield run_dir
         return
-    check_run_dir_free(run_dir)
+    if plan is not None and (plan.existing or plan.replace):
+        _check_writable(run_dir)
+        yield run_dir
+        if plan.replace:
+            for child in run_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            (run_dir / "config.yaml").write_text(config_yaml)
+        return
+    if holds_files(run_dir):
+        raise FtError(f"run directory {run_dir} already exists and is not empty: set another training.run_name or remove it")
+    created = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_yaml)
@@ -54,8 +65,20 @@ def new_run_dir(run_dir: Path, config_yaml: str, create: bool = True):
     try:
         yield run_dir
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        else:
+            (run_dir / "config.yaml").unlink(missing_ok=True)
         raise
+
+
+def _check_writable(run_dir: Path) -> None:
+    probe = run_dir / ".ft-write-test"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise FtError(f"cannot write the run directory {run_dir} ({e.strerror}): set training.output_dir to a writable place") from None
 
 
 def plot_loss(log_history: list[dict], path: Path) -> None:

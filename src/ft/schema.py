@@ -149,6 +149,8 @@ class TrainingConfig:
     eval_before_training: bool = True  # report the untrained model's eval loss next to the final
     seed: int = 42
     dataloader_num_workers: int = 0
+    resume: str = "auto"  # auto (continue the run dir's last complete checkpoint) | never | a checkpoint path
+    overwrite: bool = False  # replace an existing run dir (made by a different config, or finished)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft import adapters, callbacks, data, distributed, hardware, models, outputs
+from ft import adapters, callbacks, checks, data, distributed, hardware, models, outputs, resume
 from ft.config import to_yaml
 
 
@@ -20,7 +20,7 @@ class TrainResult:
     metrics: dict
 
 
-def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
+def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool, resuming: bool = False):
     """Map ft's training/optim/logging groups onto TRL's SFTConfig, deciding precision and
     checkpointing from the hardware instead of trusting SFTConfig's GPU-minded defaults."""
     from trl import SFTConfig
@@ -61,7 +61,7 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool):
         eval_strategy=t.eval_strategy if has_eval else "no",
         # The untrained model's eval, run by the trainer itself: a separate evaluate() before
         # train() leaves the model unwrapped, so DDP would silently train unsynchronised replicas.
-        eval_on_start=t.eval_before_training and has_eval,
+        eval_on_start=t.eval_before_training and has_eval and not resuming,
         eval_steps=t.eval_steps,
         # early stopping loads the best checkpoint at the end: one is saved at every evaluation
         save_strategy=t.eval_strategy if early_stopping else t.save_strategy,
@@ -101,7 +101,7 @@ def _technique_args(cfg, has_eval: bool) -> dict:
     return args
 
 
-def build_trainer(cfg, run_dir: Path):
+def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready SFTTrainer (data prepared, model wrapped); nothing trained yet."""
     from accelerate import PartialState
     from trl import SFTTrainer
@@ -110,7 +110,7 @@ def build_trainer(cfg, run_dir: Path):
     with PartialState().main_process_first():  # read, convert (and build the tiny model) once
         train_dataset, eval_dataset = data.load(cfg.data)
         tokenizer = models.load_tokenizer(cfg.model)
-    args = sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None)
+    args = sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model_config = models.load_config(cfg.model)
     adapters.check_architecture(cfg.peft, model_config, cfg.model.name_or_path)
@@ -145,6 +145,8 @@ def build_trainer(cfg, run_dir: Path):
         trainer.optimizer = adapters.loraplus_optimizer(trainer, cfg.peft.loraplus_lr_ratio)
     if adapters.is_pissa(cfg.peft):
         adapters.save_pissa_init(trainer.model, run_dir)
+    checks.lengths(trainer.train_dataset, len(train_dataset), cfg.training.max_length, cfg.training.packing)
+    checks.disk_space(trainer, cfg, run_dir, len(train_dataset))
     return trainer
 
 
@@ -159,26 +161,45 @@ def total_optimizer_steps(cfg, num_examples: int) -> int:
     return math.ceil(t.num_train_epochs * per_epoch)
 
 
-def train(cfg) -> TrainResult:
+def train(cfg, command: list[str] | None = None) -> TrainResult:
+    """`command`: the command line that started the run, echoed in how-to-resume messages."""
     distributed.check_engine(cfg)
     hw = hardware.detect()
     hardware.check_requirements(cfg, hw)
+    checks.preflight(cfg)
     ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
     main = ranks.is_main_process
     run_dir = Path(distributed.shared_value(str(outputs.run_dir_for(cfg)), ranks))  # rank 0's name
-    with outputs.new_run_dir(run_dir, to_yaml(cfg), create=main):  # removed again if setup fails
+    # Rank 0 decides (start, continue a checkpoint, replace) and makes the run dir; the others follow.
+    plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite) if main else None
+    checkpoint = distributed.shared_value(plan.checkpoint if main else None, ranks)
+    with outputs.new_run_dir(run_dir, to_yaml(cfg), plan, create=main):  # what it made is removed if setup fails
         if main:
             print(f"ft: run directory {run_dir}", flush=True)
         distributed.wait_for_everyone(ranks, "run directory", cfg.distributed.timeout_s)
-        trainer = build_trainer(cfg, run_dir)
+        trainer = build_trainer(cfg, run_dir, resuming=checkpoint is not None)
+    how_to_resume = resume.resume_command(command, run_dir, cfg)
     if main:
         _print_trainable(trainer.model)
+        if cfg.training.run_name is None:
+            print(f"ft: to resume this run after an interruption: {how_to_resume}", flush=True)
+    from ft.preemption import PreemptionCallback  # imports transformers: after the quick checks
 
-    train_output = trainer.train()
+    preemption = PreemptionCallback()
+    trainer.add_callback(preemption)
+    with preemption.handling_signals():
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if preemption.received:
+        step = trainer.state.global_step
+        if main:
+            print(f"ft: stopped by {preemption.received} at step {step}; checkpoint saved to {run_dir / f'checkpoint-{step}'}\n"
+                  f"ft: to resume: {how_to_resume}", flush=True)
+        return TrainResult(run_dir=run_dir, trainer=trainer, metrics={})
     metrics = dict(train_output.metrics)
-    if trainer.args.eval_on_start:
-        metrics["base_loss"] = next(row["eval_loss"] for row in trainer.state.log_history if "eval_loss" in row)
-        trainer.save_metrics("base", {"base_loss": metrics["base_loss"]})
+    base_loss = _untrained_eval_loss(trainer.state.log_history)
+    if base_loss is not None:
+        metrics["base_loss"] = base_loss
+        trainer.save_metrics("base", {"base_loss": base_loss})
     trainer.save_metrics("train", train_output.metrics)
     if trainer.eval_dataset is not None:
         final_eval = trainer.evaluate()
@@ -195,6 +216,11 @@ def train(cfg) -> TrainResult:
         _print_summary(run_dir, metrics)
         _finish(cfg, run_dir, trainer, metrics)
     return TrainResult(run_dir=run_dir, trainer=trainer, metrics=metrics)
+
+
+def _untrained_eval_loss(log_history: list[dict]) -> float | None:
+    """The step-0 evaluation (eval_on_start); a resumed run finds it in the restored log."""
+    return next((row["eval_loss"] for row in log_history if "eval_loss" in row and row.get("step") == 0), None)
 
 
 def _report_ranks(trainer, ranks) -> None:

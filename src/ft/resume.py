@@ -1,0 +1,159 @@
+"""What to do with the run directory: start fresh, continue a checkpoint, or refuse.
+
+`training.resume=auto` (the default) continues an unfinished run made by the same config from its
+last *complete* checkpoint; transformers' Trainer then restores the weights, optimizer, scheduler,
+RNG states, data position and step. A run dir made by a different config, a finished run, or a
+directory ft did not make is never overwritten unless `training.overwrite=true` says so.
+
+transformers writes a checkpoint in place (no temp name + rename) and writes trainer_state.json
+last, so a checkpoint cut short by a crash lacks it; truncated weight or optimizer files are caught
+by their headers. Such checkpoints are skipped with a warning.
+"""
+
+import json
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ft.errors import FtError
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")  # torch.save zip archives
+FINISHED_MARK = "trainer_state.json"  # in the run dir itself: written after the final weights
+# Keys that may change between the runs of one run dir: how to find it and whether to resume.
+NOT_COMPARED = ("training.resume", "training.overwrite", "training.run_name", "training.output_dir")
+
+
+@dataclass
+class RunPlan:
+    checkpoint: str | None = None  # passed to Trainer.train(resume_from_checkpoint=...)
+    existing: bool = False  # the run dir already holds this run: keep it whatever happens
+    replace: bool = False  # training.overwrite=true: clear the old run once setup has succeeded
+
+
+def incomplete_reason(checkpoint: Path) -> str | None:
+    """Why a checkpoint directory cannot be resumed from, or None when it is complete."""
+    state_path = checkpoint / "trainer_state.json"
+    if not state_path.is_file():
+        return "no trainer_state.json: its save was interrupted"
+    try:
+        json.loads(state_path.read_text())
+    except ValueError:
+        return "trainer_state.json is truncated"
+    weights = [checkpoint / name for name in WEIGHTS if (checkpoint / name).is_file()]
+    if not weights:
+        return f"no model weights ({' or '.join(WEIGHTS[:2])})"
+    for path in weights:
+        if path.suffix == ".safetensors" and not _safetensors_ok(path):
+            return f"{path.name} is truncated or corrupt"
+    if not (checkpoint / "optimizer.pt").is_file() and not list(checkpoint.glob("global_step*")):
+        return "no optimizer.pt"
+    for name in TORCH_FILES:
+        if (checkpoint / name).is_file() and not zipfile.is_zipfile(checkpoint / name):
+            return f"{name} is truncated or corrupt"
+    return None
+
+
+def _safetensors_ok(path: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np"):  # reads and checks the header against the file size
+            return True
+    except Exception:
+        return False
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """checkpoint-<step> directories, newest first."""
+    found = [p for p in run_dir.iterdir() if p.is_dir() and CHECKPOINT.match(p.name)] if run_dir.is_dir() else []
+    return sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(1)), reverse=True)
+
+
+def last_complete_checkpoint(run_dir: Path) -> Path | None:
+    for checkpoint in checkpoints(run_dir):
+        reason = incomplete_reason(checkpoint)
+        if reason is None:
+            return checkpoint
+        print(f"ft: warning: skipping incomplete checkpoint {checkpoint} ({reason})", flush=True)
+    return None
+
+
+def config_differences(saved_yaml: str, new_yaml: str) -> list[str]:
+    """'key: old -> new' for every compared key that differs between two resolved configs."""
+    import yaml
+
+    old, new = _flatten(yaml.safe_load(saved_yaml) or {}), _flatten(yaml.safe_load(new_yaml) or {})
+    keys = sorted((set(old) | set(new)) - set(NOT_COMPARED))
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def plan(run_dir: Path, config_yaml: str, resume: str, overwrite: bool) -> RunPlan:
+    """Decide what to do with run_dir; writes nothing, raises FtError when it must not be touched."""
+    path_checkpoint = None
+    if resume not in ("auto", "never"):
+        path_checkpoint = Path(resume).expanduser().resolve()
+        reason = incomplete_reason(path_checkpoint) if path_checkpoint.is_dir() else "no such directory"
+        if reason:
+            raise FtError(f"training.resume={resume} is not a complete checkpoint ({reason}): "
+                          f"name a checkpoint-<step> directory, or use training.resume=auto")
+    from ft.outputs import holds_files
+
+    if not holds_files(run_dir):
+        return RunPlan(checkpoint=str(path_checkpoint) if path_checkpoint else None)
+
+    new_name = "set another training.run_name"
+    if not (run_dir / "config.yaml").is_file():
+        raise FtError(f"run directory {run_dir} already exists and was not made by ft (no config.yaml): "
+                      f"{new_name} or move it away")
+    if overwrite:
+        if path_checkpoint and run_dir.resolve() in path_checkpoint.parents:
+            raise FtError(f"training.overwrite=true would delete training.resume={resume}: copy the checkpoint elsewhere first")
+        print(f"ft: training.overwrite=true: replacing the earlier run in {run_dir}", flush=True)
+        return RunPlan(checkpoint=str(path_checkpoint) if path_checkpoint else None, replace=True)
+
+    differences = config_differences((run_dir / "config.yaml").read_text(), config_yaml)
+    if differences:
+        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise FtError(f"run directory {run_dir} already exists with a different config ({shown}): "
+                      f"rerun with the same config to continue it, {new_name}, or add training.overwrite=true to replace it")
+    if (run_dir / FINISHED_MARK).is_file():
+        raise FtError(f"run directory {run_dir} already exists and holds a finished run: "
+                      f"{new_name}, or add training.overwrite=true to train it again")
+    if resume == "never":
+        raise FtError(f"run directory {run_dir} already exists with an unfinished run: continue it with "
+                      f"training.resume=auto, {new_name}, or add training.overwrite=true to start over")
+    if path_checkpoint:
+        print(f"ft: resuming {run_dir} from {path_checkpoint}", flush=True)
+        return RunPlan(checkpoint=str(path_checkpoint), existing=True)
+    checkpoint = last_complete_checkpoint(run_dir)
+    if checkpoint is None:
+        print(f"ft: {run_dir} has no complete checkpoint: starting this run again from step 0", flush=True)
+        return RunPlan(existing=True)
+    print(f"ft: resuming from {checkpoint} (training.resume=auto)", flush=True)
+    return RunPlan(checkpoint=str(checkpoint), existing=True)
+
+
+def resume_command(command: list[str] | None, run_dir: Path, cfg) -> str:
+    """The command that continues this run; with no command known, how to form it."""
+    import shlex
+
+    extra = []
+    if cfg.training.run_name is None:  # a timestamped name: only resumable when named explicitly
+        extra.append(f"training.run_name={run_dir.name}")
+    if command is None:
+        return "rerun the same command" + (f" with {' '.join(extra)}" if extra else "") + " (training.resume=auto is the default)"
+    kept = [arg for arg in command if not arg.lstrip("+~").startswith(("training.overwrite=", "training.resume="))]
+    return shlex.join([*kept, *extra])

@@ -1,0 +1,161 @@
+"""The catalogue of bad inputs: each one gives exit code 2 and one `ft: error:` line naming the
+problem and the fix, no traceback, and leaves the output directory exactly as it was.
+
+Most entries run the CLI entry function in-process (one interpreter, so the suite stays fast); the
+ones that need a different environment run it in a subprocess. Library progress bars and warnings
+printed before the error are allowed on stderr; no other line may mention an error.
+
+To catalogue a new mistake, add a `Case`.
+"""
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import QUICK, run_ft
+from ft import cli, config
+from ft.errors import FtError
+
+RUN = "bad"  # training.run_name of every case
+
+
+def _jsonl(tmp: Path, rows: list, name: str = "data.jsonl") -> Path:
+    path = tmp / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def _chat(*roles: str) -> dict:
+    return {"messages": [{"role": r, "content": f"{r} text"} for r in roles]}
+
+
+def _messages_file(tmp: Path, bad_row: dict) -> list[str]:
+    rows = [_chat("user", "assistant")] * 5 + [bad_row]
+    return [f"data.source={_jsonl(tmp, rows)}", "data.eval_size=0"]
+
+
+def _existing_run(out: Path, extra: list[str], **files: str) -> list[str]:
+    """A run dir as an earlier run of `extra` would have left it (config.yaml + the given files)."""
+    cfg = config.compose([*QUICK, *extra, f"training.output_dir={out}", f"training.run_name={RUN}"])
+    (out / RUN).mkdir()
+    (out / RUN / "config.yaml").write_text(config.to_yaml(cfg))
+    for name, text in files.items():
+        (out / RUN / name).write_text(text)
+    return []
+
+
+def _foreign_dir(out: Path) -> list[str]:
+    (out / RUN).mkdir()
+    (out / RUN / "notes.txt").write_text("not an ft run")
+    return []
+
+
+def _incomplete_checkpoint(tmp: Path) -> list[str]:
+    (tmp / "checkpoint-3").mkdir()
+    (tmp / "checkpoint-3" / "adapter_model.safetensors").write_bytes(b"")
+    return [f"training.resume={tmp / 'checkpoint-3'}"]
+
+
+@dataclass
+class Case:
+    id: str
+    expected: list[str]  # substrings of the error line
+    overrides: list[str] = field(default_factory=list)
+    setup: Callable[[Path, Path], list[str]] | None = None  # (tmp, output_dir) -> more overrides
+    env: dict | None = None  # run in a subprocess with these environment changes (None: unset)
+
+
+CASES = [
+    # config: before anything loads
+    Case("unknown_recipe", ["unknown recipe 'no_such'", "default"], ["recipe=no_such"]),
+    Case("unknown_key", ["unknown key 'training.leraning_rate'", "learning_rate"], ["training.leraning_rate=1"]),
+    Case("wrong_type", ["training.max_steps", "abc"], ["training.max_steps=abc"]),
+    Case("bad_choice", ["model.dtype=fp8", "bfloat16"], ["model.dtype=fp8"]),
+    Case("bad_run_name", ["training.run_name", "plain directory name"], ["training.run_name=a/b"]),
+    Case("resume_no_such_path", ["training.resume=/no/such/ckpt", "auto, never"], ["training.resume=/no/such/ckpt"]),
+    Case("missing_local_model", ["./no/such/model", "local model directory"], ["model.name_or_path=./no/such/model"]),
+    # preflight: hub, hardware
+    Case("hub_model_offline", ["ft-test/not-cached", "HF_HUB_OFFLINE=1", "hf download"],
+         ["model.name_or_path=ft-test/not-cached"]),
+    Case("hub_unreachable", ["ft-test/not-cached", "cannot be reached", "HF_HUB_OFFLINE=1"],
+         ["model.name_or_path=ft-test/not-cached"], env={"HF_HUB_OFFLINE": None, "HF_ENDPOINT": "http://127.0.0.1:9"}),
+    Case("hub_dataset_offline", ["cannot load the hub dataset data.source=ft-test/no-data"], ["data.source=ft-test/no-data"]),
+    Case("flash_attn_on_cpu", ["flash_attention_2 needs a CUDA GPU", "sdpa"], ["model.attn_implementation=flash_attention_2"]),
+    Case("bf16_on_cpu", ["training.precision=bf16 needs a GPU"], ["training.precision=bf16"]),
+    # the run dir
+    Case("unwritable_output_dir", ["cannot write the run directory", "training.output_dir"],
+         setup=lambda tmp, out: [f"training.output_dir={_jsonl(tmp, [{}], 'a_file')}/runs"]),
+    Case("not_an_ft_dir", ["already exists and was not made by ft", "training.run_name"],
+         setup=lambda tmp, out: _foreign_dir(out)),
+    Case("different_config", ["different config", "training.learning_rate: 0.002 -> 0.001", "training.overwrite=true"],
+         ["training.learning_rate=1e-3"], setup=lambda tmp, out: _existing_run(out, [])),
+    Case("finished_run", ["holds a finished run", "training.overwrite=true"],
+         setup=lambda tmp, out: _existing_run(out, [], **{"trainer_state.json": "{}"})),
+    Case("resume_never_on_unfinished", ["unfinished run", "training.resume=auto"], ["training.resume=never"],
+         setup=lambda tmp, out: _existing_run(out, ["training.resume=never"])),
+    Case("resume_incomplete_checkpoint", ["is not a complete checkpoint", "no trainer_state.json"],
+         setup=lambda tmp, out: _incomplete_checkpoint(tmp)),
+    # data
+    Case("malformed_jsonl_line", ["data.jsonl line 3: invalid JSON", "fix or remove that line"],
+         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [_chat('user', 'assistant')] * 2 + ['{not json'])}"]),
+    Case("empty_dataset", ["has no records"], setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [])}"]),
+    Case("missing_column", ["needs column(s) ['messages']", "the data has ['prompt', 'answer']", "data.columns"],
+         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [{'prompt': 'p', 'answer': 'a'}] * 3)}"]),
+    Case("empty_split_after_filtering", ["training split", "is empty"], ["data.max_examples=0"]),
+    Case("unknown_role", ["row 5", "unknown role 'bot'"],
+         setup=lambda tmp, out: _messages_file(tmp, _chat("user", "bot"))),
+    Case("system_not_first", ["row 5", "system turn is only allowed first"],
+         setup=lambda tmp, out: _messages_file(tmp, _chat("user", "system", "assistant"))),
+    Case("assistant_first", ["row 5", "must start with a user turn"],
+         setup=lambda tmp, out: _messages_file(tmp, _chat("assistant", "user", "assistant"))),
+    Case("no_assistant_turn", ["row 5", "no assistant turn"], setup=lambda tmp, out: _messages_file(tmp, _chat("user"))),
+    Case("all_longer_than_max_length", ["all 190 training examples are longer than training.max_length=8",
+                                        "raise training.max_length"], ["training.max_length=8"]),
+    Case("disk_nearly_full", ["not enough disk space", "checkpoints of", "training.save_total_limit"],
+         ["training.max_steps=100000000", "training.save_strategy=steps", "training.save_steps=1",
+          "training.save_total_limit=null"]),
+    # impossible combinations
+    Case("galore_with_adapter", ["GaLore is a full-parameter optimizer", "peft=none"], ["optim=galore", "peft=lora"]),
+    Case("zero3_with_4bit_base", ["partitions every parameter", "zero2"], ["peft=qlora", "distributed=zero3"]),
+    Case("fsdp_on_cpu", ["FSDP through Accelerate needs GPUs"], ["distributed=fsdp"]),
+]
+# Covered elsewhere: Llama-Adapter on a non-Llama model and QLoRA without bitsandbytes (tests/test_peft.py),
+# FSDP and DeepSpeed in one launch (tests/test_distributed.py).
+
+def _snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
+    out = tmp_path / "runs"
+    out.mkdir()
+    (out / "earlier.txt").write_text("an earlier file in the output dir")
+    overrides = [*QUICK, f"training.output_dir={out}", f"training.run_name={RUN}", *case.overrides]
+    if case.setup:
+        overrides += case.setup(tmp_path, out)
+    before = _snapshot(out)
+
+    if case.env is None:
+        code = cli.main(["train", *overrides])
+        stderr = capsys.readouterr().err
+    else:
+        env = {**os.environ, **{k: v for k, v in case.env.items() if v is not None}}
+        for key in [k for k, v in case.env.items() if v is None]:
+            env.pop(key, None)
+        result = run_ft("train", *overrides, env=env)
+        code, stderr = result.returncode, result.stderr
+
+    assert code == 2, stderr[-3000:]
+    assert "Traceback" not in stderr
+    lines = [line for line in re.split(r"[\r\n]+", stderr) if line.strip()]
+    errors = [line for line in lines if re.search(r"error", line, re.IGNORECASE)]
+    assert len(errors) == 1 and errors[0] == lines[-1] and errors[0].startswith("ft: error: "), stderr[-3000:]
+    for text in case.expected:
+        assert text in errors[0], errors[0]
+    assert _snapshot(out) == before, "the output directory changed"
