@@ -14,7 +14,8 @@ import torch
 from conftest import QUICK, run_ft
 from ft import config, hardware, synthetic
 from ft.errors import FtError
-from ft.train import build_trainer, sft_config
+from ft.sft_args import sft_config
+from ft.train import build_trainer
 
 NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_before_training=false"]
 

@@ -148,7 +148,7 @@ def validate(cfg: FtConfig) -> None:
 
     model = cfg.model
     if model.name_or_path != TINY_MODEL and not Path(model.name_or_path).expanduser().is_dir():
-        _check_hub_id(model.name_or_path, "model.name_or_path", "a local model directory")
+        check_repo_id(model.name_or_path, "model.name_or_path", "a local model directory")
 
     data = cfg.data
     if data.source == "synthetic":
@@ -158,7 +158,7 @@ def validate(cfg: FtConfig) -> None:
     elif not Path(data.source).expanduser().exists():
         if data.source.startswith((".", "/", "~")) or Path(data.source).suffix:
             raise FtError(f"data.source: no such file or directory '{data.source}'")
-        _check_hub_id(data.source, "data.source", "a local file or directory, or 'synthetic'")
+        check_repo_id(data.source, "data.source", "a local file or directory, or 'synthetic'")
     if data.eval_size < 0:
         raise FtError("data.eval_size must be >= 0 (a fraction < 1 or a number of examples)")
 
@@ -238,22 +238,16 @@ def _validate_peft(peft) -> None:
         raise FtError("Llama-Adapter needs peft.adapter_len >= 1 and peft.adapter_layers >= 1 (or null for all layers)")
 
 
-def check_repo_id(repo_id: str, key: str = "repo_id") -> None:
+def check_repo_id(repo_id: str, key: str = "repo_id", alternative: str | None = None) -> None:
+    """A well-formed Hub id (owner/name); `alternative` names what else the key may be."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(repo_id)
     except HFValidationError:
+        if alternative:
+            raise FtError(f"{key}='{repo_id}' is neither a hub id (owner/name) nor {alternative}") from None
         raise FtError(f"{key}='{repo_id}' is not a valid Hub repo id: use owner/name, e.g. {key}=alice/my-adapter") from None
-
-
-def _check_hub_id(name: str, key: str, alternative: str) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        raise FtError(f"{key}='{name}' is neither a hub id (owner/name) nor {alternative}") from None
 
 
 def to_yaml(cfg: FtConfig) -> str:

@@ -1,7 +1,9 @@
 """`ft train`: the whole training path, top to bottom.
 
-config -> hardware -> run dir -> data -> tokenizer + model -> PEFT config -> SFTConfig ->
-SFTTrainer -> evaluate (untrained) -> train -> evaluate -> save adapter, tokenizer, metrics, plot.
+checks (engine, hardware, model reachable) -> run dir (new, resumed or replaced; rank 0 decides) ->
+data -> tokenizer -> model (quantized for QLoRA) -> PEFT config -> SFTConfig (ft.sft_args) ->
+SFTTrainer + callbacks -> train (untrained eval at step 0, preemption-safe) -> evaluate ->
+save adapter + tokenizer -> metrics, loss plot, model card, optional push (rank 0).
 """
 
 import math
@@ -9,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft import adapters, callbacks, checks, data, distributed, hardware, models, outputs, resume
+from ft import adapters, callbacks, checks, data, distributed, hardware, models, outputs, resume, sft_args
 from ft.config import to_yaml
 
 
@@ -18,87 +20,6 @@ class TrainResult:
     run_dir: Path
     trainer: object  # trl.SFTTrainer; its .model is the trained (PEFT) model
     metrics: dict
-
-
-def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool, resuming: bool = False):
-    """Map ft's training/optim/logging groups onto TRL's SFTConfig, deciding precision and
-    checkpointing from the hardware instead of trusting SFTConfig's GPU-minded defaults."""
-    from trl import SFTConfig
-
-    t, o = cfg.training, cfg.optim
-    precision = hardware.precision(t.precision, hw)
-    checkpointing = hardware.activation_checkpointing(t.activation_checkpointing, hw)
-    early_stopping = cfg.callbacks.early_stopping_patience is not None and has_eval
-    return SFTConfig(
-        **_technique_args(cfg, has_eval),
-        output_dir=str(run_dir),
-        run_name=run_dir.name,
-        seed=t.seed,
-        max_steps=t.max_steps,
-        num_train_epochs=t.num_train_epochs,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        optim=o.name,
-        optim_args=_optim_args(o),
-        weight_decay=o.weight_decay,
-        adam_beta1=o.adam_beta1,
-        adam_beta2=o.adam_beta2,
-        adam_epsilon=o.adam_epsilon,
-        max_grad_norm=o.max_grad_norm,
-        max_length=t.max_length,
-        packing=t.packing,
-        assistant_only_loss=t.assistant_only_loss and data.is_conversational(cfg.data.format),
-        completion_only_loss=t.completion_only_loss,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=hw.device == "cpu",
-        activation_checkpointing=checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": t.activation_checkpointing_use_reentrant} if checkpointing else None,
-        eval_strategy=t.eval_strategy if has_eval else "no",
-        # The untrained model's eval, run by the trainer itself: a separate evaluate() before
-        # train() leaves the model unwrapped, so DDP would silently train unsynchronised replicas.
-        eval_on_start=t.eval_before_training and has_eval and not resuming,
-        eval_steps=t.eval_steps,
-        # early stopping loads the best checkpoint at the end: one is saved at every evaluation
-        save_strategy=t.eval_strategy if early_stopping else t.save_strategy,
-        save_steps=t.eval_steps if early_stopping else t.save_steps,
-        save_total_limit=t.save_total_limit,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        report_to=list(cfg.logging.report_to) or "none",
-        dataloader_num_workers=t.dataloader_num_workers,
-        ddp_timeout=cfg.distributed.timeout_s,
-    )
-
-
-def _optim_args(o) -> str | None:
-    """optim.optim_args, plus the GaLore projection settings for galore_* optimizers."""
-    parts = [o.optim_args] if o.optim_args else []
-    if o.name.startswith("galore"):
-        parts.append(f"rank={o.galore.rank},update_proj_gap={o.galore.update_proj_gap},scale={o.galore.scale}")
-    return ",".join(parts) or None
-
-
-def _technique_args(cfg, has_eval: bool) -> dict:
-    """SFTConfig arguments of the optimizer / technique / callback switches."""
-    t, o, c = cfg.training, cfg.optim, cfg.callbacks
-    args = dict(
-        packing_strategy=t.packing_strategy,
-        padding_free=t.padding_free,
-        neftune_noise_alpha=t.neftune_noise_alpha,
-        use_liger_kernel=t.use_liger_kernel,
-        torch_compile=t.torch_compile,
-        optim_target_modules=list(o.target_modules) if o.target_modules and not isinstance(o.target_modules, str) else o.target_modules,
-        include_num_input_tokens_seen="non_padding" if c.throughput else "no",
-    )
-    if c.early_stopping_patience is not None and has_eval:
-        # EarlyStoppingCallback reads the best eval_loss that the trainer tracks for load_best_model_at_end
-        args.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
-    return args
 
 
 def build_trainer(cfg, run_dir: Path, resuming: bool = False):
@@ -110,7 +31,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     with PartialState().main_process_first():  # read, convert (and build the tiny model) once
         train_dataset, eval_dataset = data.load(cfg.data)
         tokenizer = models.load_tokenizer(cfg.model)
-    args = sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
+    args = sft_args.sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model_config = models.load_config(cfg.model)
     adapters.check_architecture(cfg.peft, model_config, cfg.model.name_or_path)
