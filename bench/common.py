@@ -27,7 +27,7 @@ def tokens_per_second(trainer_state: Path) -> float:
     running token count; train_runtime is the loop's wall time)."""
     history = json.loads(trainer_state.read_text())["log_history"]
     tokens = max(row["num_tokens"] for row in history if "num_tokens" in row)
-    runtime = next(row["train_runtime"] for row in history if "train_runtime" in row)
+    runtime = next(row["train_runtime"] for row in history if "train_loss" in row)  # the run's summary row
     return tokens / runtime
 
 

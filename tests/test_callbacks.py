@@ -64,3 +64,15 @@ def test_wandb_offline_run_is_written(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].glob("*.wandb")), "an offline W&B run to `wandb sync` later"
+
+
+def test_mlflow_run_is_logged_in_the_run_dir(tmp_path, monkeypatch):
+    result = run_ft("train", *[o for o in QUICK if o != "logging=none"], "logging=mlflow",
+                    f"training.output_dir={tmp_path}", "training.run_name=mlf")
+    assert result.returncode == 0, result.stderr[-3000:]
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # read the store ft wrote
+    mlflow.set_tracking_uri((tmp_path / "mlf" / "mlruns").resolve().as_uri())
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert any("loss" in run.data.metrics for run in runs)  # the training losses, logged by MLflow

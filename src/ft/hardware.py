@@ -77,6 +77,16 @@ def check_requirements(cfg, hw: Hardware) -> None:
         raise FtError(f"optim.name={optim} needs bitsandbytes: pip install -e '.[quant]'")
     if "wandb" in cfg.logging.report_to:
         _check_wandb()
+    if "mlflow" in cfg.logging.report_to and not _installed("mlflow"):
+        raise FtError("logging=mlflow needs mlflow: pip install -e '.[mlflow]', or use logging=tensorboard")
+    rows = cfg.training.per_device_train_batch_size
+    if cfg.training.packing and rows > 1 and attn != "flash_attention_2":
+        # TRL's bfd packing flattens a batch into one sequence; only flash-attn's varlen kernel
+        # attends within each packed example without paying for the whole flattened length.
+        print(f"ft: warning: packing flattens the {rows} rows of a batch into one sequence of {rows} x max_length "
+              f"tokens, and {attn} attention costs grow with its square (0.58x the unpacked throughput on a CPU, "
+              "bench/packing.py): prefer training.per_device_train_batch_size=1 with more "
+              "gradient_accumulation_steps, or model.attn_implementation=flash_attention_2 on a GPU", flush=True)
 
 
 def _check_wandb() -> None:

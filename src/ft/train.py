@@ -48,6 +48,10 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     os.environ.setdefault("WANDB_PROJECT", cfg.logging.project)
     os.environ["WANDB_DIR"] = str(run_dir)
+    if "mlflow" in cfg.logging.report_to:  # a local store in the run dir unless the user has a server
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (run_dir / "mlruns").resolve().as_uri())
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 wants a database for that
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
     trainer = SFTTrainer(
         model=model,
         args=args,
