@@ -98,6 +98,11 @@ def test_quantized_base_rules(overrides, message):
         config.compose(overrides)
 
 
+def test_sample_generation_is_refused_with_sharded_weights():
+    with pytest.raises(FtError, match="generates on rank 0 alone"):
+        config.compose(["distributed=zero3", "callbacks.sample_prompts=[hello]"])
+
+
 def test_fsdp_qlora_stores_4bit_weights_in_the_compute_dtype():
     from ft import models
 

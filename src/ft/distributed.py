@@ -147,6 +147,11 @@ def check_config(cfg: FtConfig) -> None:
         raise FtError(f"distributed.machine_rank={dist.machine_rank} must be in [0, num_machines={dist.num_machines})")
     if dist.num_processes is not None and dist.num_processes < 1:
         raise FtError("distributed.num_processes must be >= 1")
+    if cfg.callbacks.sample_prompts and dist.strategy in {"zero3", "zero3_offload"} | FSDP:
+        raise FtError(
+            f"callbacks.sample_prompts generates on rank 0 alone, which sharded weights (distributed={dist.strategy}) "
+            "cannot do: drop the sample prompts, or use distributed=ddp/zero2"
+        )
     _check_quantized(cfg)
 
 
