@@ -19,7 +19,6 @@ import pytest
 
 from conftest import QUICK, run_ft
 from ft import cli, config
-from ft.errors import FtError
 
 RUN = "bad"  # training.run_name of every case
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_ft
 from ft import resume
 
 # A tiny run that checkpoints every 2 steps and logs every step.

@@ -7,11 +7,13 @@
         trainer_state.json, {base,train,eval,all}_results.json
         tensorboard/                                      TensorBoard event files
         loss.png                                          train / eval loss curves
+        README.md                                         the model card (ft.card)
         checkpoint-<step>/                                resumable checkpoints
+        samples.jsonl, wandb/, mlruns/                    when those callbacks / loggers are on
+        accelerate_config.yaml                            when ft relaunched itself (ft.distributed)
 """
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -100,8 +102,3 @@ def plot_loss(log_history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def read_metrics(run_dir: Path) -> dict:
-    path = Path(run_dir) / "all_results.json"
-    return json.loads(path.read_text()) if path.exists() else {}
