@@ -12,7 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from conftest import QUICK, run_ft
-from ft import callbacks, cli, config, merge
+from ft import callbacks, cli, config, loading
 from ft.errors import FtError
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def test_trains_saves_and_reloads(trained, recipe):
     changed = [n for n, before in initial.items() if not torch.equal(params[n].detach().float(), before)]
     assert initial and len(changed) >= 0.9 * len(initial), f"{len(changed)} of {len(initial)} trainable tensors changed"
 
-    reloaded = merge.load_trained(run_dir)
+    reloaded = loading.load_model(run_dir, loading.load_config(run_dir), device_map=None)
     batch = _batch(run_dir)
     expected = _logits(model, batch)
     diff = (_logits(reloaded, batch) - expected).abs().max().item()
@@ -137,7 +137,8 @@ def test_qlora_base_is_4bit_and_only_the_adapter_trains(trained):
 
 def test_qlora_gradients_match_a_fp32_model_of_the_dequantized_weights(trained):
     run_dir, model, _ = trained("tiny_qlora")
-    reference = merge.load_trained(run_dir, dequantize=True)  # fp32 weights = the 4-bit values
+    reference = loading.load_model(run_dir, loading.load_config(run_dir), device_map=None,
+                                   dequantize=True)  # fp32 weights = the 4-bit values
     batch = _batch(run_dir)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     grads = []

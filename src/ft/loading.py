@@ -52,20 +52,48 @@ def load_tokenizer(run_dir: Path):
     return tokenizer
 
 
-def load_model(run_dir: Path, cfg, device_map="auto"):
-    """The trained model in eval mode, placed by Accelerate's big-model loading (device_map)."""
+def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
+    """The trained model in eval mode, placed by Accelerate's big-model loading (device_map): the
+    base as configured — 4-bit/8-bit for QLoRA, as in training, unless `dequantize` — with the saved
+    adapter; or the directory itself for a full fine-tune or a merged model."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    from ft import models
 
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     if cfg.model.dtype != "auto":
         dtype = getattr(torch, cfg.model.dtype)
-    kwargs = dict(dtype=dtype, device_map=device_map, attn_implementation=cfg.model.attn_implementation)
     if not is_adapter(run_dir):  # a full fine-tune or a merged model: the directory is the model
-        return AutoModelForCausalLM.from_pretrained(run_dir, **kwargs).eval()
-    from peft import PeftModel
+        return AutoModelForCausalLM.from_pretrained(
+            run_dir, dtype=dtype, device_map=device_map, attn_implementation=cfg.model.attn_implementation
+        ).eval()
+    from peft import PeftModel, prepare_model_for_kbit_training
 
-    base = AutoModelForCausalLM.from_pretrained(
-        base_model_path(cfg), revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code, **kwargs
-    )
-    return PeftModel.from_pretrained(base, run_dir).eval()
+    quantization = models.quantization_config(cfg.peft, dtype)
+    base = models.load_model(cfg.model, dtype, device_map=device_map,
+                             **({"quantization_config": quantization} if quantization else {}))
+    if quantization is not None and dequantize:
+        base = base.dequantize(dtype=dtype)
+    elif quantization is not None:  # as in training: norms and embeddings upcast to fp32
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    model = PeftModel.from_pretrained(base, str(run_dir))
+    if quantization is not None and not dequantize:
+        _restore_saved_dtypes(model, Path(run_dir) / "adapter_model.safetensors")
+    return model.eval()
+
+
+def _restore_saved_dtypes(model, adapter_file: Path) -> None:
+    """TRL keeps QLoRA adapter weights in bf16 while training; PEFT upcasts them to fp32 on load.
+    Put each back in the dtype it was saved (and trained) in, so the reloaded model computes the same."""
+    import torch
+    from safetensors import safe_open
+
+    dtypes = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
+    with safe_open(str(adapter_file), framework="pt") as f:
+        saved = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+    for name, param in model.named_parameters():
+        key = name.replace(".modules_to_save.default", "").replace(".default", "")
+        dtype = dtypes.get(saved.get(key))
+        if dtype is not None and param.dtype != dtype:
+            param.data = param.data.to(dtype)
