@@ -12,27 +12,11 @@ import typing
 from pathlib import Path
 
 from ft.errors import FtError
-from ft.schema import TINY_MODEL, FtConfig
+from ft.schema import SYNTHETIC_TASKS, TINY_MODEL, FtConfig
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 RECIPE_DIR = CONF_DIR / "recipe"  # conf/recipe links to the top-level recipes/
 GROUPS = ("model", "peft", "optim", "data", "training", "logging", "distributed", "recipe")
-
-# Allowed values of the string fields that take one of a fixed set.
-CHOICES = {
-    "model.dtype": ["auto", "float32", "bfloat16", "float16"],
-    "model.attn_implementation": ["sdpa", "eager", "flash_attention_2"],
-    "peft.method": ["lora", "ia3", "adalora", "llama_adapter", "none"],
-    "peft.bnb_4bit_quant_type": ["nf4", "fp4"],
-    "peft.bnb_4bit_compute_dtype": ["auto", "float32", "bfloat16", "float16"],
-    "data.format": ["messages", "alpaca", "sharegpt", "prompt_completion", "text"],
-    "training.precision": ["auto", "fp32", "bf16", "fp16"],
-    "training.eval_strategy": ["no", "steps", "epoch"],
-    "training.save_strategy": ["no", "steps", "epoch"],
-    "training.packing_strategy": ["bfd", "bfd_split"],
-}
-SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]
-
 
 def group_options(group: str) -> list[str]:
     """The option names of a config group (its YAML files, without extension)."""
@@ -136,12 +120,7 @@ def compose(overrides: list[str]) -> FtConfig:
 
 def validate(cfg: FtConfig) -> None:
     """Rules on values and combinations that the schema's types cannot express. Loads nothing."""
-    for key, allowed in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            raise FtError(f"{key}={value} is not valid: {_did_you_mean(str(value), allowed)}choose one of {', '.join(allowed)}")
-
+    check_values(cfg)
     from ft import distributed
 
     distributed.check_config(cfg)
@@ -151,25 +130,16 @@ def validate(cfg: FtConfig) -> None:
         check_repo_id(model.name_or_path, "model.name_or_path", "a local model directory")
 
     data = cfg.data
-    if data.source == "synthetic":
-        unknown = [t for t in data.synthetic.tasks if t not in SYNTHETIC_TASKS]
-        if unknown or not data.synthetic.tasks:
-            raise FtError(f"data.synthetic.tasks: unknown or empty task list {list(data.synthetic.tasks)}; valid tasks: {', '.join(SYNTHETIC_TASKS)}")
-    elif not Path(data.source).expanduser().exists():
+    if data.source == "synthetic" and not data.synthetic.tasks:
+        raise FtError(f"data.synthetic.tasks is empty: choose some of {', '.join(SYNTHETIC_TASKS)}")
+    if data.source != "synthetic" and not Path(data.source).expanduser().exists():
         if data.source.startswith((".", "/", "~")) or Path(data.source).suffix:
             raise FtError(f"data.source: no such file or directory '{data.source}'")
         check_repo_id(data.source, "data.source", "a local file or directory, or 'synthetic'")
-    if data.eval_size < 0:
-        raise FtError("data.eval_size must be >= 0 (a fraction < 1 or a number of examples)")
 
     training = cfg.training
-    for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length"):
-        if getattr(training, key) < 1:
-            raise FtError(f"training.{key} must be >= 1, got {getattr(training, key)}")
     if training.max_steps <= 0 and training.num_train_epochs <= 0:
         raise FtError("set training.max_steps > 0 or training.num_train_epochs > 0")
-    if training.learning_rate <= 0:
-        raise FtError(f"training.learning_rate must be > 0, got {training.learning_rate}")
     if training.resume not in ("auto", "never") and not Path(training.resume).expanduser().is_dir():
         raise FtError(f"training.resume={training.resume}: not auto, never, or an existing checkpoint directory")
     if training.run_name is not None and (not training.run_name.strip(". ") or Path(training.run_name).name != training.run_name):
@@ -181,6 +151,30 @@ def validate(cfg: FtConfig) -> None:
         check_repo_id(cfg.hub.repo_id, "hub.repo_id")
     _validate_techniques(cfg)
     _validate_peft(cfg.peft)
+
+
+BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def check_values(node, prefix: str = "") -> None:
+    """Every value against its field's `choices` and bounds in the schema."""
+    for f in dataclasses.fields(node):
+        key, value = f"{prefix}{f.name}", getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value, f"{key}.")
+            continue
+        if value is None:
+            continue
+        allowed = f.metadata.get("choices")
+        for item in value if isinstance(value, list) else [value]:
+            if allowed is not None and item not in allowed:
+                shown = f"{key}={item}" if not isinstance(value, list) else f"{key}: '{item}'"
+                raise FtError(f"{shown} is not valid: {_did_you_mean(str(item), allowed)}choose one of {', '.join(allowed)}")
+        for name, (symbol, holds) in BOUNDS.items():
+            bound = f.metadata.get(name)
+            if bound is not None and not holds(value, bound):
+                raise FtError(f"{key} must be {symbol} {bound}, got {value}")
 
 
 def _validate_techniques(cfg: FtConfig) -> None:
@@ -201,14 +195,10 @@ def _validate_techniques(cfg: FtConfig) -> None:
         raise FtError(f"optim.target_modules is for GaLore optimizers only (optim.name={optim.name}): remove it or use optim=galore")
     if training.padding_free and not training.packing:
         raise FtError("training.padding_free=true without packing would not enforce training.max_length: set training.packing=true (bfd packing is padding-free)")
-    if training.neftune_noise_alpha is not None and training.neftune_noise_alpha <= 0:
-        raise FtError(f"training.neftune_noise_alpha must be > 0 (e.g. 5), or null to turn NEFTune off; got {training.neftune_noise_alpha}")
     needs_eval = [name for name, on in (("callbacks.sample_prompts", bool(callbacks.sample_prompts)),
                                         ("callbacks.early_stopping_patience", callbacks.early_stopping_patience is not None)) if on]
     if needs_eval and (training.eval_strategy == "no" or (cfg.data.eval_size == 0 and cfg.data.eval_split is None)):
         raise FtError(f"{needs_eval[0]} acts at evaluation time, but this run never evaluates: set training.eval_strategy=steps and data.eval_size > 0")
-    if callbacks.early_stopping_patience is not None and callbacks.early_stopping_patience < 1:
-        raise FtError(f"callbacks.early_stopping_patience must be >= 1 (evaluations without improvement), got {callbacks.early_stopping_patience}")
 
 def _validate_peft(peft) -> None:
     """PEFT method combinations; architecture rules that need the model's config are in ft.adapters."""
@@ -230,12 +220,8 @@ def _validate_peft(peft) -> None:
         raise FtError(f"peft.use_rslora is a LoRA variant but peft.method={peft.method}: use peft.method=lora")
     if str(peft.init_lora_weights).lower().startswith("pissa") and quantized:
         raise FtError("PiSSA needs full-precision base weights to decompose: drop peft.load_in_4bit/load_in_8bit or use peft=qlora")
-    if peft.loraplus_lr_ratio is not None and peft.loraplus_lr_ratio < 1:
-        raise FtError(f"peft.loraplus_lr_ratio must be >= 1 (lora_B's learning rate over lora_A's), got {peft.loraplus_lr_ratio}")
-    if peft.method == "adalora" and not 1 <= peft.target_r <= peft.init_r:
-        raise FtError(f"AdaLoRA prunes ranks from peft.init_r down to peft.target_r: need 1 <= target_r <= init_r, got {peft.target_r} and {peft.init_r}")
-    if peft.method == "llama_adapter" and (peft.adapter_len < 1 or (peft.adapter_layers is not None and peft.adapter_layers < 1)):
-        raise FtError("Llama-Adapter needs peft.adapter_len >= 1 and peft.adapter_layers >= 1 (or null for all layers)")
+    if peft.method == "adalora" and peft.target_r > peft.init_r:
+        raise FtError(f"AdaLoRA prunes ranks from peft.init_r down to peft.target_r: need target_r <= init_r, got {peft.target_r} and {peft.init_r}")
 
 
 def check_repo_id(repo_id: str, key: str = "repo_id", alternative: str | None = None) -> None:

@@ -70,7 +70,7 @@ def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
         ).eval()
     from peft import PeftModel, prepare_model_for_kbit_training
 
-    quantization = models.quantization_config(cfg.peft, dtype)
+    quantization = models.quantization_config(cfg.peft, dtype, models.load_config(cfg.model))
     base = models.load_model(cfg.model, dtype, device_map=device_map,
                              **({"quantization_config": quantization} if quantization else {}))
     if quantization is not None and dequantize:

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft import adapters, callbacks, checks, data, distributed, hardware, models, outputs, resume, sft_args
+# Only light modules here: train() runs its quick checks before transformers (and bitsandbytes) load.
+from ft import adapters, checks, data, distributed, hardware, models, outputs, resume, sft_args
 from ft.config import to_yaml
 
 
@@ -27,6 +28,8 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     from accelerate import PartialState
     from trl import SFTTrainer
 
+    from ft import callbacks
+
     hw = hardware.detect()
     with PartialState().main_process_first():  # read, convert (and build the tiny model) once
         train_dataset, eval_dataset = data.load(cfg.data)
@@ -35,9 +38,11 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model_config = models.load_config(cfg.model)
     adapters.check_architecture(cfg.peft, model_config, cfg.model.name_or_path)
-    quantization = models.quantization_config(cfg.peft, dtype, fsdp=cfg.distributed.strategy in distributed.FSDP)
+    quantization = models.quantization_config(cfg.peft, dtype, model_config, fsdp=cfg.distributed.strategy in distributed.FSDP)
     # on every rank at once: ZeRO-3 loading is collective
     model = models.load_model(cfg.model, dtype, **({"quantization_config": quantization} if quantization else {}))
+    if quantization is not None:
+        models.keep_4bit_weights_trainable(model)
     adapters.check_target_modules(cfg.peft, model)
     adapters.prepare_base(cfg.peft, model)
     if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
