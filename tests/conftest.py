@@ -1,6 +1,7 @@
 """Offline by default; the tiny model is built once into a cache shared by every test session."""
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,28 @@ def run_ft(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict 
     return subprocess.run(
         [sys.executable, "-m", "ft", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
     )
+
+
+def assert_refused(code: int, stderr: str, *expected: str, alone: bool = True) -> str:
+    """ft's contract for bad input: exit code 2, no traceback, and one `ft: error:` line, the last one,
+    containing each `expected` text. `alone`: it is the only line on stderr (a refusal made before the
+    heavy libraries are imported, whatever they would print); otherwise library output such as
+    progress bars may come before it, but no other line mentions an error. Returns the error line."""
+    assert code == 2, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in re.split(r"[\r\n]+", stderr) if line.strip()]
+    assert lines and lines[-1].startswith("ft: error: "), stderr[-3000:]
+    if alone:
+        assert len(lines) == 1, stderr[-3000:]
+    assert [line for line in lines if re.search("error", line, re.IGNORECASE)] == lines[-1:], stderr[-3000:]
+    for text in expected:
+        assert text in lines[-1], lines[-1]
+    return lines[-1]
+
+
+def snapshot(root: Path) -> dict:
+    """Every path under root with its size and mtime: equal snapshots mean nothing was written."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
 
 
 @pytest.fixture(scope="session")

@@ -50,3 +50,19 @@ def test_yaml_roundtrip_of_resolved_config():
 
     cfg = config.compose(["training.max_steps=3"])
     assert yaml.safe_load(config.to_yaml(cfg))["training"]["max_steps"] == 3
+
+
+def test_copied_library_names_match_the_installed_libraries():
+    """The schema lists what transformers and torch accept, so typos fail before they are imported."""
+    import torch
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from ft import schema, synthetic
+
+    assert schema.OPTIMIZERS == [o.value for o in OptimizerNames]
+    assert schema.SCHEDULERS == [s.value for s in SchedulerType]
+    assert schema.REPORT_TO == [*INTEGRATION_TO_CALLBACK, "none"]
+    assert all(isinstance(getattr(torch, name), torch.dtype) for name in schema.TORCH_DTYPES + schema.BNB_STORAGE_DTYPES)
+    assert schema.SYNTHETIC_TASKS == list(synthetic.TASKS)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from conftest import QUICK, run_ft
+from conftest import QUICK, assert_refused, run_ft
 from ft import callbacks, cli, config, loading
 from ft.errors import FtError
 
@@ -113,16 +113,14 @@ def test_cli_merge_writes_a_standalone_model_once(trained, tmp_path, capsys):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
     assert not list(tmp_path.glob(".m.tmp-*"))
-    assert cli.main(["merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert_refused(cli.main(["merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}"]), capsys.readouterr().err, "already exists")
 
 
 @pytest.mark.parametrize("recipe, message", [("tiny_llama_adapter", "cannot merge a Llama-Adapter"),
                                              ("tiny_full", "nothing to merge")])
 def test_merge_refuses_what_cannot_be_merged(trained, recipe, message, capsys):
     run_dir, _, _ = trained(recipe)
-    assert cli.main(["merge", f"run_dir={run_dir}"]) == 2
-    assert message in capsys.readouterr().err
+    assert_refused(cli.main(["merge", f"run_dir={run_dir}"]), capsys.readouterr().err, message, alone=False)
     assert not (run_dir / "merged").exists()
 
 
@@ -168,9 +166,9 @@ def test_adalora_rank_budget_shrinks(trained):
 
 
 def test_unknown_target_modules_lists_the_linear_layers(tmp_path, capsys):
-    assert cli.main(["train", *FAST, "peft.target_modules=[q_proj,qkv]", f"training.output_dir={tmp_path}", "training.run_name=bad"]) == 2
-    err = capsys.readouterr().err
-    assert "qkv not found" in err and "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj" in err
+    code = cli.main(["train", *FAST, "peft.target_modules=[q_proj,qkv]", f"training.output_dir={tmp_path}", "training.run_name=bad"])
+    assert_refused(code, capsys.readouterr().err, "qkv not found", "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj",
+                   alone=False)
     assert not (tmp_path / "bad").exists()
 
 

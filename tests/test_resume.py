@@ -214,9 +214,18 @@ def test_resume_command_names_the_run_and_drops_overwrite(tmp_path):
         "python -m ft train peft.r=8 training.run_name=default-20250101-000000")
 
 
-def test_second_signal_aborts_at_once():
+@pytest.fixture
+def restore_signal_handlers():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def test_second_signal_aborts_at_once(restore_signal_handlers):
     from ft.preemption import PreemptionCallback
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as if started from a terminal
     callback = PreemptionCallback()
     with callback.handling_signals():
         os.kill(os.getpid(), signal.SIGTERM)
@@ -224,6 +233,22 @@ def test_second_signal_aborts_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_signal_stays_ignored(restore_signal_handlers):
+    """A process started with SIGINT ignored (nohup, a background job) is not stopped by it."""
+    from ft.preemption import PreemptionCallback
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    callback = PreemptionCallback()
+    with callback.handling_signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert callback.received is None
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert callback.received == "SIGTERM"
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is previous_term
 
 
 def _two_ranks(rank: int, port: int, results) -> None:

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import QUICK, run_ft
+from conftest import QUICK, assert_refused, run_ft
 from ft import config
 from ft.train import train
 
@@ -60,7 +60,7 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
     result = run_ft("train", *QUICK, f"training.output_dir={tmp_path}", "training.run_name=taken")
-    assert result.returncode == 2 and "already exists" in result.stderr
+    assert_refused(result.returncode, result.stderr, "already exists")
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
 
 

@@ -58,6 +58,7 @@ def _installed(module: str) -> bool:
 def check_requirements(cfg, hw: Hardware) -> None:
     """What the config asks of this machine and its packages, checked before anything loads."""
     attn, optim = cfg.model.attn_implementation, cfg.optim.name
+    precision(cfg.training.precision, hw)  # bf16 / fp16 need a GPU
     if attn == "flash_attention_2":
         if hw.device != "cuda":
             raise FtError("model.attn_implementation=flash_attention_2 needs a CUDA GPU; this machine has none: use sdpa (the default) or eager")

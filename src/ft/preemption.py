@@ -46,9 +46,11 @@ class PreemptionCallback(TrainerCallback):
 
     @contextlib.contextmanager
     def handling_signals(self):
-        """Route SIGINT / SIGTERM to this callback inside the block (main thread only)."""
-        previous = {s: signal.getsignal(s) for s in SIGNALS}
-        for s in SIGNALS:
+        """Route SIGINT / SIGTERM to this callback inside the block (main thread only), then restore
+        the previous handlers. A signal the process was started ignoring (nohup, a background job,
+        some CI runners ignore SIGINT) stays ignored."""
+        previous = {s: signal.getsignal(s) for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+        for s in previous:
             signal.signal(s, self._handle)
         try:
             yield self
