@@ -11,8 +11,9 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from ft import synthetic, tiny  # only to get the very same model files and data rows
-from ft.schema import TinyModelConfig
+from ft.config.schema import TinyModelConfig
+from ft.data import synthetic  # only to get the very same model files and data rows
+from ft.models import tiny
 
 output_dir = sys.argv[1]
 max_steps = int(sys.argv[2]) if len(sys.argv) > 2 else 200

@@ -7,20 +7,20 @@ Goals: packed >= 95% real slots and >= 2x the real-token throughput of padded ba
 
 import argparse
 import json
+import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
 from common import ENV, ROOT, table
 
-import os
-import sys
-
 os.environ.update(ENV)
 sys.path.insert(0, str(ROOT / "src"))
 
-from ft import config, synthetic  # noqa: E402
-from ft.train import build_trainer  # noqa: E402
+from ft import config  # noqa: E402
+from ft.data import synthetic
+from ft.tasks.sft import build_trainer  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=15)

@@ -47,8 +47,8 @@ def snapshot(root: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> Path:
-    from ft import tiny
-    from ft.schema import TinyModelConfig
+    from ft.config.schema import TinyModelConfig
+    from ft.models import tiny
 
     return tiny.ensure(TinyModelConfig())
 

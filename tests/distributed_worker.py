@@ -8,7 +8,7 @@ import sys
 import torch
 
 from ft import config
-from ft.train import train
+from ft.tasks.sft import train
 
 PROMPTS = ["What is 12 + 30?", "Reverse the letters: abcde"]
 

@@ -25,7 +25,7 @@ import pytest
 
 from conftest import QUICK, assert_refused, run_ft, snapshot
 from ft import cli, config
-from ft.schema import FtConfig
+from ft.config.schema import FtConfig
 
 RUN = "bad"  # training.run_name of every case
 

@@ -3,8 +3,8 @@
 import pytest
 
 from ft import config
+from ft.config.schema import FtConfig
 from ft.errors import FtError
-from ft.schema import FtConfig
 
 GROUP_OPTIONS = [(group, option) for group in config.GROUPS if group != "recipe" for option in config.group_options(group)]
 RECIPES = config.group_options("recipe")
@@ -59,7 +59,8 @@ def test_copied_library_names_match_the_installed_libraries():
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from ft import schema, synthetic
+    from ft.config import schema
+    from ft.data import synthetic
 
     assert schema.OPTIMIZERS == [o.value for o in OptimizerNames]
     assert schema.SCHEDULERS == [s.value for s in SchedulerType]

@@ -7,7 +7,7 @@ import pytest
 
 from ft import config, data
 from ft.errors import FtError
-from ft.train import build_trainer
+from ft.tasks.sft import build_trainer
 
 CONVERSATIONS = [("What is 2 + 3?", "5"), ("Reverse the word: stone", "enots"), ("Say hi", "hi there")]
 
@@ -109,7 +109,7 @@ def test_text_format_trains_on_every_token(tmp_path):
 
 
 def test_synthetic_tasks_are_deterministic():
-    from ft import synthetic
+    from ft.data import synthetic
 
     assert synthetic.generate(["add", "sort"], 10, seed=3) == synthetic.generate(["add", "sort"], 10, seed=3)
     assert synthetic.generate(["add"], 10, seed=3) != synthetic.generate(["add"], 10, seed=4)

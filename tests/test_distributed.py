@@ -12,8 +12,9 @@ import torch
 import yaml
 
 from conftest import assert_refused, run_ft
-from ft import config, distributed
+from ft import config
 from ft.errors import FtError
+from ft.run import distributed
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 # Deterministic short runs: no dropout, a loss logged every step.

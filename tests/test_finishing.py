@@ -30,7 +30,7 @@ ALLOW_LISTED = {"README.md", "adapter_config.json", "adapter_model.safetensors",
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    from ft.train import train
+    from ft.tasks.sft import train
 
     out = tmp_path_factory.mktemp("runs")
     overrides = [o for o in QUICK if not o.startswith(("training.max_steps", "training.eval_steps", "training.save_strategy"))]
@@ -143,7 +143,7 @@ def test_chat_keeps_the_conversation(finished):
 
 
 def test_eval_reports_loss_and_perplexity_and_beats_the_base(finished, capsys):
-    from ft.evaluate import evaluate
+    from ft.finish.evaluate import evaluate
 
     results = evaluate(finished.run_dir, exact_match_examples=8, max_new_tokens=8)
     trained, base = results["trained"], results["base"]

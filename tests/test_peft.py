@@ -12,8 +12,10 @@ import torch
 from transformers import TrainerCallback
 
 from conftest import QUICK, assert_refused, run_ft
-from ft import callbacks, cli, config, loading
+from ft import cli, config
 from ft.errors import FtError
+from ft.finish import loading
+from ft.run import callbacks
 
 pytestmark = pytest.mark.slow
 
@@ -195,7 +197,7 @@ def test_qlora_without_bitsandbytes_says_how_to_install(monkeypatch):
 def test_llama_adapter_needs_llama_family_attention():
     from transformers import BertConfig, LlamaConfig
 
-    from ft import adapters
+    from ft.models import adapters
 
     cfg = config.compose(["peft=llama_adapter"]).peft
     adapters.check_architecture(cfg, LlamaConfig(num_hidden_layers=4), "tiny")

@@ -9,7 +9,7 @@ import torch
 
 from conftest import QUICK
 from ft import config, models
-from ft.train import build_trainer
+from ft.tasks.sft import build_trainer
 
 pytestmark = pytest.mark.slow
 

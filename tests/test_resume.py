@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ft import resume
+from ft.run import resume
 
 # A tiny run that checkpoints every 2 steps and logs every step.
 TINY = ["training.max_steps=12", "training.save_steps=2", "training.logging_steps=1", "logging=none",
@@ -150,8 +150,8 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_resume_continues(uninterrupted, 
 
 
 def test_incomplete_checkpoints_are_detected(tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     good = tmp_path / "checkpoint-2"
     good.mkdir()
@@ -182,7 +182,8 @@ def test_config_differences_ignore_where_and_whether_to_resume():
 
 
 def test_overwrite_replaces_a_finished_run_but_only_an_ft_one(tmp_path):
-    from ft import config, outputs
+    from ft import config
+    from ft.run import rundir
 
     cfg = config.compose([f"training.output_dir={tmp_path}", "training.run_name=r", "training.overwrite=true"])
     run_dir = tmp_path / "r"
@@ -192,10 +193,10 @@ def test_overwrite_replaces_a_finished_run_but_only_an_ft_one(tmp_path):
     plan = resume.plan(run_dir, config.to_yaml(cfg), "auto", overwrite=True)
     assert plan.replace and plan.checkpoint is None
     with pytest.raises(RuntimeError):  # a setup failure leaves the old run as it was
-        with outputs.new_run_dir(run_dir, config.to_yaml(cfg), plan):
+        with rundir.new_run_dir(run_dir, config.to_yaml(cfg), plan):
             raise RuntimeError("setup failed")
     assert (run_dir / "trainer_state.json").exists()
-    with outputs.new_run_dir(run_dir, config.to_yaml(cfg), plan):
+    with rundir.new_run_dir(run_dir, config.to_yaml(cfg), plan):
         pass
     assert [p.name for p in run_dir.iterdir()] == ["config.yaml"]
 
@@ -223,7 +224,7 @@ def restore_signal_handlers():
 
 
 def test_second_signal_aborts_at_once(restore_signal_handlers):
-    from ft.preemption import PreemptionCallback
+    from ft.run.preemption import PreemptionCallback
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as if started from a terminal
     callback = PreemptionCallback()
@@ -237,7 +238,7 @@ def test_second_signal_aborts_at_once(restore_signal_handlers):
 
 def test_an_ignored_signal_stays_ignored(restore_signal_handlers):
     """A process started with SIGINT ignored (nohup, a background job) is not stopped by it."""
-    from ft.preemption import PreemptionCallback
+    from ft.run.preemption import PreemptionCallback
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     previous_term = signal.getsignal(signal.SIGTERM)
@@ -255,7 +256,7 @@ def _two_ranks(rank: int, port: int, results) -> None:
     import torch
     import torch.distributed as dist
 
-    from ft.preemption import PreemptionCallback
+    from ft.run.preemption import PreemptionCallback
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     callback = PreemptionCallback()

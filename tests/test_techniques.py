@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from conftest import QUICK, assert_refused, run_ft
-from ft import config, hardware, synthetic
+from ft import config
+from ft.data import synthetic
 from ft.errors import FtError
-from ft.sft_args import sft_config
-from ft.train import build_trainer
+from ft.run import hardware
+from ft.tasks.sft import build_trainer
+from ft.tasks.sft_args import sft_config
 
 NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_before_training=false"]
 
@@ -270,7 +272,8 @@ def test_activation_checkpointing_trains_a_4bit_model(tmp_path, tiny_model_path,
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
     from trl import SFTTrainer
 
-    from ft import adapters, data, models
+    from ft import data, models
+    from ft.models import adapters
 
     cfg = config.compose([*QUICK, "training.max_steps=2", "training.activation_checkpointing=true",
                           f"training.activation_checkpointing_use_reentrant={str(reentrant).lower()}", *NO_EVAL])

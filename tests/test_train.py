@@ -8,7 +8,7 @@ import torch
 
 from conftest import QUICK, assert_refused, run_ft
 from ft import config
-from ft.train import train
+from ft.tasks.sft import train
 
 pytestmark = pytest.mark.slow
 

@@ -41,31 +41,32 @@ def cmd_train(args) -> int:
     if args.cfg == "job":
         print(config.to_yaml(cfg), end="")
         return 0
-    from ft import distributed
+    from ft.run import distributed
 
     if cfg.distributed.strategy != "single" and not distributed.is_launched():
-        from ft import hardware, outputs
+        from ft.run import hardware, rundir
 
         gpus = hardware.detect().num_gpus
         distributed.validate(cfg, gpus)
-        from ft import resume
         from ft.config import to_yaml
+        from ft.run import resume
 
-        run_dir = outputs.run_dir_for(cfg)
+        run_dir = rundir.run_dir_for(cfg)
         if cfg.distributed.machine_rank == 0:  # refuse now what rank 0 would refuse after the launch
             resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite)
         code = distributed.relaunch(cfg, run_dir, args.overrides, gpus)
         if code != 0:
             raise FtError(f"the training processes failed (exit code {code}); their errors are above")
         return 0
-    from ft.train import train
+    from ft.tasks.sft import train
 
     train(cfg, command=["python", "-m", "ft", "train", *args.overrides])
     return 0
 
 
 def cmd_sbatch(args) -> int:
-    from ft import config, slurm
+    from ft import config
+    from ft.run import slurm
 
     if args.nodes < 1 or args.gpus_per_node < 1:
         raise FtError("--nodes and --gpus-per-node must be >= 1")
@@ -124,7 +125,7 @@ GENERATION_KEYS = {"run_dir": str, "max_new_tokens": int, "temperature": float, 
 
 
 def cmd_generate(args) -> int:
-    from ft import generate
+    from ft.finish import generate
 
     spec = {**GENERATION_KEYS, "prompt": str} if args.command == "generate" else GENERATION_KEYS
     values = parse_pairs(args.pairs, spec, args.command, required=("run_dir", "prompt") if args.command == "generate" else ("run_dir",))
@@ -141,7 +142,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from ft import evaluate
+    from ft.finish import evaluate
 
     values = parse_pairs(args.pairs, {"run_dir": str, "max_examples": int, "batch_size": int,
                                       "exact_match_examples": int, "max_new_tokens": int, "base": bool},
@@ -151,7 +152,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from ft import hub, loading
+    from ft.finish import hub, loading
 
     values = parse_pairs(args.pairs, {"run_dir": str, "repo_id": str, "private": bool, "revision": str},
                          "push", required=("run_dir",))
@@ -173,7 +174,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from ft.merge import merge
+    from ft.finish.merge import merge
 
     values = parse_pairs(args.pairs, {"run_dir": str, "out": str}, "merge", required=("run_dir",))
     out = merge(values["run_dir"], values.get("out"))

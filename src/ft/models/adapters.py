@@ -1,14 +1,14 @@
 """PEFT configs from the `peft` group, and the rules that need the model to check.
 
 TRL's SFTTrainer does the wrapping (get_peft_model). One small builder per PEFT type; DoRA, rsLoRA,
-PiSSA, LoRA+ and QLoRA are LoRA with flags (see ft.schema.PeftConfig).
+PiSSA, LoRA+ and QLoRA are LoRA with flags (see ft.config.schema.PeftConfig).
 """
 
 import shutil
 from pathlib import Path
 
+from ft.config.schema import PeftConfig
 from ft.errors import FtError
-from ft.schema import PeftConfig
 
 PISSA_INIT_DIR = "pissa_init"  # the adapter as initialized, kept in the run dir until the final save
 

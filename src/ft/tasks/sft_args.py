@@ -3,7 +3,8 @@ hardware, never left to SFTConfig's GPU-minded defaults (bf16 and checkpointing 
 
 from pathlib import Path
 
-from ft import data, hardware
+from ft import data
+from ft.run import hardware
 
 
 def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool, resuming: bool = False):

@@ -21,7 +21,7 @@ ADAPTER_LINE = re.compile(r'^(adapter|model_dir) = ".*?"', re.MULTILINE)
 def _is_hub_id(name: str) -> bool:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    from ft.schema import TINY_MODEL
+    from ft.config.schema import TINY_MODEL
 
     if name in (TINY_MODEL, "synthetic") or Path(name).expanduser().exists():
         return False
@@ -50,7 +50,7 @@ def metadata(cfg, base_model: str) -> dict:
 
 def example_prompt(cfg) -> str:
     if cfg.data.source == "synthetic":
-        from ft import synthetic
+        from ft.data import synthetic
 
         return synthetic.generate(list(cfg.data.synthetic.tasks), 1, seed=cfg.data.synthetic.seed + 1)[0]["messages"][0]["content"]
     return "Hello! What can you do?"

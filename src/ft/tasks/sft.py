@@ -1,7 +1,7 @@
 """`ft train`: the whole training path, top to bottom.
 
 checks (engine, hardware, model reachable) -> run dir (new, resumed or replaced; rank 0 decides) ->
-data -> tokenizer -> model (quantized for QLoRA) -> PEFT config -> SFTConfig (ft.sft_args) ->
+data -> tokenizer -> model (quantized for QLoRA) -> PEFT config -> SFTConfig (ft.tasks.sft_args) ->
 SFTTrainer + callbacks -> train (untrained eval at step 0, preemption-safe) -> evaluate ->
 save adapter + tokenizer -> metrics, loss plot, model card, optional push (rank 0).
 """
@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Only light modules here: train() runs its quick checks before transformers (and bitsandbytes) load.
-from ft import adapters, checks, data, distributed, hardware, models, outputs, resume, sft_args
+from ft import data, models
 from ft.config import to_yaml
+from ft.models import adapters
+from ft.rules import checks
+from ft.run import distributed, hardware, resume, rundir
+from ft.tasks import sft_args
 
 
 @dataclass
@@ -28,7 +32,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     from accelerate import PartialState
     from trl import SFTTrainer
 
-    from ft import callbacks
+    from ft.run import callbacks
 
     hw = hardware.detect()
     with PartialState().main_process_first():  # read, convert (and build the tiny model) once
@@ -99,11 +103,11 @@ def train(cfg, command: list[str] | None = None) -> TrainResult:
     checks.preflight(cfg)
     ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
     main = ranks.is_main_process
-    run_dir = Path(distributed.shared_value(str(outputs.run_dir_for(cfg)), ranks))  # rank 0's name
+    run_dir = Path(distributed.shared_value(str(rundir.run_dir_for(cfg)), ranks))  # rank 0's name
     # Rank 0 decides (start, continue a checkpoint, replace) and makes the run dir; the others follow.
     plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite) if main else None
     checkpoint = distributed.shared_value(plan.checkpoint if main else None, ranks)
-    with outputs.new_run_dir(run_dir, to_yaml(cfg), plan, create=main):  # what it made is removed if setup fails
+    with rundir.new_run_dir(run_dir, to_yaml(cfg), plan, create=main):  # what it made is removed if setup fails
         if main:
             print(f"ft: run directory {run_dir}", flush=True)
         distributed.wait_for_everyone(ranks, "run directory", cfg.distributed.timeout_s)
@@ -113,7 +117,7 @@ def train(cfg, command: list[str] | None = None) -> TrainResult:
         _print_trainable(trainer.model)
         if cfg.training.run_name is None:
             print(f"ft: to resume this run after an interruption: {how_to_resume}", flush=True)
-    from ft.preemption import PreemptionCallback  # imports transformers: after the quick checks
+    from ft.run.preemption import PreemptionCallback  # imports transformers: after the quick checks
 
     preemption = PreemptionCallback()
     trainer.add_callback(preemption)
@@ -142,7 +146,7 @@ def train(cfg, command: list[str] | None = None) -> TrainResult:
     trainer.save_state()
     _report_ranks(trainer, ranks)
     if main:
-        outputs.plot_loss(trainer.state.log_history, run_dir / "loss.png")
+        rundir.plot_loss(trainer.state.log_history, run_dir / "loss.png")
         _print_summary(run_dir, metrics)
         _finish(cfg, run_dir, trainer, metrics)
     return TrainResult(run_dir=run_dir, trainer=trainer, metrics=metrics)
@@ -175,7 +179,7 @@ def _report_ranks(trainer, ranks) -> None:
 
 def _finish(cfg, run_dir: Path, trainer, metrics: dict) -> None:
     """The model card (replacing PEFT's stub README.md), then the push if the recipe asks for one."""
-    from ft import card, hub
+    from ft.finish import card, hub
 
     card.write(cfg, run_dir, trainer, metrics)
     if cfg.hub.push:

@@ -9,8 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ft import loading
 from ft.errors import FtError
+from ft.finish import loading
 
 
 def merge(run_dir: Path, out: Path | None = None) -> Path:

@@ -7,10 +7,10 @@
         trainer_state.json, {base,train,eval,all}_results.json
         tensorboard/                                      TensorBoard event files
         loss.png                                          train / eval loss curves
-        README.md                                         the model card (ft.card)
+        README.md                                         the model card (ft.finish.card)
         checkpoint-<step>/                                resumable checkpoints
         samples.jsonl, wandb/, mlruns/                    when those callbacks / loggers are on
-        accelerate_config.yaml                            when ft relaunched itself (ft.distributed)
+        accelerate_config.yaml                            when ft relaunched itself (ft.run.distributed)
 """
 
 import contextlib
@@ -33,7 +33,7 @@ def run_dir_for(cfg) -> Path:
 
 def holds_files(run_dir: Path) -> bool:
     """Whether run_dir has anything in it besides the accelerate config a launcher wrote there."""
-    from ft.distributed import LAUNCH_CONFIG
+    from ft.run.distributed import LAUNCH_CONFIG
 
     return run_dir.is_dir() and any(p.name != LAUNCH_CONFIG for p in run_dir.iterdir())
 
@@ -42,7 +42,7 @@ def holds_files(run_dir: Path) -> bool:
 def new_run_dir(run_dir: Path, config_yaml: str, plan=None, create: bool = True):
     """Make the run directory with the resolved config in it; remove what was made again if the
     setup inside the block fails, so a bad input leaves nothing behind. A run dir that already
-    holds a run (ft.resume.plan decided to continue or replace it) is never removed: it is
+    holds a run (ft.run.resume.plan decided to continue or replace it) is never removed: it is
     continued as is, or cleared only once the setup has succeeded. Only the main process makes
     or clears it (create=True); the other ranks just use it."""
     if not create:

@@ -8,15 +8,15 @@ import shutil
 import socket
 from pathlib import Path
 
+from ft.config.schema import TINY_MODEL
 from ft.errors import FtError
-from ft.schema import TINY_MODEL
 
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def preflight(cfg) -> None:
     """Before the run dir is touched or anything loads: is the model there, can the hub be reached.
-    (What the hardware can do is ft.hardware.check_requirements.)"""
+    (What the hardware can do is ft.run.hardware.check_requirements.)"""
     model_available(cfg.model.name_or_path, cfg.model.revision)
     source = cfg.data.source
     if source != "synthetic" and not Path(source).expanduser().exists():

@@ -109,7 +109,7 @@ def plan(run_dir: Path, config_yaml: str, resume: str, overwrite: bool) -> RunPl
         if reason:
             raise FtError(f"training.resume={resume} is not a complete checkpoint ({reason}): "
                           f"name a checkpoint-<step> directory, or use training.resume=auto")
-    from ft.outputs import holds_files
+    from ft.run.rundir import holds_files
 
     if not holds_files(run_dir):
         return RunPlan(checkpoint=str(path_checkpoint) if path_checkpoint else None)

@@ -17,8 +17,9 @@ import contextlib
 import math
 import sys
 
-from ft import data, loading
+from ft import data
 from ft.errors import FtError
+from ft.finish import loading
 
 
 def _features(row, tokenizer, cfg) -> dict:

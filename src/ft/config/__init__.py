@@ -11,10 +11,10 @@ import re
 import typing
 from pathlib import Path
 
+from ft.config.schema import SYNTHETIC_TASKS, TINY_MODEL, FtConfig
 from ft.errors import FtError
-from ft.schema import SYNTHETIC_TASKS, TINY_MODEL, FtConfig
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 RECIPE_DIR = CONF_DIR / "recipe"  # conf/recipe links to the top-level recipes/
 GROUPS = ("model", "peft", "optim", "data", "training", "logging", "distributed", "recipe")
 
@@ -121,7 +121,7 @@ def compose(overrides: list[str]) -> FtConfig:
 def validate(cfg: FtConfig) -> None:
     """Rules on values and combinations that the schema's types cannot express. Loads nothing."""
     check_values(cfg)
-    from ft import distributed
+    from ft.run import distributed
 
     distributed.check_config(cfg)
 
@@ -179,7 +179,7 @@ def check_values(node, prefix: str = "") -> None:
 
 def _validate_techniques(cfg: FtConfig) -> None:
     """Optimizer / packing / callback combinations. Hardware needs (CUDA, flash-attn, Liger) are
-    checked by ft.hardware.check_requirements when training starts, so GPU recipes compose anywhere."""
+    checked by ft.run.hardware.check_requirements when training starts, so GPU recipes compose anywhere."""
     optim, training, callbacks = cfg.optim, cfg.training, cfg.callbacks
     if optim.name.startswith("galore"):
         if cfg.peft.method != "none":
@@ -201,7 +201,7 @@ def _validate_techniques(cfg: FtConfig) -> None:
         raise FtError(f"{needs_eval[0]} acts at evaluation time, but this run never evaluates: set training.eval_strategy=steps and data.eval_size > 0")
 
 def _validate_peft(peft) -> None:
-    """PEFT method combinations; architecture rules that need the model's config are in ft.adapters."""
+    """PEFT method combinations; architecture rules that need the model's config are in ft.models.adapters."""
     import importlib.util
 
     quantized = peft.load_in_4bit or peft.load_in_8bit

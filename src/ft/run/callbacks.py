@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from ft import adapters
+from ft.models import adapters
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -83,7 +83,7 @@ class ThroughputCallback(TrainerCallback):
     each training log: `gpu_peak_memory_gb` (peak allocated since the previous log) on CUDA,
     `cpu_rss_gb` and `cpu_peak_rss_gb` (process high-water mark) otherwise. Needs the trainer to
     count tokens (include_num_input_tokens_seen, which ft sets) and must run before the reporting
-    callbacks so that they see the numbers (ft.train puts it first)."""
+    callbacks so that they see the numbers (ft.tasks.sft puts it first)."""
 
     def __init__(self):
         self._last_time = None

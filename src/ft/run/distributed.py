@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ft.config.schema import STRATEGIES, DistributedConfig, FtConfig  # noqa: F401 (STRATEGIES: ft's list of them)
 from ft.errors import FtError
-from ft.schema import STRATEGIES, DistributedConfig, FtConfig  # noqa: F401 (STRATEGIES: ft's list of them)
 
 DEEPSPEED = {"zero2", "zero3", "zero3_offload"}
 FSDP = {"fsdp", "fsdp_qlora"}
@@ -103,7 +103,7 @@ def relaunch(cfg: FtConfig, run_dir: Path, overrides: list[str], gpus: int) -> i
     exit code. Every process it starts uses run_dir (passed down in FT_RUN_DIR)."""
     import yaml
 
-    from ft.outputs import RUN_DIR_ENV
+    from ft.run.rundir import RUN_DIR_ENV
 
     config = accelerate_config(cfg, gpus)
     run_dir.mkdir(parents=True, exist_ok=True)

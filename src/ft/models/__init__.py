@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from ft import tiny
-from ft.schema import TINY_MODEL, ModelConfig, PeftConfig
+from ft.config.schema import TINY_MODEL, ModelConfig, PeftConfig
+from ft.models import tiny
 
 
 def resolve_path(cfg: ModelConfig) -> str:

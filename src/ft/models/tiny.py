@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ft import synthetic
-from ft.schema import TinyModelConfig
+from ft.config.schema import TinyModelConfig
+from ft.data import synthetic
 
 BUILD_VERSION = 2  # bump when the tokenizer corpus or template changes, to rebuild caches
 

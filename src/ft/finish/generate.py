@@ -9,8 +9,9 @@ import json
 import sys
 from dataclasses import dataclass
 
-from ft import data, loading
+from ft import data
 from ft.errors import FtError
+from ft.finish import loading
 
 
 @dataclass

@@ -23,7 +23,7 @@ def load_config(run_dir: Path):
     """The run's config.yaml as the typed FtConfig (keys added to the schema later get defaults)."""
     from omegaconf import OmegaConf
 
-    from ft.schema import FtConfig
+    from ft.config.schema import FtConfig
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file() and not is_adapter(run_dir):  # e.g. a merged model copied elsewhere

@@ -13,9 +13,10 @@ import contextlib
 import logging
 from pathlib import Path
 
-from ft import checks, synthetic
+from ft.config.schema import DataConfig
+from ft.data import synthetic
 from ft.errors import FtError
-from ft.schema import DataConfig
+from ft.rules import checks
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 ROLES = ("system", "user", "assistant")

@@ -8,7 +8,7 @@ nodes share one run directory through FT_RUN_DIR, named after the job id.
 import shlex
 import sys
 
-from ft.schema import FtConfig
+from ft.config.schema import FtConfig
 
 TEMPLATE = """#!/bin/bash
 #SBATCH --job-name={job_name}
