@@ -14,6 +14,7 @@ import yaml
 from conftest import assert_refused, run_ft
 from ft import config
 from ft.errors import FtError
+from ft.rules import distributed as distributed_rules
 from ft.run import distributed
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -120,10 +121,10 @@ def test_deepspeed_and_fsdp_are_exclusive(monkeypatch):
     cfg = config.compose(["distributed=zero3"])
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     with pytest.raises(FtError, match="accelerate launched FSDP"):
-        distributed.check_engine(cfg)
+        distributed_rules.check_engine(cfg)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(FtError, match="exclusive"):
-        distributed.check_engine(config.compose([]))
+        distributed_rules.check_engine(config.compose([]))
 
 
 def test_sbatch_script(tmp_path):

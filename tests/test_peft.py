@@ -197,12 +197,12 @@ def test_qlora_without_bitsandbytes_says_how_to_install(monkeypatch):
 def test_llama_adapter_needs_llama_family_attention():
     from transformers import BertConfig, LlamaConfig
 
-    from ft.models import adapters
+    from ft.rules import model as model_rules
 
     cfg = config.compose(["peft=llama_adapter"]).peft
-    adapters.check_architecture(cfg, LlamaConfig(num_hidden_layers=4), "tiny")
+    model_rules.check_architecture(cfg, LlamaConfig(num_hidden_layers=4), "tiny")
     with pytest.raises(FtError, match="needs Llama-family attention"):
-        adapters.check_architecture(cfg, BertConfig(num_hidden_layers=4), "bert-base")
+        model_rules.check_architecture(cfg, BertConfig(num_hidden_layers=4), "bert-base")
     cfg.adapter_layers = 30
     with pytest.raises(FtError, match="has 4 layers"):
-        adapters.check_architecture(cfg, LlamaConfig(num_hidden_layers=4), "tiny")
+        model_rules.check_architecture(cfg, LlamaConfig(num_hidden_layers=4), "tiny")

@@ -15,6 +15,7 @@ from conftest import QUICK, assert_refused, run_ft
 from ft import config
 from ft.data import synthetic
 from ft.errors import FtError
+from ft.rules import machine
 from ft.run import hardware
 from ft.tasks.sft import build_trainer
 from ft.tasks.sft_args import sft_config
@@ -83,9 +84,9 @@ def test_wandb_online_without_credentials_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     cfg = config.compose(["logging=wandb"])
     with pytest.raises(FtError, match="no W&B credentials"):
-        hardware.check_requirements(cfg, hardware.Hardware("cpu", False, 0))
+        machine.check_requirements(cfg, hardware.Hardware("cpu", False, 0))
     monkeypatch.setenv("WANDB_MODE", "offline")
-    hardware.check_requirements(cfg, hardware.Hardware("cpu", False, 0))
+    machine.check_requirements(cfg, hardware.Hardware("cpu", False, 0))
 
 
 # --- optimizers ------------------------------------------------------------------------------------

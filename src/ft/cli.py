@@ -41,26 +41,9 @@ def cmd_train(args) -> int:
     if args.cfg == "job":
         print(config.to_yaml(cfg), end="")
         return 0
-    from ft.run import distributed
+    from ft import tasks
 
-    if cfg.distributed.strategy != "single" and not distributed.is_launched():
-        from ft.run import hardware, rundir
-
-        gpus = hardware.detect().num_gpus
-        distributed.validate(cfg, gpus)
-        from ft.config import to_yaml
-        from ft.run import resume
-
-        run_dir = rundir.run_dir_for(cfg)
-        if cfg.distributed.machine_rank == 0:  # refuse now what rank 0 would refuse after the launch
-            resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite)
-        code = distributed.relaunch(cfg, run_dir, args.overrides, gpus)
-        if code != 0:
-            raise FtError(f"the training processes failed (exit code {code}); their errors are above")
-        return 0
-    from ft.tasks.sft import train
-
-    train(cfg, command=["python", "-m", "ft", "train", *args.overrides])
+    tasks.run(cfg, args.overrides)
     return 0
 
 

@@ -1,3 +1,9 @@
+"""ft's two kinds of error, and the did-you-mean its messages share."""
+
+import difflib
+from collections.abc import Iterable
+
+
 class FtError(Exception):
     """A mistake in the user's input: printed as one line (problem and fix), exit code 2."""
 
@@ -5,3 +11,9 @@ class FtError(Exception):
 class FtRemoteError(Exception):
     """A remote service failed (no network, server error): printed as one line, exit code 1.
     Not the user's input, so not exit 2; nothing local has been changed when it is raised."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """"did you mean 'X'? " for the closest choice, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""

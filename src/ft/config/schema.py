@@ -33,6 +33,7 @@ REPORT_TO = [  # transformers.integrations.integration_utils.INTEGRATION_TO_CALL
     "dagshub", "flyte", "dvclive", "swanlab", "kubeflow", "none",
 ]
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
+TASKS = ["sft"]  # modules of ft.tasks
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
 
 
@@ -233,6 +234,7 @@ class HubConfig:
 
 @dataclass
 class FtConfig:
+    task: str = option("sft", choices=TASKS)  # the training task: a module of ft.tasks
     model: ModelConfig = field(default_factory=ModelConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -10,13 +10,13 @@ format into one of TRL's dataset forms:
 """
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 
 from ft.config.schema import DataConfig
 from ft.data import synthetic
 from ft.errors import FtError
-from ft.rules import checks
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 ROLES = ("system", "user", "assistant")
@@ -117,7 +117,7 @@ def load_raw(cfg: DataConfig):
             raw = load_dataset(builder, data_files=[str(p) for p in files])
     except Exception as e:
         if builder == "json":
-            checks.locate_bad_json(files)
+            locate_bad_json(files)
         reason = (str(e.__cause__ or e).splitlines() or [type(e).__name__])[0]
         raise FtError(f"cannot read data.source={cfg.source}: {reason}") from None
     if all(len(split) == 0 for split in raw.values()):
@@ -193,3 +193,34 @@ def load(cfg: DataConfig):
     if evaluation is not None and len(evaluation) == 0:
         raise FtError(f"the eval split of data.source={cfg.source} is empty: give it examples, or set data.eval_size=0")
     return train, evaluation
+
+
+def locate_bad_json(files: list[Path]) -> None:
+    """Raise an FtError naming the file and line of the first malformed record (datasets' own error
+    names neither). Called only after datasets failed to read the files, so good files cost nothing."""
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise FtError(f"{path}: not UTF-8 text (byte {e.start}): re-encode the file as UTF-8") from None
+        if path.suffix == ".json":
+            try:
+                json.loads(text)
+            except ValueError as e:
+                raise FtError(f"{path} line {e.lineno}: invalid JSON ({e.msg}, column {e.colno}): fix the file") from None
+            continue
+        rows = 0
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise FtError(f"{path} line {number}: invalid JSON ({e.msg}, column {e.colno}): "
+                              f"fix or remove that line (one JSON object per line)") from None
+            if not isinstance(record, dict):
+                raise FtError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}: "
+                              f"write one {{...}} object per line")
+            rows += 1
+        if rows == 0:
+            raise FtError(f"{path} has no records: data.source needs at least one JSON object per line")

@@ -48,11 +48,11 @@ def _token() -> str:
 def push(run_dir, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False) -> list[str]:
     """Upload the allow-listed files of `run_dir` to `repo_id`; returns their names. With dry_run,
     only list them. The model card's usage snippet is pointed at `repo_id` once the repo exists."""
-    from ft import config
     from ft.finish import card, loading
+    from ft.rules import combinations
 
     run_dir = loading.check_run_dir(run_dir)
-    config.check_repo_id(repo_id)
+    combinations.check_repo_id(repo_id)
     files = files_to_upload(run_dir)
     if dry_run:
         return [p.name for p in files]

@@ -138,24 +138,6 @@ def is_pissa(cfg: PeftConfig) -> bool:
     return cfg.method == "lora" and str(cfg.init_lora_weights).lower().startswith("pissa")
 
 
-def check_architecture(cfg: PeftConfig, model_config, name: str) -> None:
-    """Rules that need the model's config (loaded before its weights)."""
-    if cfg.method != "llama_adapter":
-        return
-    from peft.tuners.adaption_prompt.config import TRANSFORMERS_MODEL_CONFIG
-
-    if model_config.model_type not in TRANSFORMERS_MODEL_CONFIG:
-        raise FtError(
-            f"peft.method=llama_adapter needs Llama-family attention ({', '.join(TRANSFORMERS_MODEL_CONFIG)}); "
-            f"{name} is a '{model_config.model_type}' model: use peft=lora"
-        )
-    if cfg.adapter_layers and cfg.adapter_layers > model_config.num_hidden_layers:
-        raise FtError(
-            f"peft.adapter_layers={cfg.adapter_layers} but {name} has {model_config.num_hidden_layers} layers: "
-            f"set peft.adapter_layers <= {model_config.num_hidden_layers} (or null for all)"
-        )
-
-
 def linear_module_names(model) -> list[str]:
     """Short names of the model's linear layers (what target_modules matches), output head excluded."""
     import torch
@@ -164,25 +146,6 @@ def linear_module_names(model) -> list[str]:
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
              if isinstance(module, torch.nn.Linear) and module is not output}
     return sorted(names)
-
-
-def check_target_modules(cfg: PeftConfig, model) -> None:
-    """Every name in peft.target_modules must match a module of the loaded model."""
-    if cfg.method in ("none", "llama_adapter") or cfg.target_modules is None or cfg.target_modules == "all-linear":
-        return
-    import re
-
-    module_names = [name for name, _ in model.named_modules()]
-    if isinstance(cfg.target_modules, str):  # PEFT reads a string as a regex over full module names
-        unknown = [] if any(re.fullmatch(cfg.target_modules, n) for n in module_names) else [cfg.target_modules]
-    else:
-        short = {n.rsplit(".", 1)[-1] for n in module_names}
-        unknown = [t for t in cfg.target_modules if t not in short and not any(n.endswith("." + t) for n in module_names)]
-    if unknown:
-        raise FtError(
-            f"peft.target_modules: {', '.join(map(str, unknown))} not found in the model; its linear modules are: "
-            f"{', '.join(linear_module_names(model))} (or use all-linear)"
-        )
 
 
 def loraplus_optimizer(trainer, lr_ratio: float):

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Only light modules here: train() runs its quick checks before transformers (and bitsandbytes) load.
-from ft import data, models
+from ft import data, models, rules
 from ft.config import to_yaml
 from ft.models import adapters
-from ft.rules import checks
 from ft.run import distributed, hardware, resume, rundir
 from ft.tasks import sft_args
 
@@ -41,13 +40,13 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     args = sft_args.sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model_config = models.load_config(cfg.model)
-    adapters.check_architecture(cfg.peft, model_config, cfg.model.name_or_path)
+    rules.check_model_config(cfg, model_config)
     quantization = models.quantization_config(cfg.peft, dtype, model_config, fsdp=cfg.distributed.strategy in distributed.FSDP)
     # on every rank at once: ZeRO-3 loading is collective
     model = models.load_model(cfg.model, dtype, **({"quantization_config": quantization} if quantization else {}))
     if quantization is not None:
         models.keep_4bit_weights_trainable(model)
-    adapters.check_target_modules(cfg.peft, model)
+    rules.check_loaded_model(cfg, model)
     adapters.prepare_base(cfg.peft, model)
     if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
         from peft import prepare_model_for_kbit_training
@@ -79,8 +78,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
         trainer.optimizer = adapters.loraplus_optimizer(trainer, cfg.peft.loraplus_lr_ratio)
     if adapters.is_pissa(cfg.peft):
         adapters.save_pissa_init(trainer.model, run_dir)
-    checks.lengths(trainer.train_dataset, len(train_dataset), cfg.training.max_length, cfg.training.packing)
-    checks.disk_space(trainer, cfg, run_dir, len(train_dataset))
+    rules.check_trainer(trainer, cfg, run_dir, len(train_dataset))
     return trainer
 
 
@@ -97,10 +95,9 @@ def total_optimizer_steps(cfg, num_examples: int) -> int:
 
 def train(cfg, command: list[str] | None = None) -> TrainResult:
     """`command`: the command line that started the run, echoed in how-to-resume messages."""
-    distributed.check_engine(cfg)
     hw = hardware.detect()
-    hardware.check_requirements(cfg, hw)
-    checks.preflight(cfg)
+    rules.check_machine(cfg, hw)
+    rules.check_inputs(cfg)
     ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
     main = ranks.is_main_process
     run_dir = Path(distributed.shared_value(str(rundir.run_dir_for(cfg)), ranks))  # rank 0's name

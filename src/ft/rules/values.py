@@ -1,0 +1,28 @@
+"""Each value against the `choices` and numeric bounds its schema field declares."""
+
+import dataclasses
+
+from ft.errors import FtError, did_you_mean
+
+BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def check_values(node, prefix: str = "") -> None:
+    """Every value against its field's `choices` and bounds in the schema."""
+    for f in dataclasses.fields(node):
+        key, value = f"{prefix}{f.name}", getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value, f"{key}.")
+            continue
+        if value is None:
+            continue
+        allowed = f.metadata.get("choices")
+        for item in value if isinstance(value, list) else [value]:
+            if allowed is not None and item not in allowed:
+                shown = f"{key}={item}" if not isinstance(value, list) else f"{key}: '{item}'"
+                raise FtError(f"{shown} is not valid: {did_you_mean(str(item), allowed)}choose one of {', '.join(allowed)}")
+        for name, (symbol, holds) in BOUNDS.items():
+            bound = f.metadata.get(name)
+            if bound is not None and not holds(value, bound):
+                raise FtError(f"{key} must be {symbol} {bound}, got {value}")
