@@ -7,6 +7,7 @@ torch.
 
 import dataclasses
 import difflib
+import itertools
 import re
 import typing
 from pathlib import Path
@@ -16,7 +17,10 @@ from ft.schema import SYNTHETIC_TASKS, TINY_MODEL, FtConfig
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 RECIPE_DIR = CONF_DIR / "recipe"  # conf/recipe links to the top-level recipes/
+README = CONF_DIR.resolve().parent / "README.md"  # in a checkout: src/ft/conf links to the top-level conf/
 GROUPS = ("model", "peft", "optim", "data", "training", "logging", "distributed", "recipe")
+REFERENCE_START, REFERENCE_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
 
 def group_options(group: str) -> list[str]:
     """The option names of a config group (its YAML files, without extension)."""
@@ -30,6 +34,62 @@ def recipe_descriptions() -> dict[str, str]:
         comments = (line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#"))
         descriptions[path.stem] = next((c for c in comments if c and not c.startswith("@package")), "")
     return descriptions
+
+
+def _shown(value) -> str:
+    """A value as it is written in YAML and on the command line."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, list):
+        return f"[{', '.join(map(_shown, value))}]"
+    return str(value)
+
+
+def _allowed(metadata) -> str:
+    if "choices" in metadata:
+        return ", ".join(metadata["choices"])
+    return ", ".join(f"{symbol} {metadata[name]}" for name, (symbol, _) in BOUNDS.items() if name in metadata)
+
+
+def reference(cls=FtConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Every config key of the schema: (dotted key, default, allowed values, help)."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.type):
+            rows += reference(f.type, f"{prefix}{f.name}.")
+        else:
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            rows.append((f"{prefix}{f.name}", _shown(default), _allowed(f.metadata), f.metadata["help"]))
+    return rows
+
+
+def reference_markdown() -> str:
+    """The README's config reference: a table per section of the schema."""
+    def cell(text: str, code: bool = False) -> str:
+        if code:
+            return f"`{text}`" if text else ""
+        return text.replace("|", "\\|").replace("<", "\\<")
+
+    lines = ["<!-- generated from src/ft/schema.py by ft.config.write_reference(): edit the schema, not this -->"]
+    for section, rows in itertools.groupby(reference(), key=lambda row: row[0].split(".")[0]):
+        lines += ["", f"**`{section}`**", "", "| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{key}` | {cell(default, True)} | {cell(allowed, True)} | {cell(help_text)} |"
+                  for key, default, allowed, help_text in rows]
+    return "\n".join(lines)
+
+
+def readme_with_reference(readme: str) -> str:
+    """`readme` with the text between the config-reference markers replaced by reference_markdown()."""
+    before, start, rest = readme.partition(REFERENCE_START)
+    _, end, after = rest.partition(REFERENCE_END)
+    if not (start and end):
+        raise FtError(f"{README} needs the markers {REFERENCE_START} and {REFERENCE_END}")
+    return f"{before}{start}\n{reference_markdown()}\n{end}{after}"
+
+
+def write_reference() -> None:
+    """Regenerate the config reference in README.md from the schema."""
+    README.write_text(readme_with_reference(README.read_text()))
 
 
 def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:

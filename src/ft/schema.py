@@ -95,7 +95,7 @@ class PeftConfig:
     use_dora: bool = option(False, help="DoRA: weight-decomposed LoRA (a trained magnitude vector per layer)")
     use_rslora: bool = option(False, help="rank-stabilized scaling lora_alpha / sqrt(r)")
     init_lora_weights: Any = option(
-        True, help="true | gaussian | pissa | pissa_niter_N (PiSSA: saved converted to plain LoRA)")
+        True, help="true, gaussian, pissa or pissa_niter_N (PiSSA: saved converted to plain LoRA)")
     loraplus_lr_ratio: Optional[float] = option(
         None, ge=1, help="set: LoRA+ optimizer, lora_B learns this many times faster")
     # IA3
@@ -175,7 +175,7 @@ class DataConfig:
 class TrainingConfig:
     output_dir: str = option("runs", help="run directories are created under it")
     run_name: Optional[str] = option(None, help="the run directory's name; null: RECIPE-TIMESTAMP")
-    max_steps: int = option(-1, ge=-1, help="> 0 overrides num_train_epochs")
+    max_steps: int = option(-1, ge=-1, help="steps to train; > 0 overrides num_train_epochs")
     num_train_epochs: float = option(1.0, ge=0, help="passes over the training data")
     per_device_train_batch_size: int = option(8, ge=1, help="sequences per step and process")
     per_device_eval_batch_size: int = option(16, ge=1, help="sequences per eval batch and process")
@@ -207,7 +207,7 @@ class TrainingConfig:
     seed: int = option(42, ge=0, help="seed of the model initialization, dropout and data order")
     dataloader_num_workers: int = option(0, ge=0, help="data loading processes; 0: in the training process")
     resume: str = option(
-        "auto", help="auto (continue the run dir's last complete checkpoint) | never | a checkpoint path")
+        "auto", help="auto (continue the run dir's last complete checkpoint), never, or a checkpoint path")
     overwrite: bool = option(False, help="replace an existing run dir (made by a different config, or finished)")
 
 
@@ -249,7 +249,7 @@ class HubConfig:
     """Pushing the finished run to the Hugging Face Hub (`ft push` takes the same settings)."""
 
     push: bool = option(False, help="push at the end of training (main process only)")
-    repo_id: Optional[str] = option(None, help="owner/name")
+    repo_id: Optional[str] = option(None, help="the Hub repo to push to: owner/name")
     private: bool = option(False, help="create the repo private")
     revision: Optional[str] = option(None, help="a branch; created if missing. null: main")
     license: Optional[str] = option(None, help="written into the model card's metadata, e.g. apache-2.0")
@@ -266,4 +266,4 @@ class FtConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     hub: HubConfig = field(default_factory=HubConfig)
-    recipe: Optional[str] = option(None, help="the chosen recipe's name, filled in from recipe=NAME")
+    recipe: Optional[str] = option(None, help="the recipe's name, recorded from the recipe=NAME choice")
