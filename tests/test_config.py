@@ -10,7 +10,6 @@ from ft.schema import FtConfig
 
 GROUP_OPTIONS = [(group, option) for group in config.GROUPS if group != "recipe" for option in config.group_options(group)]
 RECIPES = config.group_options("recipe")
-# Options that only make sense together with another choice (validated as a combination).
 # Options that only compose together with another group's option.
 COMPANIONS = {("optim", name): ["peft=none"] for name in ("galore", "galore_layerwise", "galore_8bit")}
 COMPANIONS[("distributed", "fsdp_qlora")] = ["peft=qlora"]

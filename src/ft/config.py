@@ -65,15 +65,16 @@ def reference(cls=FtConfig, prefix: str = "") -> list[tuple[str, str, str, str]]
 
 def reference_markdown() -> str:
     """The README's config reference: a table per section of the schema."""
-    def cell(text: str, code: bool = False) -> str:
-        if code:
-            return f"`{text}`" if text else ""
+    def code(text: str) -> str:
+        return f"`{text}`" if text else ""
+
+    def escaped(text: str) -> str:  # a bare | ends the table cell, and <word would start an HTML tag
         return text.replace("|", "\\|").replace("<", "\\<")
 
     lines = ["<!-- generated from src/ft/schema.py by ft.config.write_reference(): edit the schema, not this -->"]
     for section, rows in itertools.groupby(reference(), key=lambda row: row[0].split(".")[0]):
         lines += ["", f"**`{section}`**", "", "| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
-        lines += [f"| `{key}` | {cell(default, True)} | {cell(allowed, True)} | {cell(help_text)} |"
+        lines += [f"| `{key}` | {code(default)} | {code(allowed)} | {escaped(help_text)} |"
                   for key, default, allowed, help_text in rows]
     return "\n".join(lines)
 
