@@ -1,14 +1,16 @@
 """Every recipe and every option of every config group composes and validates (nothing loads)."""
 
+import dataclasses
+
 import pytest
 
 from ft import config
+from ft.config import reference
 from ft.config.schema import FtConfig
 from ft.errors import FtError
 
 GROUP_OPTIONS = [(group, option) for group in config.GROUPS if group != "recipe" for option in config.group_options(group)]
 RECIPES = config.group_options("recipe")
-# Options that only make sense together with another choice (validated as a combination).
 # Options that only compose together with another group's option.
 COMPANIONS = {("optim", name): ["peft=none"] for name in ("galore", "galore_layerwise", "galore_8bit")}
 COMPANIONS[("distributed", "fsdp_qlora")] = ["peft=qlora"]
@@ -29,6 +31,40 @@ def test_every_recipe_composes(recipe):
 def test_every_group_option_composes(group, option):
     cfg = config.compose([f"{group}={option}", *COMPANIONS.get((group, option), [])])
     assert isinstance(cfg, FtConfig)
+
+
+def _restated_defaults(settings: dict, defaults, prefix: str) -> list[str]:
+    """The keys in `settings` (a group file's content) whose value is the schema default."""
+    restated = []
+    for key, value in settings.items():
+        default = getattr(defaults, key)
+        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+            restated += _restated_defaults(value, default, f"{prefix}{key}.")
+        elif value == default:
+            restated.append(f"{prefix}{key}={value}")
+    return restated
+
+
+@pytest.mark.parametrize("group, option", GROUP_OPTIONS)
+def test_group_options_set_only_what_differs_from_the_schema(group, option):
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.to_container(OmegaConf.load(config.CONF_DIR / group / f"{option}.yaml")) or {}
+    settings.pop("defaults", None)
+    restated = _restated_defaults(settings, getattr(FtConfig(), group), f"{group}.")
+    assert not restated, f"conf/{group}/{option}.yaml restates schema defaults, remove them: {', '.join(restated)}"
+
+
+def test_every_key_has_help():
+    assert all(help_text.strip() and "\n" not in help_text for *_, help_text in reference.reference())
+
+
+def test_readme_config_reference_is_generated_from_the_schema():
+    readme = reference.README.read_text()
+    assert reference.readme_with_reference(readme) == readme, (
+        "README.md's config reference differs from the schema; regenerate it with "
+        "python -c 'from ft.config import reference; reference.write_reference()'"
+    )
 
 
 def test_defaults_come_from_the_schema():

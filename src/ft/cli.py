@@ -25,12 +25,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _train_epilog() -> str:
+    import textwrap
+
     from ft import config
+    from ft.config import reference
 
     groups = "\n".join(f"  {g:<12} {', '.join(config.group_options(g))}" for g in config.GROUPS)
+    keys = "\n".join(
+        textwrap.fill(f"{key}={default}  {f'({allowed})  ' if allowed else ''}{help_text}", width=100,
+                      initial_indent="  ", subsequent_indent="      ", break_long_words=False, break_on_hyphens=False)
+        for key, default, allowed, help_text in reference.reference()
+    )
     return (
         f"config groups and their options (choose with GROUP=OPTION):\n{groups}\n\n"
-        "any key of the resolved config can be overridden with key=value (see --cfg job).\n\n" + USAGE_EXAMPLES
+        f"config keys (set with key=value; shown with their default, allowed values and meaning):\n{keys}\n\n"
+        + USAGE_EXAMPLES
     )
 
 

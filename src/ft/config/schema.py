@@ -37,10 +37,15 @@ TASKS = ["sft"]  # modules of ft.tasks
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
 
 
-def option(default: Any = None, *, choices: list | None = None, ge=None, gt=None, le=None, lt=None) -> Any:
-    """A schema field with its allowed values (`choices`, also for each item of a list) or its numeric
-    bounds (ge/gt/le/lt: >=, >, <=, <). None is always allowed for an Optional field."""
-    metadata = {"choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+# option()'s bounds: how each is written in messages, and the test it names
+BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def option(default: Any = None, *, help: str, choices: list | None = None, ge=None, gt=None, le=None, lt=None) -> Any:
+    """A schema field with its one-line `help`, its allowed values (`choices`, also for each item of a list)
+    or its numeric bounds (ge/gt/le/lt: >=, >, <=, <). None is always allowed for an Optional field."""
+    metadata = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
     metadata = {key: value for key, value in metadata.items() if value is not None}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
@@ -51,24 +56,27 @@ def option(default: Any = None, *, choices: list | None = None, ge=None, gt=None
 class TinyModelConfig:
     """Shape of the offline tiny Llama built from config (random weights, locally trained BPE)."""
 
-    hidden_size: int = option(256, ge=1)
-    intermediate_size: int = option(704, ge=1)  # a multiple of 64: bitsandbytes' CPU kernel needs it (see models.py)
-    num_hidden_layers: int = option(4, ge=1)
-    num_attention_heads: int = option(4, ge=1)
-    num_key_value_heads: int = option(2, ge=1)
-    vocab_size: int = option(1024, ge=1)
-    max_position_embeddings: int = option(1024, ge=1)
-    seed: int = option(0, ge=0)
+    hidden_size: int = option(256, ge=1, help="width of the residual stream")
+    intermediate_size: int = option(
+        704, ge=1, help="MLP width; a multiple of 64: bitsandbytes' CPU kernel needs it (see ft.models)")
+    num_hidden_layers: int = option(4, ge=1, help="decoder layers")
+    num_attention_heads: int = option(4, ge=1, help="query heads")
+    num_key_value_heads: int = option(2, ge=1, help="key/value heads (grouped-query attention)")
+    vocab_size: int = option(1024, ge=1, help="size of the BPE vocabulary trained on the synthetic tasks")
+    max_position_embeddings: int = option(1024, ge=1, help="longest sequence the model accepts")
+    seed: int = option(0, ge=0, help="seed of the random weights")
 
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = TINY_MODEL  # a hub id, a local directory, or "tiny"
-    revision: Optional[str] = None
-    dtype: str = option("auto", choices=["auto", *TORCH_DTYPES])  # auto: from the hardware
-    attn_implementation: str = option("sdpa", choices=["sdpa", "eager", "flash_attention_2"])
-    trust_remote_code: bool = False
-    chat_template: Optional[str] = None  # a Jinja template replacing the tokenizer's
+    name_or_path: str = option(TINY_MODEL, help='a hub id, a local directory, or "tiny" (the offline tiny Llama)')
+    revision: Optional[str] = option(None, help="hub branch, tag or commit of the model; null: main")
+    dtype: str = option(
+        "auto", choices=["auto", *TORCH_DTYPES], help="dtype of the loaded weights; auto: from the hardware")
+    attn_implementation: str = option(
+        "sdpa", choices=["sdpa", "eager", "flash_attention_2"], help="attention kernel (flash_attention_2: CUDA only)")
+    trust_remote_code: bool = option(False, help="run modelling code shipped with a hub model")
+    chat_template: Optional[str] = option(None, help="a Jinja template replacing the tokenizer's")
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
@@ -77,134 +85,152 @@ class PeftConfig:
     """The adapter. `method` is the PEFT type; DoRA, rsLoRA, PiSSA, LoRA+ and QLoRA are LoRA with the
     flags below (conf/peft/ has one option per named method)."""
 
-    method: str = option("lora", choices=["lora", "ia3", "adalora", "llama_adapter", "none"])  # none: full fine-tune
-    r: int = option(16, ge=1)
-    lora_alpha: int = option(32, gt=0)
-    lora_dropout: float = option(0.05, ge=0, lt=1)
-    target_modules: Any = "all-linear"  # "all-linear", a list of module names, or null (PEFT's per-model default)
-    bias: str = option("none", choices=["none", "all", "lora_only"])
-    modules_to_save: Optional[List[str]] = None
+    method: str = option(
+        "lora", choices=["lora", "ia3", "adalora", "llama_adapter", "none"], help="the PEFT type; none: full fine-tune")
+    r: int = option(16, ge=1, help="LoRA rank")
+    lora_alpha: int = option(32, gt=0, help="LoRA scaling numerator: updates are scaled by lora_alpha / r")
+    lora_dropout: float = option(0.05, ge=0, lt=1, help="dropout on the LoRA input")
+    target_modules: Any = option(
+        "all-linear", help='"all-linear", a list of module names, or null (PEFT\'s per-model default)')
+    bias: str = option("none", choices=["none", "all", "lora_only"], help="which biases are trained")
+    modules_to_save: Optional[List[str]] = option(
+        None, help="modules trained in full and saved with the adapter, e.g. [lm_head]")
     # LoRA variants
-    use_dora: bool = False  # DoRA: weight-decomposed LoRA (a trained magnitude vector per layer)
-    use_rslora: bool = False  # rank-stabilized scaling lora_alpha / sqrt(r)
-    init_lora_weights: Any = True  # true | gaussian | pissa | pissa_niter_N (PiSSA: saved converted to plain LoRA)
-    loraplus_lr_ratio: Optional[float] = option(None, ge=1)  # set: LoRA+ optimizer, lora_B learns this many times faster
+    use_dora: bool = option(False, help="DoRA: weight-decomposed LoRA (a trained magnitude vector per layer)")
+    use_rslora: bool = option(False, help="rank-stabilized scaling lora_alpha / sqrt(r)")
+    init_lora_weights: Any = option(
+        True, help="true, gaussian, pissa or pissa_niter_N (PiSSA: saved converted to plain LoRA)")
+    loraplus_lr_ratio: Optional[float] = option(
+        None, ge=1, help="set: LoRA+ optimizer, lora_B learns this many times faster")
     # IA3
-    feedforward_modules: Optional[List[str]] = None  # null: PEFT's per-model default
+    feedforward_modules: Optional[List[str]] = option(
+        None, help="IA3: modules scaled on their input; null: PEFT's per-model default")
     # AdaLoRA: the rank budget shrinks from init_r to target_r per layer between tinit and total - tfinal
-    init_r: int = option(12, ge=1)
-    target_r: int = option(8, ge=1)
-    tinit: float = option(0.1, ge=0)  # steps of warmup before pruning; a float < 1 is a fraction of the run
-    tfinal: float = option(0.2, ge=0)  # steps at the final budget; a float < 1 is a fraction of the run
-    deltaT: int = option(1, ge=1)  # steps between two rank reallocations
+    init_r: int = option(12, ge=1, help="AdaLoRA: starting rank per layer")
+    target_r: int = option(8, ge=1, help="AdaLoRA: average final rank per layer")
+    tinit: float = option(
+        0.1, ge=0, help="AdaLoRA: steps of warmup before pruning; a float < 1 is a fraction of the run")
+    tfinal: float = option(0.2, ge=0, help="AdaLoRA: steps at the final budget; a float < 1 is a fraction of the run")
+    deltaT: int = option(1, ge=1, help="AdaLoRA: steps between two rank reallocations")
     # Llama-Adapter (PEFT adaption prompt)
-    adapter_len: int = option(10, ge=1)  # learned prompt tokens per adapted layer
-    adapter_layers: Optional[int] = option(None, ge=1)  # the top N decoder layers; null: all of them
+    adapter_len: int = option(10, ge=1, help="Llama-Adapter: learned prompt tokens per adapted layer")
+    adapter_layers: Optional[int] = option(
+        None, ge=1, help="Llama-Adapter: the top N decoder layers; null: all of them")
     # Quantized base (QLoRA): bitsandbytes
-    load_in_4bit: bool = False
-    load_in_8bit: bool = False
-    bnb_4bit_quant_type: str = option("nf4", choices=["nf4", "fp4"])
-    bnb_4bit_use_double_quant: bool = True
-    bnb_4bit_compute_dtype: str = option("auto", choices=["auto", *TORCH_DTYPES])  # auto: the run's precision
-    bnb_4bit_quant_storage: str = option("auto", choices=["auto", *BNB_STORAGE_DTYPES])  # auto: uint8, or the compute dtype under distributed=fsdp_qlora
+    load_in_4bit: bool = option(False, help="load the base quantized to 4 bits (QLoRA)")
+    load_in_8bit: bool = option(False, help="load the base quantized to 8 bits (LLM.int8)")
+    bnb_4bit_quant_type: str = option("nf4", choices=["nf4", "fp4"], help="4-bit data type")
+    bnb_4bit_use_double_quant: bool = option(True, help="quantize the 4-bit quantization constants too")
+    bnb_4bit_compute_dtype: str = option(
+        "auto", choices=["auto", *TORCH_DTYPES], help="dtype of 4-bit matmuls; auto: the run's precision")
+    bnb_4bit_quant_storage: str = option(
+        "auto", choices=["auto", *BNB_STORAGE_DTYPES],
+        help="dtype the 4-bit weights are stored in; auto: uint8, or the compute dtype under distributed=fsdp_qlora")
 
 
 @dataclass
 class GaloreConfig:
-    rank: int = option(128, ge=1)
-    update_proj_gap: int = option(200, ge=1)  # steps between recomputing the projection (an SVD per matrix)
-    scale: float = option(0.25, gt=0)
+    rank: int = option(128, ge=1, help="rank of the gradient projection")
+    update_proj_gap: int = option(200, ge=1, help="steps between recomputing the projection (an SVD per matrix)")
+    scale: float = option(0.25, gt=0, help="scale of the projected-back update")
 
 
 @dataclass
 class OptimConfig:
-    name: str = option("adamw_torch", choices=OPTIMIZERS)  # a transformers `optim` name
-    weight_decay: float = option(0.0, ge=0)
-    adam_beta1: float = option(0.9, ge=0, lt=1)
-    adam_beta2: float = option(0.999, ge=0, lt=1)
-    adam_epsilon: float = option(1e-8, gt=0)
-    max_grad_norm: float = option(1.0, ge=0)
-    optim_args: Optional[str] = None  # extra "k=v,k=v" passed to the optimizer
-    # GaLore (optim names galore_*): which Linear layers get low-rank gradient projection
-    # (transformers' optim_target_modules: names or regexes), and the projection's settings.
-    target_modules: Any = None
+    name: str = option("adamw_torch", choices=OPTIMIZERS, help="a transformers `optim` name")
+    weight_decay: float = option(0.0, ge=0, help="decoupled weight decay")
+    adam_beta1: float = option(0.9, ge=0, lt=1, help="Adam's first-moment decay")
+    adam_beta2: float = option(0.999, ge=0, lt=1, help="Adam's second-moment decay")
+    adam_epsilon: float = option(1e-8, gt=0, help="Adam's denominator epsilon")
+    max_grad_norm: float = option(1.0, ge=0, help="gradient clipping norm; 0: no clipping")
+    optim_args: Optional[str] = option(None, help='extra "k=v,k=v" passed to the optimizer')
+    target_modules: Any = option(
+        None, help="GaLore (optim names galore_*): the Linear layers that get low-rank gradient projection "
+        "(transformers' optim_target_modules: names or regexes)")
     galore: GaloreConfig = field(default_factory=GaloreConfig)
 
 
 @dataclass
 class SyntheticDataConfig:
-    tasks: List[str] = option(["add", "reverse", "upper", "sort"], choices=SYNTHETIC_TASKS)
-    num_examples: int = option(2000, ge=1)
-    seed: int = option(0, ge=0)
+    tasks: List[str] = option(
+        ["add", "reverse", "upper", "sort"], choices=SYNTHETIC_TASKS, help="the tasks mixed into the dataset")
+    num_examples: int = option(2000, ge=1, help="examples generated, before the eval split")
+    seed: int = option(0, ge=0, help="seed of the generator")
 
 
 @dataclass
 class DataConfig:
-    source: str = "synthetic"  # "synthetic", a hub dataset id, or a local file / directory
-    format: str = option("messages", choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text"])
-    columns: Dict[str, str] = field(default_factory=dict)  # ft field name -> column in the source
-    subset: Optional[str] = None  # hub dataset config name
-    train_split: str = "train"
-    eval_split: Optional[str] = None  # a split of the source; None carves eval_size out of train
-    eval_size: float = option(0.05, ge=0)  # a fraction (< 1) or a number of examples (>= 1)
-    max_examples: Optional[int] = option(None, ge=0)  # cap on training examples, after the eval split
-    system_prompt: Optional[str] = None  # prepended as a system turn to conversational data
-    seed: int = option(0, ge=0)  # shuffling and the train/eval split
+    source: str = option("synthetic", help='"synthetic", a hub dataset id, or a local file / directory')
+    format: str = option(
+        "messages", choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text"],
+        help="how the source's rows look (README: Data)")
+    columns: Dict[str, str] = option({}, help="ft field name -> column in the source")
+    subset: Optional[str] = option(None, help="hub dataset config name")
+    train_split: str = option("train", help="split of the source to train on")
+    eval_split: Optional[str] = option(None, help="a split of the source; null carves eval_size out of train")
+    eval_size: float = option(0.05, ge=0, help="a fraction (< 1) or a number of examples (>= 1)")
+    max_examples: Optional[int] = option(None, ge=0, help="cap on training examples, after the eval split")
+    system_prompt: Optional[str] = option(None, help="prepended as a system turn to conversational data")
+    seed: int = option(0, ge=0, help="shuffling and the train/eval split")
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
 
 
 @dataclass
 class TrainingConfig:
-    output_dir: str = "runs"  # run directories are created under it
-    run_name: Optional[str] = None  # default: <recipe>-<timestamp>
-    max_steps: int = option(-1, ge=-1)  # > 0 overrides num_train_epochs
-    num_train_epochs: float = option(1.0, ge=0)
-    per_device_train_batch_size: int = option(8, ge=1)
-    per_device_eval_batch_size: int = option(16, ge=1)
-    gradient_accumulation_steps: int = option(1, ge=1)
-    learning_rate: float = option(2e-4, gt=0)
-    lr_scheduler_type: str = option("cosine", choices=SCHEDULERS)
-    warmup_steps: float = option(0.03, ge=0)  # an int number of steps, or a float < 1 as a ratio of the run
-    max_length: int = option(1024, ge=1)
-    packing: bool = False
-    packing_strategy: str = option("bfd", choices=["bfd", "bfd_split"])  # best-fit decreasing; sequences isolated by position_ids
-    padding_free: bool = False  # flatten each batch into one row; bfd packing always is
-    neftune_noise_alpha: Optional[float] = option(None, gt=0)  # NEFTune embedding noise; None = off (e.g. 5)
-    assistant_only_loss: bool = True  # conversational data: loss on assistant turns only
-    completion_only_loss: Optional[bool] = None  # prompt-completion data: None = TRL's default (on)
-    precision: str = option("auto", choices=["auto", "fp32", "bf16", "fp16"])  # auto: from the hardware
-    activation_checkpointing: Optional[bool] = None  # None: on with CUDA, off on CPU
-    activation_checkpointing_use_reentrant: bool = False  # torch.utils.checkpoint's use_reentrant
-    use_liger_kernel: bool = False  # Liger Triton kernels (GPU only, needs liger-kernel)
-    torch_compile: bool = False  # torch.compile the model
-    eval_strategy: str = option("steps", choices=["no", "steps", "epoch"])
-    eval_steps: float = option(0.2, gt=0)  # an int number of steps, or a float < 1 as a ratio of the run
-    save_strategy: str = option("steps", choices=["no", "steps", "epoch"])
-    save_steps: float = option(500, gt=0)
-    save_total_limit: Optional[int] = option(2, ge=1)
-    logging_steps: float = option(10, gt=0)
-    eval_before_training: bool = True  # report the untrained model's eval loss next to the final
-    seed: int = option(42, ge=0)
-    dataloader_num_workers: int = option(0, ge=0)
-    resume: str = "auto"  # auto (continue the run dir's last complete checkpoint) | never | a checkpoint path
-    overwrite: bool = False  # replace an existing run dir (made by a different config, or finished)
+    output_dir: str = option("runs", help="run directories are created under it")
+    run_name: Optional[str] = option(None, help="the run directory's name; null: RECIPE-TIMESTAMP")
+    max_steps: int = option(-1, ge=-1, help="steps to train; > 0 overrides num_train_epochs")
+    num_train_epochs: float = option(1.0, ge=0, help="passes over the training data")
+    per_device_train_batch_size: int = option(8, ge=1, help="sequences per step and process")
+    per_device_eval_batch_size: int = option(16, ge=1, help="sequences per eval batch and process")
+    gradient_accumulation_steps: int = option(1, ge=1, help="micro-batches per optimizer step")
+    learning_rate: float = option(2e-4, gt=0, help="peak learning rate")
+    lr_scheduler_type: str = option("cosine", choices=SCHEDULERS, help="learning-rate schedule after warmup")
+    warmup_steps: float = option(0.03, ge=0, help="an int number of steps, or a float < 1 as a ratio of the run")
+    max_length: int = option(1024, ge=1, help="tokens per sequence (longer ones are truncated) or per packed row")
+    packing: bool = option(False, help="pack several sequences into each row of max_length tokens")
+    packing_strategy: str = option(
+        "bfd", choices=["bfd", "bfd_split"], help="best-fit decreasing; sequences isolated by position_ids")
+    padding_free: bool = option(False, help="flatten each batch into one row; bfd packing always is")
+    neftune_noise_alpha: Optional[float] = option(None, gt=0, help="NEFTune embedding noise, e.g. 5; null: off")
+    assistant_only_loss: bool = option(True, help="conversational data: loss on assistant turns only")
+    completion_only_loss: Optional[bool] = option(None, help="prompt-completion data: null = TRL's default (on)")
+    precision: str = option(
+        "auto", choices=["auto", "fp32", "bf16", "fp16"], help="training precision; auto: from the hardware")
+    activation_checkpointing: Optional[bool] = option(None, help="null: on with CUDA, off on CPU")
+    activation_checkpointing_use_reentrant: bool = option(False, help="torch.utils.checkpoint's use_reentrant")
+    use_liger_kernel: bool = option(False, help="Liger Triton kernels (GPU only, needs liger-kernel)")
+    torch_compile: bool = option(False, help="torch.compile the model")
+    eval_strategy: str = option("steps", choices=["no", "steps", "epoch"], help="when to evaluate")
+    eval_steps: float = option(0.2, gt=0, help="an int number of steps, or a float < 1 as a ratio of the run")
+    save_strategy: str = option("steps", choices=["no", "steps", "epoch"], help="when to save a checkpoint")
+    save_steps: float = option(500, gt=0, help="an int number of steps, or a float < 1 as a ratio of the run")
+    save_total_limit: Optional[int] = option(2, ge=1, help="checkpoints kept (the oldest are deleted); null: all")
+    logging_steps: float = option(10, gt=0, help="an int number of steps, or a float < 1 as a ratio of the run")
+    eval_before_training: bool = option(True, help="report the untrained model's eval loss next to the final")
+    seed: int = option(42, ge=0, help="seed of the model initialization, dropout and data order")
+    dataloader_num_workers: int = option(0, ge=0, help="data loading processes; 0: in the training process")
+    resume: str = option(
+        "auto", help="auto (continue the run dir's last complete checkpoint), never, or a checkpoint path")
+    overwrite: bool = option(False, help="replace an existing run dir (made by a different config, or finished)")
 
 
 @dataclass
 class LoggingConfig:
-    report_to: List[str] = option(["tensorboard"], choices=REPORT_TO)
-    project: str = "ft"  # W&B / trackio project name
+    report_to: List[str] = option(["tensorboard"], choices=REPORT_TO, help="experiment trackers to log to")
+    project: str = option("ft", help="W&B / trackio project name")
 
 
 @dataclass
 class CallbacksConfig:
     """ft's trainer callbacks (src/ft/callbacks.py)."""
 
-    sample_prompts: List[str] = field(default_factory=list)  # generated greedily at every eval
-    sample_max_new_tokens: int = option(48, ge=1)
-    throughput: bool = True  # tokens/s and peak memory in every training log
-    early_stopping_patience: Optional[int] = option(None, ge=1)  # evals without eval_loss improvement; None = off
-    early_stopping_threshold: float = option(0.0, ge=0)  # minimum eval_loss improvement that counts
+    sample_prompts: List[str] = option([], help="prompts generated greedily at every eval")
+    sample_max_new_tokens: int = option(48, ge=1, help="tokens generated per sample prompt")
+    throughput: bool = option(True, help="tokens/s and peak memory in every training log")
+    early_stopping_patience: Optional[int] = option(
+        None, ge=1, help="evals without eval_loss improvement before stopping; null: off")
+    early_stopping_threshold: float = option(0.0, ge=0, help="minimum eval_loss improvement that counts")
 
 
 @dataclass
@@ -212,29 +238,30 @@ class DistributedConfig:
     """How `python -m ft train` scales out. `single` runs in this process (or in each process an
     outside `accelerate launch` started); any other strategy relaunches under `accelerate launch`."""
 
-    strategy: str = option("single", choices=STRATEGIES)
-    num_processes: Optional[int] = option(None, ge=1)  # per machine; None: one per GPU
-    num_machines: int = option(1, ge=1)
-    machine_rank: int = option(0, ge=0)
-    main_process_ip: str = "127.0.0.1"
-    main_process_port: int = option(29500, ge=1, le=65535)
-    timeout_s: int = option(1800, ge=1)  # how long a rank waits for the others (process group, barriers)
+    strategy: str = option(
+        "single", choices=STRATEGIES, help="one process, or how to launch several (README: Scaling out)")
+    num_processes: Optional[int] = option(None, ge=1, help="processes per machine; null: one per GPU")
+    num_machines: int = option(1, ge=1, help="machines taking part")
+    machine_rank: int = option(0, ge=0, help="this machine's rank; 0 hosts the rendezvous")
+    main_process_ip: str = option("127.0.0.1", help="address of machine 0")
+    main_process_port: int = option(29500, ge=1, le=65535, help="rendezvous port on machine 0")
+    timeout_s: int = option(1800, ge=1, help="how long a rank waits for the others (process group, barriers)")
 
 
 @dataclass
 class HubConfig:
     """Pushing the finished run to the Hugging Face Hub (`ft push` takes the same settings)."""
 
-    push: bool = False  # push at the end of training (main process only)
-    repo_id: Optional[str] = None  # owner/name
-    private: bool = False
-    revision: Optional[str] = None  # a branch; created if missing. None: main
-    license: Optional[str] = None  # written into the model card's metadata, e.g. apache-2.0
+    push: bool = option(False, help="push at the end of training (main process only)")
+    repo_id: Optional[str] = option(None, help="the Hub repo to push to: owner/name")
+    private: bool = option(False, help="create the repo private")
+    revision: Optional[str] = option(None, help="a branch; created if missing. null: main")
+    license: Optional[str] = option(None, help="written into the model card's metadata, e.g. apache-2.0")
 
 
 @dataclass
 class FtConfig:
-    task: str = option("sft", choices=TASKS)  # the training task: a module of ft.tasks
+    task: str = option("sft", choices=TASKS, help="the training task: a module of ft.tasks")
     model: ModelConfig = field(default_factory=ModelConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -244,4 +271,4 @@ class FtConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     hub: HubConfig = field(default_factory=HubConfig)
-    recipe: Optional[str] = None  # filled in with the chosen recipe's name
+    recipe: Optional[str] = option(None, help="the recipe's name, recorded from the recipe=NAME choice")

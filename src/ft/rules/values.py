@@ -2,10 +2,8 @@
 
 import dataclasses
 
+from ft.config.schema import BOUNDS
 from ft.errors import FtError, did_you_mean
-
-BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
-          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
 
 
 def check_values(node, prefix: str = "") -> None:
