@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from ft import data
+from ft.run import rundir
 
 # The snippet's line naming where the weights are; `ft push` points it at the repo.
 ADAPTER_LINE = re.compile(r'^(adapter|model_dir) = ".*?"', re.MULTILINE)
@@ -172,7 +173,7 @@ def render(cfg, run_dir: Path, metrics: dict, log_history: list, train_size: int
         "The resolved config (also in `config.yaml`):",
         "",
         "```yaml",
-        (Path(run_dir) / "config.yaml").read_text().rstrip(),
+        (Path(run_dir) / rundir.CONFIG).read_text().rstrip(),
         "```",
         "",
     ]

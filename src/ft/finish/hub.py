@@ -11,14 +11,15 @@ import fnmatch
 from pathlib import Path
 
 from ft.errors import FtError, FtRemoteError
+from ft.run import rundir
 
 ALLOWED = (
-    "adapter_config.json", "adapter_model.safetensors",  # PEFT adapter
+    rundir.ADAPTER_CONFIG, rundir.ADAPTER_WEIGHTS,  # PEFT adapter
     "config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
     "model.safetensors.index.json",  # full fine-tune / merged weights
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
     "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",  # tokenizer
-    "README.md", "loss.png", "config.yaml",  # model card, loss curve, resolved recipe
+    rundir.CARD, rundir.LOSS_PLOT, rundir.CONFIG,  # model card, loss curve, resolved recipe
 )
 
 

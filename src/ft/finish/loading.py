@@ -8,13 +8,14 @@ local cache), so a run dir moved to another machine still finds a hub base.
 from pathlib import Path
 
 from ft.errors import FtError
+from ft.run import rundir
 
 
 def check_run_dir(run_dir) -> Path:
     path = Path(run_dir).expanduser()
     if not path.is_dir():
         raise FtError(f"run_dir={run_dir}: no such directory (pass the directory a training run printed)")
-    if not ((path / "adapter_config.json").is_file() or (path / "config.json").is_file()):
+    if not ((path / rundir.ADAPTER_CONFIG).is_file() or (path / rundir.MODEL_CONFIG).is_file()):
         raise FtError(f"run_dir={run_dir} holds no adapter_config.json or config.json: is the training finished?")
     return path
 
@@ -25,7 +26,7 @@ def load_config(run_dir: Path):
 
     from ft.config.schema import FtConfig
 
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / rundir.CONFIG
     if not path.is_file() and not is_adapter(run_dir):  # e.g. a merged model copied elsewhere
         return FtConfig()
     if not path.is_file():
@@ -34,7 +35,7 @@ def load_config(run_dir: Path):
 
 
 def is_adapter(run_dir: Path) -> bool:
-    return (Path(run_dir) / "adapter_config.json").is_file()
+    return (Path(run_dir) / rundir.ADAPTER_CONFIG).is_file()
 
 
 def base_model_path(cfg) -> str:
@@ -79,7 +80,7 @@ def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
     model = PeftModel.from_pretrained(base, str(run_dir))
     if quantization is not None and not dequantize:
-        _restore_saved_dtypes(model, Path(run_dir) / "adapter_model.safetensors")
+        _restore_saved_dtypes(model, Path(run_dir) / rundir.ADAPTER_WEIGHTS)
     return model.eval()
 
 

@@ -11,22 +11,23 @@ from pathlib import Path
 
 from ft.errors import FtError
 from ft.finish import loading
+from ft.run import rundir
 
 
 def merge(run_dir: Path, out: Path | None = None) -> Path:
     """Write <out> (default <run_dir>/merged): the base with the adapter folded in, plus the
     tokenizer, as safetensors. Written to a temporary directory first, renamed when complete."""
     run_dir = loading.check_run_dir(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / rundir.CONFIG).is_file():
         raise FtError(f"run_dir={run_dir} is not an ft run directory (no config.yaml): pass the directory `ft train` printed")
     cfg = loading.load_config(run_dir)
     if cfg.peft.method == "none":
         raise FtError(f"nothing to merge: {run_dir} is a full fine-tune (peft.method=none) and already a standalone model; load it with from_pretrained('{run_dir}')")
     if cfg.peft.method == "llama_adapter":
         raise FtError(f"cannot merge a Llama-Adapter run ({run_dir}): its adaption prompts are extra attention inputs, not weight updates; load it with PeftModel.from_pretrained(base, '{run_dir}')")
-    if not (run_dir / "adapter_config.json").is_file():
+    if not (run_dir / rundir.ADAPTER_CONFIG).is_file():
         raise FtError(f"{run_dir} has no saved adapter (adapter_config.json): did the run finish?")
-    out = Path(out).expanduser() if out else run_dir / "merged"
+    out = Path(out).expanduser() if out else run_dir / rundir.MERGED
     if out.exists():
         raise FtError(f"{out} already exists: choose another out=PATH or remove it")
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from ft.config.schema import PeftConfig
 from ft.errors import FtError
-
-PISSA_INIT_DIR = "pissa_init"  # the adapter as initialized, kept in the run dir until the final save
+from ft.run import rundir
 
 
 def _targets(cfg: PeftConfig):
@@ -167,7 +166,7 @@ def loraplus_optimizer(trainer, lr_ratio: float):
 
 def save_pissa_init(model, run_dir: Path) -> None:
     """Keep the PiSSA adapter as initialized: the final save converts against it."""
-    model.save_pretrained(str(run_dir / PISSA_INIT_DIR))
+    model.save_pretrained(str(run_dir / rundir.PISSA_INIT))
 
 
 def save_pissa_as_lora(model, run_dir: Path) -> None:
@@ -180,11 +179,11 @@ def save_pissa_as_lora(model, run_dir: Path) -> None:
     from peft import get_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
-    init = run_dir / PISSA_INIT_DIR
+    init = run_dir / rundir.PISSA_INIT
     model.save_pretrained(str(run_dir), path_initial_model_for_weight_conversion=str(init))
     shutil.rmtree(init)
     # PEFT's conversion keeps only the lora_A/lora_B tensors; put the modules_to_save weights back
     extra = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items() if "lora_" not in k}
     if extra:
-        path = run_dir / "adapter_model.safetensors"
+        path = run_dir / rundir.ADAPTER_WEIGHTS
         save_file({**load_file(str(path)), **extra}, str(path), metadata={"format": "pt"})

@@ -14,15 +14,14 @@ from pathlib import Path
 from transformers import EarlyStoppingCallback, TrainerCallback
 
 from ft.models import adapters
-
-SAMPLES_FILE = "samples.jsonl"
+from ft.run import rundir
 
 
 class SampleGenerationCallback(TrainerCallback):
     def __init__(self, prompts: list[str], run_dir: Path, max_new_tokens: int = 48):
         self.prompts = list(prompts)
-        self.path = Path(run_dir) / SAMPLES_FILE
-        self.tensorboard_dir = Path(run_dir) / "tensorboard"
+        self.path = Path(run_dir) / rundir.SAMPLES
+        self.tensorboard_dir = Path(run_dir) / rundir.TENSORBOARD
         self.max_new_tokens = max_new_tokens
         self._writer = None
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ft.config.schema import STRATEGIES, DistributedConfig, FtConfig  # noqa: F401 (STRATEGIES: ft's list of them)
 from ft.errors import FtError
+from ft.run.rundir import LAUNCH_CONFIG, RUN_DIR_ENV
 
 DEEPSPEED = {"zero2", "zero3", "zero3_offload"}
 FSDP = {"fsdp", "fsdp_qlora"}
-LAUNCH_CONFIG = "accelerate_config.yaml"  # written into the run dir by the relaunch
 
 
 def is_launched() -> bool:
@@ -103,7 +103,6 @@ def relaunch(cfg: FtConfig, run_dir: Path, overrides: list[str], gpus: int) -> i
     exit code. Every process it starts uses run_dir (passed down in FT_RUN_DIR)."""
     import yaml
 
-    from ft.run.rundir import RUN_DIR_ENV
 
     config = accelerate_config(cfg, gpus)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -158,3 +157,23 @@ def parameter_checksum(model) -> float:
 
     with torch.no_grad():
         return float(sum(p.detach().float().sum().item() for p in model.parameters() if p.requires_grad))
+
+
+def report_ranks(trainer, ranks) -> None:
+    """With several processes: say how many trained, and check they hold the same weights."""
+    if ranks.num_processes == 1:
+        return
+    from accelerate.utils import gather_object
+
+    sharded = trainer.is_fsdp_enabled or (
+        trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+    )
+    checksums = gather_object([None if sharded else parameter_checksum(trainer.model)])
+    if not ranks.is_main_process:
+        return
+    print(f"ft: trained on {ranks.num_processes} processes (world size {ranks.num_processes})", flush=True)
+    if not sharded:
+        if max(checksums) - min(checksums) <= 1e-6 * max(1.0, abs(checksums[0])):
+            print(f"ft: trainable parameters identical on every rank (checksum {checksums[0]:.6f})", flush=True)
+        else:
+            print(f"ft: warning: trainable parameters differ between ranks: {checksums}", flush=True)

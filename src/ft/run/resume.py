@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ft.errors import FtError
+from ft.run import rundir
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+WEIGHTS = (rundir.ADAPTER_WEIGHTS, "model.safetensors", "model.safetensors.index.json")
 TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")  # torch.save zip archives
-FINISHED_MARK = "trainer_state.json"  # in the run dir itself: written after the final weights
 # Keys that may change between the runs of one run dir: how to find it and whether to resume.
 NOT_COMPARED = ("training.resume", "training.overwrite", "training.run_name", "training.output_dir")
 
@@ -35,7 +35,7 @@ class RunPlan:
 
 def incomplete_reason(checkpoint: Path) -> str | None:
     """Why a checkpoint directory cannot be resumed from, or None when it is complete."""
-    state_path = checkpoint / "trainer_state.json"
+    state_path = checkpoint / rundir.TRAINER_STATE
     if not state_path.is_file():
         return "no trainer_state.json: its save was interrupted"
     try:
@@ -109,13 +109,12 @@ def plan(run_dir: Path, config_yaml: str, resume: str, overwrite: bool) -> RunPl
         if reason:
             raise FtError(f"training.resume={resume} is not a complete checkpoint ({reason}): "
                           f"name a checkpoint-<step> directory, or use training.resume=auto")
-    from ft.run.rundir import holds_files
 
-    if not holds_files(run_dir):
+    if not rundir.holds_files(run_dir):
         return RunPlan(checkpoint=str(path_checkpoint) if path_checkpoint else None)
 
     new_name = "set another training.run_name"
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / rundir.CONFIG).is_file():
         raise FtError(f"run directory {run_dir} already exists and was not made by ft (no config.yaml): "
                       f"{new_name} or move it away")
     if overwrite:
@@ -124,12 +123,12 @@ def plan(run_dir: Path, config_yaml: str, resume: str, overwrite: bool) -> RunPl
         print(f"ft: training.overwrite=true: replacing the earlier run in {run_dir}", flush=True)
         return RunPlan(checkpoint=str(path_checkpoint) if path_checkpoint else None, replace=True)
 
-    differences = config_differences((run_dir / "config.yaml").read_text(), config_yaml)
+    differences = config_differences((run_dir / rundir.CONFIG).read_text(), config_yaml)
     if differences:
         shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
         raise FtError(f"run directory {run_dir} already exists with a different config ({shown}): "
                       f"rerun with the same config to continue it, {new_name}, or add training.overwrite=true to replace it")
-    if (run_dir / FINISHED_MARK).is_file():
+    if (run_dir / rundir.TRAINER_STATE).is_file():
         raise FtError(f"run directory {run_dir} already exists and holds a finished run: "
                       f"{new_name}, or add training.overwrite=true to train it again")
     if resume == "never":

@@ -23,6 +23,21 @@ from ft.errors import FtError
 
 RUN_DIR_ENV = "FT_RUN_DIR"  # set by a launcher so that every rank uses the same directory
 
+# The names in a run directory: ft's own files, and the libraries' files that ft reads
+CONFIG = "config.yaml"  # the resolved config
+CARD = "README.md"  # the model card
+LOSS_PLOT = "loss.png"
+TENSORBOARD = "tensorboard"
+MLFLOW = "mlruns"
+SAMPLES = "samples.jsonl"
+LAUNCH_CONFIG = "accelerate_config.yaml"  # written by the relaunch under accelerate
+PISSA_INIT = "pissa_init"  # the PiSSA adapter as initialized, kept until the final save
+MERGED = "merged"  # `ft merge`'s default output
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # PEFT's
+MODEL_CONFIG = "config.json"  # transformers': a full fine-tune or merged model
+TRAINER_STATE = "trainer_state.json"  # the Trainer's; in the run dir itself it marks a finished run
+CHECKPOINT_PREFIX = "checkpoint-"
+
 
 def run_dir_for(cfg) -> Path:
     if os.environ.get(RUN_DIR_ENV):
@@ -33,8 +48,6 @@ def run_dir_for(cfg) -> Path:
 
 def holds_files(run_dir: Path) -> bool:
     """Whether run_dir has anything in it besides the accelerate config a launcher wrote there."""
-    from ft.run.distributed import LAUNCH_CONFIG
-
     return run_dir.is_dir() and any(p.name != LAUNCH_CONFIG for p in run_dir.iterdir())
 
 
@@ -54,14 +67,14 @@ def new_run_dir(run_dir: Path, config_yaml: str, plan=None, create: bool = True)
         if plan.replace:
             for child in run_dir.iterdir():
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-            (run_dir / "config.yaml").write_text(config_yaml)
+            (run_dir / CONFIG).write_text(config_yaml)
         return
     if holds_files(run_dir):
         raise FtError(f"run directory {run_dir} already exists and is not empty: set another training.run_name or remove it")
     created = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_yaml)
+        (run_dir / CONFIG).write_text(config_yaml)
     except OSError as e:
         raise FtError(f"cannot write the run directory {run_dir} ({e.strerror}): set training.output_dir to a writable place") from None
     try:
@@ -70,7 +83,7 @@ def new_run_dir(run_dir: Path, config_yaml: str, plan=None, create: bool = True)
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         else:
-            (run_dir / "config.yaml").unlink(missing_ok=True)
+            (run_dir / CONFIG).unlink(missing_ok=True)
         raise
 
 

@@ -1,0 +1,163 @@
+"""One training run, as every task runs it: the quick checks, the run directory (rank 0 decides:
+new, continued from a checkpoint, or replaced), training under preemption handling, and the finish
+(metrics, weights, loss plot, summary, model card, optional push). A task builds its trainer
+between `start` and `Run.train`:
+
+    run = session.start(cfg, command)
+    with run.setup():                        # the run dir exists; removed again if setup fails
+        trainer = build_trainer(cfg, run.run_dir, resuming=run.resuming)
+    return run.train(trainer)
+"""
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ft import rules
+from ft.config import to_yaml
+from ft.models import adapters
+from ft.run import distributed, hardware, resume, rundir
+
+
+@dataclass
+class Result:
+    run_dir: Path
+    trainer: object  # the task's transformers Trainer; its .model is the trained (PEFT) model
+    metrics: dict
+
+
+def start(cfg, command: list[str] | None = None) -> "Run":
+    """`command`: the command line that started the run, echoed in how-to-resume messages."""
+    hw = hardware.detect()
+    rules.check_machine(cfg, hw)
+    rules.check_inputs(cfg)
+    ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
+    run_dir = Path(distributed.shared_value(str(rundir.run_dir_for(cfg)), ranks))  # rank 0's name
+    main = ranks.is_main_process
+    plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite) if main else None
+    checkpoint = distributed.shared_value(plan.checkpoint if main else None, ranks)
+    return Run(cfg, command, run_dir, ranks, plan, checkpoint)
+
+
+@dataclass
+class Run:
+    cfg: object
+    command: list[str] | None
+    run_dir: Path
+    ranks: object  # accelerate's PartialState
+    plan: object  # resume.RunPlan on rank 0, None elsewhere
+    checkpoint: str | None  # the checkpoint training continues from
+
+    @property
+    def main(self) -> bool:
+        return self.ranks.is_main_process
+
+    @property
+    def resuming(self) -> bool:
+        return self.checkpoint is not None
+
+    @contextlib.contextmanager
+    def setup(self):
+        """Inside: the run dir exists (rank 0 made it, the others waited). If setup fails, what was
+        made is removed again."""
+        cfg = self.cfg
+        with rundir.new_run_dir(self.run_dir, to_yaml(cfg), self.plan, create=self.main):
+            if self.main:
+                print(f"ft: run directory {self.run_dir}", flush=True)
+            distributed.wait_for_everyone(self.ranks, "run directory", cfg.distributed.timeout_s)
+            yield self
+
+    def train(self, trainer) -> Result:
+        """Train (continuing the checkpoint, if any), then evaluate, save and finish."""
+        cfg, run_dir, main = self.cfg, self.run_dir, self.main
+        how_to_resume = resume.resume_command(self.command, run_dir, cfg)
+        if main:
+            _print_trainable(trainer.model)
+            if cfg.training.run_name is None:
+                print(f"ft: to resume this run after an interruption: {how_to_resume}", flush=True)
+        from ft.run.preemption import PreemptionCallback  # imports transformers: after the quick checks
+
+        preemption = PreemptionCallback()
+        trainer.add_callback(preemption)
+        with preemption.handling_signals():
+            train_output = trainer.train(resume_from_checkpoint=self.checkpoint)
+        if preemption.received:
+            step = trainer.state.global_step
+            if main:
+                print(f"ft: stopped by {preemption.received} at step {step}; checkpoint saved to "
+                      f"{run_dir / f'{rundir.CHECKPOINT_PREFIX}{step}'}\nft: to resume: {how_to_resume}", flush=True)
+            return Result(run_dir=run_dir, trainer=trainer, metrics={})
+        metrics = _evaluate(trainer, train_output)
+        trainer.save_model(str(run_dir))  # every rank: ZeRO-3 gathers the weights; rank 0 writes
+        if adapters.is_pissa(cfg.peft) and main:
+            adapters.save_pissa_as_lora(trainer.model, run_dir)
+        trainer.save_state()
+        distributed.report_ranks(trainer, self.ranks)
+        if main:
+            rundir.plot_loss(trainer.state.log_history, run_dir / rundir.LOSS_PLOT)
+            _print_summary(run_dir, metrics)
+            _finish(cfg, run_dir, trainer, metrics)
+        return Result(run_dir=run_dir, trainer=trainer, metrics=metrics)
+
+
+def _evaluate(trainer, train_output) -> dict:
+    """The train metrics, the untrained model's eval loss (from eval_on_start) and the final eval."""
+    metrics = dict(train_output.metrics)
+    base_loss = _untrained_eval_loss(trainer.state.log_history)
+    if base_loss is not None:
+        metrics["base_loss"] = base_loss
+        trainer.save_metrics("base", {"base_loss": base_loss})
+    trainer.save_metrics("train", train_output.metrics)
+    if trainer.eval_dataset is not None:
+        final_eval = trainer.evaluate()
+        metrics.update(final_eval)
+        trainer.save_metrics("eval", final_eval)
+    return metrics
+
+
+def total_optimizer_steps(cfg, num_examples: int) -> int:
+    """The run's optimizer steps as the Trainer will count them (before packing changes the rows)."""
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    batches = math.ceil(num_examples / (t.per_device_train_batch_size * world))
+    per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
+    return math.ceil(t.num_train_epochs * per_epoch)
+
+
+def _untrained_eval_loss(log_history: list[dict]) -> float | None:
+    """The step-0 evaluation (eval_on_start); a resumed run finds it in the restored log."""
+    return next((row["eval_loss"] for row in log_history if "eval_loss" in row and row.get("step") == 0), None)
+
+
+def _finish(cfg, run_dir: Path, trainer, metrics: dict) -> None:
+    """The model card (replacing PEFT's stub README.md), then the push if the recipe asks for one."""
+    from ft.finish import card, hub
+
+    card.write(cfg, run_dir, trainer, metrics)
+    if cfg.hub.push:
+        uploaded = hub.push(run_dir, cfg.hub.repo_id, private=cfg.hub.private, revision=cfg.hub.revision)
+        print(f"ft: pushed {len(uploaded)} files to {cfg.hub.repo_id}", flush=True)
+
+
+def _print_trainable(model) -> None:
+    def numel(p):  # ZeRO-3 partitions parameters; ds_numel is the full size
+        return getattr(p, "ds_numel", p.numel())
+
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(numel(p) for p in model.parameters())
+    print(f"ft: trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
+
+
+def _print_summary(run_dir: Path, metrics: dict) -> None:
+    lines = [f"ft: done in {metrics.get('train_runtime', 0):.1f}s, train loss {metrics.get('train_loss', float('nan')):.4f}"]
+    if "base_loss" in metrics and "eval_loss" in metrics:
+        ratio = metrics["eval_loss"] / metrics["base_loss"]
+        lines.append(f"ft: eval loss {metrics['base_loss']:.4f} (untrained) -> {metrics['eval_loss']:.4f} (trained), ratio {ratio:.2f}")
+    elif "eval_loss" in metrics:
+        lines.append(f"ft: eval loss {metrics['eval_loss']:.4f}")
+    lines.append(f"ft: saved to {run_dir}")
+    print("\n".join(lines), flush=True)
