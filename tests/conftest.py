@@ -1,7 +1,9 @@
 """Offline by default; the tiny model is built once into a cache shared by every test session."""
 
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,11 +18,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("FT_CACHE", str(Path(tempfile.gettempdir()) / "ft-test-cache"))
 
 
-def run_ft(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess (`env`: its whole environment, default this one's)."""
-    return subprocess.run(
-        [sys.executable, "-m", "ft", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
-    )
+def run_ft(*args: str, cwd: Path | None = None, timeout: float = 600, env_extra: dict | None = None,
+           env_drop: tuple = (), stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess, in this environment plus `env_extra` and without `env_drop`."""
+    env = {k: v for k, v in os.environ.items() if k not in env_drop} | (env_extra or {})
+    return subprocess.run([sys.executable, "-m", "ft", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env=env, input=stdin)
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    """One JSON object per line; a str row is written as it is (for malformed lines)."""
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    return path
 
 
 def assert_refused(code: int, stderr: str, *expected: str, alone: bool = True) -> str:
@@ -56,3 +72,5 @@ def tiny_model_path() -> Path:
 # A short, fast training run: a handful of steps, no TensorBoard, no intermediate checkpoints.
 QUICK = ["training.max_steps=5", "training.eval_steps=5", "training.save_strategy=no", "logging=none",
          "data.synthetic.num_examples=200"]
+# No evaluation at all (neither the untrained one nor during training).
+NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_before_training=false"]

@@ -13,8 +13,6 @@ To catalogue a new mistake, add a `Case`.
 """
 
 import dataclasses
-import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import QUICK, assert_refused, run_ft, snapshot
+from conftest import QUICK, assert_refused, run_ft, snapshot, write_jsonl
 from ft import cli, config
 from ft.config.schema import FtConfig
 
@@ -31,9 +29,7 @@ RUN = "bad"  # training.run_name of every case
 
 
 def _jsonl(tmp: Path, rows: list, name: str = "data.jsonl") -> Path:
-    path = tmp / name
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
+    return write_jsonl(tmp / name, rows)
 
 
 def _chat(*roles: str) -> dict:
@@ -182,10 +178,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys)
         code = cli.main(["train", *overrides])
         stderr = capsys.readouterr().err
     else:
-        env = {**os.environ, **{k: v for k, v in case.env.items() if v is not None}}
-        for key in [k for k, v in case.env.items() if v is None]:
-            env.pop(key, None)
-        result = run_ft("train", *overrides, env=env)
+        extra = {k: v for k, v in case.env.items() if v is not None}
+        result = run_ft("train", *overrides, env_extra=extra, env_drop=tuple(k for k, v in case.env.items() if v is None))
         code, stderr = result.returncode, result.stderr
 
     assert_refused(code, stderr, *case.expected, alone=not case.after_loading)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from conftest import write_jsonl
 from ft import config, data
 from ft.errors import FtError
 from ft.tasks.sft import build_trainer
@@ -12,14 +13,9 @@ from ft.tasks.sft import build_trainer
 CONVERSATIONS = [("What is 2 + 3?", "5"), ("Reverse the word: stone", "enots"), ("Say hi", "hi there")]
 
 
-def _write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def messages_file(tmp_path):
     rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in CONVERSATIONS]
-    return _write_jsonl(tmp_path / "chat.jsonl", rows)
+    return write_jsonl(tmp_path / "chat.jsonl", rows)
 
 
 def alpaca_file(tmp_path):
@@ -45,7 +41,7 @@ def prompt_completion_file(tmp_path):
 
 
 def text_file(tmp_path):
-    return _write_jsonl(tmp_path / "text.jsonl", [{"text": f"{q} {a}"} for q, a in CONVERSATIONS])
+    return write_jsonl(tmp_path / "text.jsonl", [{"text": f"{q} {a}"} for q, a in CONVERSATIONS])
 
 
 FORMATS = {
@@ -124,7 +120,7 @@ def test_synthetic_eval_split_is_held_out():
 
 
 def test_missing_column_names_the_columns_found(tmp_path):
-    path = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "a"}])
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "a"}])
     cfg = compose_for("alpaca", path, tmp_path)
     with pytest.raises(FtError, match=r"needs column\(s\) \['instruction', 'output'\].*question.*answer"):
         data.load(cfg.data)
@@ -133,6 +129,6 @@ def test_missing_column_names_the_columns_found(tmp_path):
 def test_bad_role_names_the_row(tmp_path):
     rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
             {"messages": [{"role": "human", "content": "q"}, {"role": "assistant", "content": "a"}]}]
-    cfg = compose_for("messages", _write_jsonl(tmp_path / "roles.jsonl", rows), tmp_path)
+    cfg = compose_for("messages", write_jsonl(tmp_path / "roles.jsonl", rows), tmp_path)
     with pytest.raises(FtError, match="data row 1: unknown role 'human'"):
         data.load(cfg.data)

@@ -2,7 +2,6 @@
 127.0.0.1, plus the generated accelerate configs and the SLURM script."""
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import assert_refused, run_ft
+from conftest import assert_refused, free_port, run_ft
 from ft import config
 from ft.errors import FtError
 from ft.rules import distributed as distributed_rules
@@ -22,12 +21,6 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 SMALL = ["training.max_steps=4", "training.logging_steps=1", "training.save_strategy=no", "logging=none",
          "data.synthetic.num_examples=200", "peft.lora_dropout=0", "training.eval_before_training=false",
          "training.eval_strategy=no"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def step_losses(run_dir: Path) -> list[float]:

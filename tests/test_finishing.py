@@ -5,10 +5,8 @@ against it for real (the CLI in subprocesses, the Hub replaced by a local HTTP s
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import QUICK, assert_refused, run_ft
+from conftest import QUICK, assert_refused, free_port, run_ft
 from ft import config
 from ft.errors import FtError
 from hub_server import HubServer
@@ -39,13 +37,6 @@ def finished(tmp_path_factory):
     result = train(cfg)
     (result.run_dir / ".env").write_text("WANDB_API_KEY=planted-env-file\n")  # a stray env file must stay local
     return result
-
-
-def _ft(*args, env_extra=None, env_drop=(), stdin=None, timeout=300):
-    env = {k: v for k, v in os.environ.items() if k not in env_drop}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "ft", *args], capture_output=True, text=True, env=env,
-                          input=stdin, timeout=timeout)
 
 
 def _hashes(root: Path) -> dict:
@@ -111,7 +102,7 @@ def test_generate_streams_text_through_the_training_chat_template(finished):
     from transformers import AutoTokenizer
 
     prompt = "What is 12 + 30?"
-    result = _ft("generate", f"run_dir={finished.run_dir}", f"prompt={prompt}", "max_new_tokens=12", "show_prompt=true")
+    result = run_ft("generate", f"run_dir={finished.run_dir}", f"prompt={prompt}", "max_new_tokens=12", "show_prompt=true")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip(), "generated some text"
     [shown] = _shown_prompts(result.stderr)
@@ -127,7 +118,7 @@ def test_generate_streams_text_through_the_training_chat_template(finished):
 def test_chat_keeps_the_conversation(finished):
     from transformers import AutoTokenizer
 
-    result = _ft("chat", f"run_dir={finished.run_dir}", "max_new_tokens=8", "show_prompt=true",
+    result = run_ft("chat", f"run_dir={finished.run_dir}", "max_new_tokens=8", "show_prompt=true",
                  stdin="What is 2 + 3?\nSort these digits: 3 1 2\nexit\nnever read\n")
     assert result.returncode == 0, result.stderr[-3000:]
     first, second = _shown_prompts(result.stderr)  # two turns, then `exit`
@@ -171,7 +162,7 @@ def run_copy(finished, tmp_path):
 def test_push_uploads_exactly_the_allow_list_and_never_the_token(run_copy, tmp_path):
     assert list(run_copy.glob("checkpoint-*/optimizer.pt")) and (run_copy / "training_args.bin").exists()
     with HubServer() as hub:
-        result = _ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", "private=true", "revision=exp",
+        result = run_ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", "private=true", "revision=exp",
                      env_extra=_hub_env(hub.url, tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     [commit] = hub.commits
@@ -194,7 +185,7 @@ def test_push_uploads_exactly_the_allow_list_and_never_the_token(run_copy, tmp_p
 def test_push_dry_run_lists_exactly_what_would_go_and_sends_nothing(run_copy, tmp_path):
     before = _hashes(run_copy)
     with HubServer() as hub:
-        result = _ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", "--dry-run",
+        result = run_ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", "--dry-run",
                      env_extra=_hub_env(hub.url, tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert hub.requests == []
@@ -206,16 +197,10 @@ def test_push_dry_run_lists_exactly_what_would_go_and_sends_nothing(run_copy, tm
     assert _hashes(run_copy) == before
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_push_to_an_unreachable_hub_fails_in_one_line_and_leaves_the_run(run_copy, tmp_path):
     before = _hashes(run_copy)
-    result = _ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter",
-                 env_extra=_hub_env(f"http://127.0.0.1:{_closed_port()}", tmp_path))
+    result = run_ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter",
+                 env_extra=_hub_env(f"http://127.0.0.1:{free_port()}", tmp_path))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ft: error: cannot reach the Hub"), result.stderr
@@ -226,12 +211,12 @@ def test_push_to_an_unreachable_hub_fails_in_one_line_and_leaves_the_run(run_cop
 def test_push_without_a_token_or_permission_says_so(run_copy, tmp_path):
     env = _hub_env("http://127.0.0.1:9", tmp_path)
     del env["HF_TOKEN"]
-    result = _ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", env_extra=env, env_drop=("HF_TOKEN",))
+    result = run_ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", env_extra=env, env_drop=("HF_TOKEN",))
     assert assert_refused(result.returncode, result.stderr) == (
         "ft: error: no Hugging Face token: run `hf auth login` or set HF_TOKEN (a token with write access)")
     before = _hashes(run_copy)
     with HubServer(forbidden=True) as hub:
-        result = _ft("push", f"run_dir={run_copy}", "repo_id=bob/not-mine", env_extra=_hub_env(hub.url, tmp_path))
+        result = run_ft("push", f"run_dir={run_copy}", "repo_id=bob/not-mine", env_extra=_hub_env(hub.url, tmp_path))
     assert_refused(result.returncode, result.stderr, "no permission to write to bob/not-mine")
     assert hub.commits == [] and _hashes(run_copy) == before
 
@@ -245,7 +230,7 @@ def test_push_command_errors_are_one_line(run_copy):
 
 def test_train_with_hub_push_uploads_at_the_end(tmp_path):
     with HubServer() as hub:
-        result = _ft("train", *QUICK, "training.max_steps=2", "data.synthetic.num_examples=100",
+        result = run_ft("train", *QUICK, "training.max_steps=2", "data.synthetic.num_examples=100",
                      f"training.output_dir={tmp_path}", "training.run_name=pushed", "hub.push=true",
                      "hub.repo_id=alice/pushed", env_extra=_hub_env(hub.url, tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from ft.run import resume
 
 # A tiny run that checkpoints every 2 steps and logs every step.
@@ -269,13 +270,9 @@ def _two_ranks(rank: int, port: int, results) -> None:
 
 @pytest.mark.distributed
 def test_every_rank_stops_at_the_same_step_when_one_got_the_signal():
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     results = mp.Manager().dict()
     mp.spawn(_two_ranks, args=(port, results), nprocs=2)
     assert dict(results) == {0: (False, True), 1: (False, True)}

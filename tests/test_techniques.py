@@ -4,14 +4,13 @@ Trainers are built by ft's own path (config.compose -> train.build_trainer) on t
 the runs are a few steps long.
 """
 
-import json
 import math
 import random
 
 import pytest
 import torch
 
-from conftest import QUICK, assert_refused, run_ft
+from conftest import NO_EVAL, QUICK, assert_refused, run_ft, write_jsonl
 from ft import config
 from ft.data import synthetic
 from ft.errors import FtError
@@ -19,8 +18,6 @@ from ft.rules import machine
 from ft.run import hardware
 from ft.tasks.sft import build_trainer
 from ft.tasks.sft_args import sft_config
-
-NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_before_training=false"]
 
 
 def make_trainer(tmp_path, *overrides):
@@ -174,11 +171,6 @@ def test_neftune_noise_has_the_expected_scale(tmp_path, recipe, alpha):
 
 
 # --- packing ---------------------------------------------------------------------------------------
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
 
 def synthetic_rows(fmt: str, n: int = 64):
     rows = synthetic.generate(["add", "reverse", "upper", "sort"], n, 0)
