@@ -18,7 +18,7 @@ from ft.run import rundir
 
 
 class SampleGenerationCallback(TrainerCallback):
-    def __init__(self, prompts: list[str], run_dir: Path, max_new_tokens: int = 48):
+    def __init__(self, prompts: list[str], run_dir: Path, max_new_tokens: int):
         self.prompts = list(prompts)
         self.path = Path(run_dir) / rundir.SAMPLES
         self.tensorboard_dir = Path(run_dir) / rundir.TENSORBOARD
