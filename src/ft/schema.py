@@ -53,7 +53,7 @@ class TinyModelConfig:
     """Shape of the offline tiny Llama built from config (random weights, locally trained BPE)."""
 
     hidden_size: int = option(256, ge=1)
-    intermediate_size: int = option(704, ge=1)  # a multiple of 64: bitsandbytes' CPU kernel needs it (see models.py)
+    intermediate_size: int = option(688, ge=1)
     num_hidden_layers: int = option(4, ge=1)
     num_attention_heads: int = option(4, ge=1)
     num_key_value_heads: int = option(2, ge=1)
