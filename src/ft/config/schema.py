@@ -57,8 +57,7 @@ class TinyModelConfig:
     """Shape of the offline tiny Llama built from config (random weights, locally trained BPE)."""
 
     hidden_size: int = option(256, ge=1, help="width of the residual stream")
-    intermediate_size: int = option(
-        704, ge=1, help="MLP width; a multiple of 64: bitsandbytes' CPU kernel needs it (see ft.models)")
+    intermediate_size: int = option(688, ge=1, help="MLP width")
     num_hidden_layers: int = option(4, ge=1, help="decoder layers")
     num_attention_heads: int = option(4, ge=1, help="query heads")
     num_key_value_heads: int = option(2, ge=1, help="key/value heads (grouped-query attention)")

@@ -71,12 +71,14 @@ def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
         ).eval()
     from peft import PeftModel, prepare_model_for_kbit_training
 
-    quantization = models.quantization_config(cfg.peft, dtype, models.load_config(cfg.model))
+    quantization = models.quantization_config(cfg.peft, dtype)
     base = models.load_model(cfg.model, dtype, device_map=device_map,
                              **({"quantization_config": quantization} if quantization else {}))
     if quantization is not None and dequantize:
         base = base.dequantize(dtype=dtype)
-    elif quantization is not None:  # as in training: norms and embeddings upcast to fp32
+    elif quantization is not None:
+        models.disable_4bit_cpu_repack(base)
+        # as in training: norms and embeddings upcast to fp32
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
     model = PeftModel.from_pretrained(base, str(run_dir))
     if quantization is not None and not dequantize:

@@ -49,11 +49,10 @@ def load_config(cfg: ModelConfig):
     return AutoConfig.from_pretrained(resolve_path(cfg), revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
 
 
-def quantization_config(peft: PeftConfig, dtype, model_config, fsdp: bool = False):
+def quantization_config(peft: PeftConfig, dtype, fsdp: bool = False):
     """The BitsAndBytesConfig for a k-bit base (QLoRA), or None. `dtype` is the run's compute dtype.
     FSDP shards parameters by dtype, so under FSDP the packed 4-bit weights are stored in the compute
-    dtype (bnb_4bit_quant_storage) instead of uint8. Without CUDA, layers bitsandbytes' CPU kernels
-    cannot take stay unquantized (unquantizable_on_cpu)."""
+    dtype (bnb_4bit_quant_storage) instead of uint8."""
     if not (peft.load_in_4bit or peft.load_in_8bit):
         return None
     import torch
@@ -66,9 +65,7 @@ def quantization_config(peft: PeftConfig, dtype, model_config, fsdp: bool = Fals
         storage = getattr(torch, peft.bnb_4bit_quant_storage)
     else:
         storage = compute if fsdp else torch.uint8
-    skip = None if torch.cuda.is_available() else unquantizable_on_cpu(model_config) or None
     return BitsAndBytesConfig(
-        llm_int8_skip_modules=skip,
         load_in_4bit=True,
         bnb_4bit_quant_type=peft.bnb_4bit_quant_type,
         bnb_4bit_use_double_quant=peft.bnb_4bit_use_double_quant,
@@ -77,37 +74,15 @@ def quantization_config(peft: PeftConfig, dtype, model_config, fsdp: bool = Fals
     )
 
 
-# bitsandbytes 0.50 on CPUs with AVX512-BF16 repacks a 4-bit weight for its inference kernel in blocks
-# of 32 output rows, and quantizes in blocks of 64 inputs: a layer of another shape fails at the first
-# evaluation or generation. Real models' layers are multiples; tiny or pruned ones may not be.
-CPU_4BIT_IN, CPU_4BIT_OUT = 64, 32
-
-
-def unquantizable_on_cpu(model_config) -> list[str]:
-    """The linear layers bitsandbytes' CPU 4-bit kernels cannot take, and with them the output head
-    (transformers skips it by default, but not once given a list); [] when every layer fits."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):  # the modules without weights: nothing is allocated
-        model = AutoModelForCausalLM.from_config(model_config)
-    odd = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
-           and (module.in_features % CPU_4BIT_IN or module.out_features % CPU_4BIT_OUT)]
-    if not odd:
-        return []
-    shown = ", ".join(odd[:3]) + (", ..." if len(odd) > 3 else "")
-    print(f"ft: note: keeping {len(odd)} linear layers unquantized ({shown}): bitsandbytes' CPU 4-bit kernels "
-          f"need in_features % {CPU_4BIT_IN} == 0 and out_features % {CPU_4BIT_OUT} == 0", flush=True)
-    head = model.get_output_embeddings()
-    return odd + [name for name, module in model.named_modules() if module is head and name not in odd]
-
-
-def keep_4bit_weights_trainable(model) -> None:
-    """On CPUs with AVX512-BF16, bitsandbytes repacks each 4-bit weight for a faster inference kernel on
-    its first eval-mode forward without grad, and keeps it packed; training forwards after that run the
-    inference kernel, which has no backward, so gradients through those layers are silently wrong
-    (measured: relative error ~1.0 after one evaluation). A model under training evaluates between
-    steps, so it opts out of the repack (the module attribute bitsandbytes reads for this)."""
+def disable_4bit_cpu_repack(model) -> None:
+    """bitsandbytes 0.50, on CPUs with AVX512-BF16 only, repacks each 4-bit weight for a bf16 inference
+    kernel on its first eval-mode forward without grad, and keeps it packed. ft opts every 4-bit model
+    it loads out of that (the module attribute bitsandbytes reads for it), for three measured reasons:
+    training forwards after an evaluation ran the inference kernel, which has no backward, so
+    gradients through every 4-bit layer were wrong (relative error 1.12, tests/test_quantized.py);
+    the repack needs out_features % 32 == 0 and in_features % 64 == 0, so other shapes crashed at the
+    first evaluation; and a reloaded run's logits differed from the trained model's by 0.012. With
+    it off, every CPU computes the same numbers on the same code path."""
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False

@@ -31,11 +31,11 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model_config = models.load_config(cfg.model)
     rules.check_model_config(cfg, model_config)
-    quantization = models.quantization_config(cfg.peft, dtype, model_config, fsdp=cfg.distributed.strategy in distributed.FSDP)
+    quantization = models.quantization_config(cfg.peft, dtype, fsdp=cfg.distributed.strategy in distributed.FSDP)
     # on every rank at once: ZeRO-3 loading is collective
     model = models.load_model(cfg.model, dtype, **({"quantization_config": quantization} if quantization else {}))
     if quantization is not None:
-        models.keep_4bit_weights_trainable(model)
+        models.disable_4bit_cpu_repack(model)
     rules.check_loaded_model(cfg, model)
     adapters.prepare_base(cfg.peft, model)
     if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
