@@ -60,3 +60,67 @@ def test_config_errors_are_one_line_with_exit_2(override, expected, tmp_path):
 def test_unknown_command_is_one_line_exit_2():
     result = run_ft("trian")
     assert_refused(result.returncode, result.stderr, "train")
+
+
+def _options_classes():
+    from ft.evaluate import EvalOptions
+    from ft.generate import ChatOptions, GenerateOptions
+    from ft.hub import PushOptions
+    from ft.merge import MergeOptions
+    from ft.slurm import SbatchOptions
+
+    return {"generate": GenerateOptions, "chat": ChatOptions, "eval": EvalOptions, "merge": MergeOptions,
+            "push": PushOptions, "sbatch": SbatchOptions}
+
+
+@pytest.mark.parametrize("command", ["generate", "chat", "eval", "merge", "push", "sbatch"])
+def test_command_help_lists_every_option_with_its_default(command):
+    import dataclasses
+    import os
+
+    from ft.options import is_required, shown
+
+    result = run_ft(command, "--help", env={**os.environ, "COLUMNS": "200"})  # one line per option
+    assert result.returncode == 0, result.stderr
+    usage, lines = result.stdout.split("\n\n")[0], result.stdout.splitlines()
+    for field in dataclasses.fields(_options_classes()[command]):
+        name = f"--{field.name.replace('_', '-')}" if command == "sbatch" else field.name
+        assert name in usage, (name, usage)
+        line = next(line for line in lines if line.split()[:1] == [name])
+        assert field.metadata["help"] in line, line
+        if is_required(field):
+            assert "(required)" in line, line
+        elif field.default is not None:
+            assert f"(default: {shown(field.default)})" in line, line
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["generate", "run_dir=x", "prompt=hi", "max_new_token=8"],
+         ["generate: unknown key 'max_new_token'", "did you mean 'max_new_tokens'?", "valid keys: run_dir, prompt"]),
+        (["chat", "run_dir=x", "prompt=hi"], ["chat: unknown key 'prompt'", "valid keys: run_dir, max_new_tokens"]),
+        (["generate", "prompt=hi"], ["generate: run_dir=... is required", "valid keys"]),
+        (["generate", "run_dir=x"], ["generate: prompt=... is required"]),
+        (["generate", "run_dir=x", "prompt=  "], ["generate: prompt is empty"]),
+        (["eval", "run_dir=x", "batch_size=big"], ["eval: batch_size=big is not a valid int"]),
+        (["chat", "run_dir=x", "top_p=high"], ["chat: top_p=high is not a valid float"]),
+        (["eval", "run_dir=x", "base=maybe"], ["eval: base=maybe is not a valid bool"]),
+        (["merge", "runs/x"], ["merge: expected key=value, got 'runs/x'", "valid keys: run_dir, out"]),
+        (["push", "run_dir=x", "privat=true"], ["unknown key 'privat'", "did you mean 'private'?"]),
+        (["sbatch", "--nodes", "0", "--gpus-per-node", "1"], ["--nodes and --gpus-per-node must be >= 1"]),
+    ],
+)
+def test_option_errors_are_one_line_with_exit_2(args, expected, capsys):
+    from ft import cli
+
+    assert_refused(cli.main(args), capsys.readouterr().err, *expected)
+
+
+def test_key_value_pairs_fill_the_options_dataclass():
+    from ft.generate import GenerateOptions
+    from ft.options import parse_pairs
+
+    options = parse_pairs(GenerateOptions, ["run_dir=r", "prompt=a=b", "temperature=0.5", "show_prompt=yes"], "generate")
+    assert options == GenerateOptions(run_dir="r", prompt="a=b", temperature=0.5, show_prompt=True)
+    assert options.max_new_tokens == 128 and options.do_sample is None and options.top_p is None

@@ -134,9 +134,9 @@ def test_chat_keeps_the_conversation(finished):
 
 
 def test_eval_reports_loss_and_perplexity_and_beats_the_base(finished, capsys):
-    from ft.finish.evaluate import evaluate
+    from ft.finish.evaluate import EvalOptions, evaluate
 
-    results = evaluate(finished.run_dir, exact_match_examples=8, max_new_tokens=8)
+    results = evaluate(EvalOptions(run_dir=finished.run_dir, exact_match_examples=8, max_new_tokens=8))
     trained, base = results["trained"], results["base"]
     print(json.dumps(results))
     assert trained["loss"] < 0.7 * base["loss"], results

@@ -3,6 +3,7 @@ them, so `--help` and `recipes` answer in well under a second without importing 
 
 import argparse
 import sys
+import textwrap
 
 from ft.errors import FtError, FtRemoteError
 
@@ -58,22 +59,23 @@ def cmd_train(args) -> int:
 
 def cmd_sbatch(args) -> int:
     from ft import config
+    from ft.options import from_flags
     from ft.run import slurm
 
-    if args.nodes < 1 or args.gpus_per_node < 1:
+    options = from_flags(slurm.SbatchOptions, args)
+    if options.nodes < 1 or options.gpus_per_node < 1:
         raise FtError("--nodes and --gpus-per-node must be >= 1")
     cfg = config.compose(args.overrides)  # a typo fails now, not on the cluster
-    script = slurm.sbatch_script(cfg, args.overrides, args.nodes, args.gpus_per_node, args.time,
-                                 args.partition, args.cpus_per_task, args.port)
-    if args.output is None:
+    script = slurm.sbatch_script(cfg, args.overrides, options)
+    if options.output is None:
         print(script, end="")
         return 0
     from pathlib import Path
 
-    if Path(args.output).exists():
-        raise FtError(f"{args.output} already exists: choose another --output or remove it")
-    Path(args.output).write_text(script)
-    print(f"ft: wrote {args.output}; submit it with: sbatch {args.output}")
+    if Path(options.output).exists():
+        raise FtError(f"{options.output} already exists: choose another --output or remove it")
+    Path(options.output).write_text(script)
+    print(f"ft: wrote {options.output}; submit it with: sbatch {options.output}")
     return 0
 
 
@@ -87,73 +89,44 @@ def cmd_recipes(args) -> int:
     return 0
 
 
-def parse_pairs(pairs: list[str], spec: dict, command: str, required: tuple = ()) -> dict:
-    """key=value arguments of a finishing command, typed by `spec` (key -> type)."""
-    values = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise FtError(f"{command}: expected key=value, got '{pair}'; valid keys: {', '.join(spec)}")
-        if key not in spec:
-            raise FtError(f"{command}: unknown key '{key}'; valid keys: {', '.join(spec)}")
-        kind = spec[key]
-        try:
-            if kind is bool:
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                values[key] = raw.lower() in ("true", "1", "yes")
-            else:
-                values[key] = kind(raw)
-        except ValueError:
-            raise FtError(f"{command}: {key}={raw} is not a valid {kind.__name__}") from None
-    missing = [key for key in required if key not in values]
-    if missing:
-        raise FtError(f"{command}: {missing[0]}=... is required (valid keys: {', '.join(spec)})")
-    return values
+def _options(args):
+    """The command's options dataclass, filled from its key=value arguments."""
+    from ft.options import parse_pairs
 
-
-GENERATION_KEYS = {"run_dir": str, "max_new_tokens": int, "temperature": float, "top_p": float, "do_sample": bool,
-                   "show_prompt": bool}
+    return parse_pairs(args.options, args.pairs, args.command)
 
 
 def cmd_generate(args) -> int:
     from ft.finish import generate
 
-    spec = {**GENERATION_KEYS, "prompt": str} if args.command == "generate" else GENERATION_KEYS
-    values = parse_pairs(args.pairs, spec, args.command, required=("run_dir", "prompt") if args.command == "generate" else ("run_dir",))
-    run_dir, prompt = values.pop("run_dir"), values.pop("prompt", None)
-    options = generate.Options(**values)
-    if args.command == "generate":
-        if not prompt.strip():
-            raise FtError('generate: prompt is empty: pass prompt="..."')
-        generate.generate(run_dir, prompt, options)
-        print(flush=True)
-    else:
-        generate.chat(run_dir, options)
+    generate.generate(_options(args))
+    print(flush=True)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from ft import generate
+
+    generate.chat(_options(args))
     return 0
 
 
 def cmd_eval(args) -> int:
     from ft.finish import evaluate
 
-    values = parse_pairs(args.pairs, {"run_dir": str, "max_examples": int, "batch_size": int,
-                                      "exact_match_examples": int, "max_new_tokens": int, "base": bool},
-                         "eval", required=("run_dir",))
-    evaluate.evaluate(values.pop("run_dir"), **values)
+    evaluate.evaluate(_options(args))
     return 0
 
 
 def cmd_push(args) -> int:
     from ft.finish import hub, loading
 
-    values = parse_pairs(args.pairs, {"run_dir": str, "repo_id": str, "private": bool, "revision": str},
-                         "push", required=("run_dir",))
-    run_dir = loading.check_run_dir(values["run_dir"])
-    repo_id = values.get("repo_id") or loading.load_config(run_dir).hub.repo_id
+    options = _options(args)
+    run_dir = loading.check_run_dir(options.run_dir)
+    repo_id = options.repo_id or loading.load_config(run_dir).hub.repo_id
     if not repo_id:
         raise FtError("push: repo_id=owner/name is required (or hub.repo_id in the run's config)")
-    files = hub.push(run_dir, repo_id, private=values.get("private", False), revision=values.get("revision"),
-                     dry_run=args.dry_run)
+    files = hub.push(run_dir, repo_id, private=options.private, revision=options.revision, dry_run=args.dry_run)
     if args.dry_run:
         left_out = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if p.name not in files)
         print(f"ft: would upload {len(files)} files from {run_dir} to {repo_id}:")
@@ -161,17 +134,32 @@ def cmd_push(args) -> int:
             print(f"  {name}  ({(run_dir / name).stat().st_size:,} bytes)")
         print(f"ft: left out: {', '.join(left_out) or 'nothing'}")
     else:
-        revision = values.get("revision") or "main"
-        print(f"ft: pushed {len(files)} files from {run_dir} to {repo_id} ({revision}): {', '.join(files)}")
+        print(f"ft: pushed {len(files)} files from {run_dir} to {repo_id} ({options.revision or 'main'}): "
+              f"{', '.join(files)}")
+    return 0
 
 
 def cmd_merge(args) -> int:
     from ft.finish.merge import merge
 
-    values = parse_pairs(args.pairs, {"run_dir": str, "out": str}, "merge", required=("run_dir",))
-    out = merge(values["run_dir"], values.get("out"))
+    out = merge(_options(args))
     print(f"ft: merged model saved to {out}")
     return 0
+
+
+def _add_key_value_command(commands, name: str, options, run, help: str, description: str, flags: str = ""):
+    """A command taking key=value arguments: its usage line and per-key help come from the `options`
+    dataclass, which also parses them (see `_options`). `flags`: the usage of its --flags, if any."""
+    from ft.options import describe, usage
+
+    command = commands.add_parser(
+        name, help=help, usage=f"%(prog)s [-h]{flags} " + usage(options).replace("%", "%%"),
+        description=textwrap.fill(description, 100) + "\n\n" + describe(options),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("pairs", nargs="*", help=argparse.SUPPRESS)
+    command.set_defaults(run=run, options=options)
+    return command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,55 +180,47 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME, GROUP=OPTION or a.b.c=VALUE")
     train.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
     train.set_defaults(run=cmd_train)
+    from ft.evaluate import EvalOptions
+    from ft.generate import ChatOptions, GenerateOptions
+    from ft.hub import PushOptions
+    from ft.merge import MergeOptions
+    from ft.options import add_flags
+    from ft.slurm import SbatchOptions
+
     sbatch = commands.add_parser(
         "sbatch",
         help="write a SLURM batch script that trains a recipe on N nodes x G GPUs",
         description="Print (or write with --output) an sbatch script running `ft train` on every node.",
     )
     sbatch.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
-    sbatch.add_argument("--nodes", type=int, required=True)
-    sbatch.add_argument("--gpus-per-node", type=int, required=True)
-    sbatch.add_argument("--time", default="24:00:00", help="SLURM time limit (default 24:00:00)")
-    sbatch.add_argument("--partition", default=None)
-    sbatch.add_argument("--cpus-per-task", type=int, default=16)
-    sbatch.add_argument("--port", type=int, default=29500, help="rendezvous port on the first node")
-    sbatch.add_argument("--output", default=None, help="write the script here instead of stdout")
+    add_flags(sbatch, SbatchOptions)
     sbatch.set_defaults(run=cmd_sbatch)
     recipes = commands.add_parser("recipes", help="list the recipes with a one-line description each")
     recipes.set_defaults(run=cmd_recipes)
-    merge = commands.add_parser(
-        "merge",
+    _add_key_value_command(
+        commands, "merge", MergeOptions, cmd_merge,
         help="fold a run's adapter into its base model and save a standalone model",
         description="Merge the adapter of run_dir into its base (a QLoRA base is dequantized first) and save it "
-        "with the tokenizer to out (default: <run_dir>/merged). Llama-Adapter runs cannot be merged.",
-    )
-    merge.add_argument("pairs", nargs="*", metavar="key=value", help="run_dir=PATH (required), out=PATH")
-    merge.set_defaults(run=cmd_merge)
-
-    for name, help_text, usage in (
-        ("generate", "generate from a trained run (streamed)",
-         'run_dir=DIR prompt="..." [max_new_tokens=128] [temperature=T] [top_p=P] [do_sample=true] [show_prompt=true]'),
-        ("chat", "chat with a trained run: one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over",
-         "run_dir=DIR [max_new_tokens=128] [temperature=T] [top_p=P] [do_sample=true] [show_prompt=true]"),
-    ):
-        command = commands.add_parser(name, help=help_text, description=f"{help_text}. Arguments: {usage}. "
-                                      "Loads base + adapter (or a merged / full model dir) with device_map=auto and "
-                                      "prompts through the chat template saved with the run.")
-        command.add_argument("pairs", nargs="*", metavar="key=value")
-        command.set_defaults(run=cmd_generate)
-    evaluation = commands.add_parser(
-        "eval", help="eval loss, perplexity and exact match of a run vs its untrained base",
-        description="Arguments: run_dir=DIR [max_examples=N] [batch_size=N] [exact_match_examples=64] "
-                    "[max_new_tokens=32] [base=true]. Rebuilds the recipe's eval split from the run's config.yaml.")
-    evaluation.add_argument("pairs", nargs="*", metavar="key=value")
-    evaluation.set_defaults(run=cmd_eval)
-    push = commands.add_parser(
-        "push", help="upload a run (adapter, tokenizer, model card, loss plot, config) to the Hugging Face Hub",
-        description="Arguments: run_dir=DIR repo_id=owner/name [private=true] [revision=BRANCH]. Uploads an "
-                    "allow-list only; the token comes from `hf auth login` or HF_TOKEN.")
-    push.add_argument("pairs", nargs="*", metavar="key=value")
+        "with the tokenizer to out. Llama-Adapter runs cannot be merged.")
+    loads = ("Loads base + adapter (or a merged / full model dir) with device_map=auto and prompts through the "
+             "chat template saved with the run.")
+    _add_key_value_command(commands, "generate", GenerateOptions, cmd_generate,
+                           help="generate from a trained run (streamed)",
+                           description=f"Generate from a trained run, streamed. {loads}")
+    turns = "one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over"
+    _add_key_value_command(commands, "chat", ChatOptions, cmd_chat, help=f"chat with a trained run: {turns}",
+                           description=f"Chat with a trained run: {turns}. {loads}")
+    _add_key_value_command(
+        commands, "eval", EvalOptions, cmd_eval,
+        help="eval loss, perplexity and exact match of a run vs its untrained base",
+        description="Eval loss, perplexity and exact match of a run vs its untrained base, on the recipe's eval "
+        "split rebuilt from the run's config.yaml.")
+    push = _add_key_value_command(
+        commands, "push", PushOptions, cmd_push, flags=" [--dry-run]",
+        help="upload a run (adapter, tokenizer, model card, loss plot, config) to the Hugging Face Hub",
+        description="Upload a run to the Hugging Face Hub: an allow-list of files only (adapter, tokenizer, model "
+        "card, loss plot, config). The token comes from `hf auth login` or HF_TOKEN.")
     push.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded, upload nothing")
-    push.set_defaults(run=cmd_push)
     return parser
 
 

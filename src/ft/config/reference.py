@@ -5,8 +5,9 @@ import dataclasses
 import itertools
 
 from ft.config import CONF_DIR
-from ft.config.schema import BOUNDS, FtConfig
+from ft.config.schema import FtConfig
 from ft.errors import FtError
+from ft.options import BOUNDS
 
 README = CONF_DIR.resolve().parent / "README.md"  # in a checkout: src/ft/conf links to the top-level conf/
 REFERENCE_START, REFERENCE_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"

@@ -8,6 +8,8 @@ against the `choices` and bounds declared here before anything heavy is imported
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from ft.options import option
+
 TINY_MODEL = "tiny"  # model.name_or_path value that selects the offline tiny Llama
 
 # Names the libraries accept, copied so that a typo fails before they are imported;
@@ -35,21 +37,6 @@ REPORT_TO = [  # transformers.integrations.integration_utils.INTEGRATION_TO_CALL
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
 TASKS = ["sft"]  # modules of ft.tasks
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
-
-
-# option()'s bounds: how each is written in messages, and the test it names
-BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
-          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
-
-
-def option(default: Any = None, *, help: str, choices: list | None = None, ge=None, gt=None, le=None, lt=None) -> Any:
-    """A schema field with its one-line `help`, its allowed values (`choices`, also for each item of a list)
-    or its numeric bounds (ge/gt/le/lt: >=, >, <=, <). None is always allowed for an Optional field."""
-    metadata = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
-    metadata = {key: value for key, value in metadata.items() if value is not None}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 @dataclass

@@ -16,10 +16,23 @@ pretrained=BASE,peft=RUN_DIR` yourself for benchmark suites.
 import contextlib
 import math
 import sys
+from dataclasses import dataclass
 
 from ft import data
 from ft.errors import FtError
 from ft.finish import loading
+from ft.options import option
+
+
+@dataclass(kw_only=True)
+class EvalOptions:
+    run_dir: str = option(help="the run directory `ft train` printed", metavar="DIR")
+    max_examples: int | None = option(None, help="evaluate on the first N eval examples; unset or 0: all of them")
+    batch_size: int | None = option(None, help="eval batch size; unset: the run's "
+                                     "training.per_device_eval_batch_size (16 for exact match)")
+    exact_match_examples: int = option(64, help="eval examples scored by exact match, on synthetic data only")
+    max_new_tokens: int = option(32, help="tokens generated per exact-match answer")
+    base: bool = option(True, help="also measure the untrained base model")
 
 
 def _features(row, tokenizer, cfg) -> dict:
@@ -115,13 +128,13 @@ def _untrained(model):
         yield None
 
 
-def evaluate(run_dir, max_examples: int | None = None, batch_size: int | None = None,
-             exact_match_examples: int = 64, max_new_tokens: int = 32, base: bool = True) -> dict:
+def evaluate(options: EvalOptions) -> dict:
     """{'trained': {...}, 'base': {...}} with loss, perplexity, tokens, and exact_match where it applies."""
     import torch
     from accelerate import Accelerator
 
-    run_dir = loading.check_run_dir(run_dir)
+    run_dir = loading.check_run_dir(options.run_dir)
+    max_examples, batch_size = options.max_examples, options.batch_size
     cfg = loading.load_config(run_dir)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     _, eval_rows = data.load(cfg.data)
@@ -137,23 +150,24 @@ def evaluate(run_dir, max_examples: int | None = None, batch_size: int | None = 
     loader = accelerator.prepare(DataLoader(features, batch_size=batch_size or cfg.training.per_device_eval_batch_size,
                                             collate_fn=_collate(tokenizer.pad_token_id)))
     match_rows = []
-    if cfg.data.source == "synthetic" and exact_match_examples > 0:
-        match_rows = [eval_rows[i] for i in range(min(exact_match_examples, len(eval_rows)))]
+    if cfg.data.source == "synthetic" and options.exact_match_examples > 0:
+        match_rows = [eval_rows[i] for i in range(min(options.exact_match_examples, len(eval_rows)))]
 
     def measure(m) -> dict:
         loss, tokens = eval_loss(m, loader, accelerator)
         result = {"loss": loss, "perplexity": math.exp(min(loss, 700)), "tokens": tokens}
         if match_rows:
-            correct, total = exact_match(m, tokenizer, match_rows, accelerator, max_new_tokens, batch_size or 16)
+            correct, total = exact_match(m, tokenizer, match_rows, accelerator, options.max_new_tokens,
+                                          batch_size or 16)
             result.update(exact_match=correct / total, exact_match_correct=correct, exact_match_total=total)
         return result
 
     results = {"examples": len(eval_rows), "trained": measure(model)}
-    if base:
+    if options.base:
         with _untrained(model) as untrained:
             if untrained is not None:
                 results["base"] = measure(untrained)
-    if base and "base" not in results:  # a full fine-tune: load the base weights themselves
+    if options.base and "base" not in results:  # a full fine-tune: load the base weights themselves
         from ft import models
 
         base_model = models.load_model(cfg.model, model.dtype, device_map={"": accelerator.device}).eval()

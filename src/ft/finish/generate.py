@@ -12,15 +12,24 @@ from dataclasses import dataclass
 from ft import data
 from ft.errors import FtError
 from ft.finish import loading
+from ft.options import option
 
 
-@dataclass
-class Options:
-    max_new_tokens: int = 128
-    do_sample: bool | None = None  # None: sample if temperature or top_p was given
-    temperature: float | None = None
-    top_p: float | None = None
-    show_prompt: bool = False  # print the rendered prompt (JSON-quoted) to stderr
+@dataclass(kw_only=True)
+class ChatOptions:
+    run_dir: str = option(help="the run directory `ft train` printed, or a merged / full model directory",
+                          metavar="DIR")
+    max_new_tokens: int = option(128, help="generate at most this many tokens per reply")
+    temperature: float | None = option(None, help="sampling temperature; giving it turns sampling on")
+    top_p: float | None = option(None, help="nucleus sampling probability; giving it turns sampling on")
+    do_sample: bool | None = option(None, help="sample (true) or decode greedily (false); "
+                                    "unset: sample if temperature or top_p is given")
+    show_prompt: bool = option(False, help="print the rendered prompt (JSON-quoted) to stderr")
+
+
+@dataclass(kw_only=True)
+class GenerateOptions(ChatOptions):
+    prompt: str = option(help="the user message, sent through the run's chat template", metavar='"..."')
 
 
 class Session:
@@ -45,7 +54,7 @@ class Session:
             return messages
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def generate(self, messages: list[dict] | str, options: Options, stream: bool = True) -> str:
+    def generate(self, messages: list[dict] | str, options: ChatOptions, stream: bool = True) -> str:
         import torch
         from transformers import TextStreamer
 
@@ -73,21 +82,24 @@ class Session:
         return [self.tokenizer.eos_token_id] + [i for i in ids if i != self.tokenizer.eos_token_id]
 
 
-def generate(run_dir, prompt: str, options: Options) -> str:
-    session = Session(run_dir)
-    messages = session.conversation([], prompt) if session.chat else prompt
+def generate(options: GenerateOptions) -> str:
+    if not options.prompt.strip():
+        raise FtError('generate: prompt is empty: pass prompt="..."')
+    session = Session(options.run_dir)
+    messages = session.conversation([], options.prompt) if session.chat else options.prompt
     return session.generate(messages, options)
 
 
 EXIT_WORDS = ("exit", "quit", "/exit", "/quit")
 
 
-def chat(run_dir, options: Options, lines=None) -> list[dict]:
+def chat(options: ChatOptions, lines=None) -> list[dict]:
     """Read user turns line by line from `lines` (a text stream, stdin by default) until EOF or `exit`; `/reset` starts over.
     Returns the conversation."""
-    session = Session(run_dir)
+    session = Session(options.run_dir)
     if not session.chat:
-        raise FtError(f"chat needs a run trained on conversations; {run_dir} was trained on data.format={session.cfg.data.format}: use `ft generate`")
+        raise FtError(f"chat needs a run trained on conversations; {options.run_dir} was trained on "
+                      f"data.format={session.cfg.data.format}: use `ft generate`")
     lines = sys.stdin if lines is None else lines
     interactive = lines is sys.stdin and sys.stdin.isatty()
     if interactive:

@@ -8,9 +8,11 @@ handed to huggingface_hub; a file that contains it is refused.
 """
 
 import fnmatch
+from dataclasses import dataclass
 from pathlib import Path
 
 from ft.errors import FtError, FtRemoteError
+from ft.options import option
 from ft.run import rundir
 
 ALLOWED = (
@@ -21,6 +23,17 @@ ALLOWED = (
     "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",  # tokenizer
     rundir.CARD, rundir.LOSS_PLOT, rundir.CONFIG,  # model card, loss curve, resolved recipe
 )
+
+
+@dataclass(kw_only=True)
+class PushOptions:
+    """`ft push`'s arguments; `--dry-run` is a flag of the command, not an option of the upload."""
+
+    run_dir: str = option(help="the run directory `ft train` printed", metavar="DIR")
+    repo_id: str | None = option(None, help="the Hub repo to push to; unset: the run's hub.repo_id",
+                                 metavar="owner/name")
+    private: bool = option(False, help="create the repo private; an existing repo keeps its visibility")
+    revision: str | None = option(None, help="the branch to push to, created if missing; unset: main", metavar="BRANCH")
 
 
 def files_to_upload(run_dir: Path) -> list[Path]:

@@ -7,17 +7,25 @@ re-quantize the sum and lose most of the update.
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from ft.errors import FtError
 from ft.finish import loading
+from ft.options import option
 from ft.run import rundir
 
 
-def merge(run_dir: Path, out: Path | None = None) -> Path:
-    """Write <out> (default <run_dir>/merged): the base with the adapter folded in, plus the
-    tokenizer, as safetensors. Written to a temporary directory first, renamed when complete."""
-    run_dir = loading.check_run_dir(run_dir)
+@dataclass(kw_only=True)
+class MergeOptions:
+    run_dir: str = option(help="the run directory `ft train` printed", metavar="DIR")
+    out: str | None = option(None, help="where to save the merged model; unset: <run_dir>/merged", metavar="PATH")
+
+
+def merge(options: MergeOptions) -> Path:
+    """Write options.out: the base with the adapter folded in, plus the tokenizer, as safetensors.
+    Written to a temporary directory first, renamed when complete."""
+    run_dir = loading.check_run_dir(options.run_dir)
     if not (run_dir / rundir.CONFIG).is_file():
         raise FtError(f"run_dir={run_dir} is not an ft run directory (no config.yaml): pass the directory `ft train` printed")
     cfg = loading.load_config(run_dir)
@@ -27,7 +35,7 @@ def merge(run_dir: Path, out: Path | None = None) -> Path:
         raise FtError(f"cannot merge a Llama-Adapter run ({run_dir}): its adaption prompts are extra attention inputs, not weight updates; load it with PeftModel.from_pretrained(base, '{run_dir}')")
     if not (run_dir / rundir.ADAPTER_CONFIG).is_file():
         raise FtError(f"{run_dir} has no saved adapter (adapter_config.json): did the run finish?")
-    out = Path(out).expanduser() if out else run_dir / rundir.MERGED
+    out = Path(options.out).expanduser() if options.out else run_dir / rundir.MERGED
     if out.exists():
         raise FtError(f"{out} already exists: choose another out=PATH or remove it")
 

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from ft.config.schema import BOUNDS
 from ft.errors import FtError, did_you_mean
+from ft.options import BOUNDS
 
 
 def check_values(node, prefix: str = "") -> None:

@@ -7,8 +7,21 @@ nodes share one run directory through FT_RUN_DIR, named after the job id.
 
 import shlex
 import sys
+from dataclasses import dataclass
 
 from ft.config.schema import FtConfig
+from ft.options import option
+
+
+@dataclass(kw_only=True)
+class SbatchOptions:
+    nodes: int = option(help="number of nodes; one SLURM task on each")
+    gpus_per_node: int = option(help="GPUs per node; one training process on each", metavar="G")
+    time: str = option("24:00:00", help="SLURM time limit", metavar="TIME")
+    partition: str | None = option(None, help="SLURM partition; unset: the cluster's default", metavar="NAME")
+    cpus_per_task: int = option(16, help="CPUs of each node's task")
+    port: int = option(29500, help="rendezvous port on the first node")
+    output: str | None = option(None, help="write the script to this file; unset: print it", metavar="PATH")
 
 TEMPLATE = """#!/bin/bash
 #SBATCH --job-name={job_name}
@@ -36,21 +49,20 @@ srun --kill-on-bad-exit=1 bash -c 'exec "$0" -m ft train "$@" distributed.machin
 """
 
 
-def sbatch_script(cfg: FtConfig, overrides: list[str], nodes: int, gpus: int, time: str,
-                  partition: str | None, cpus: int, port: int) -> str:
+def sbatch_script(cfg: FtConfig, overrides: list[str], options: SbatchOptions) -> str:
     strategy = cfg.distributed.strategy if cfg.distributed.strategy != "single" else "ddp"
     run_name = cfg.training.run_name or cfg.recipe
     kept = [o for o in overrides if not o.lstrip("+~").startswith("distributed")]  # set by the script
     return TEMPLATE.format(
         job_name=f"ft-{run_name}",
-        nodes=nodes,
-        gpus=gpus,
-        cpus=cpus,
-        time=time,
-        partition=f"#SBATCH --partition={partition}" if partition else "",
+        nodes=options.nodes,
+        gpus=options.gpus_per_node,
+        cpus=options.cpus_per_task,
+        time=options.time,
+        partition=f"#SBATCH --partition={options.partition}" if options.partition else "",
         strategy=strategy,
         run_dir_prefix=shlex.quote(f"{cfg.training.output_dir}/{run_name}"),
         python=shlex.quote(sys.executable),
         overrides=" ".join(shlex.quote(o) for o in kept),
-        port=port,
+        port=options.port,
     )

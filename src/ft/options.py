@@ -1,0 +1,126 @@
+"""A command's options, declared once: a dataclass whose fields carry type, default and a one-line help.
+
+The finishing commands' `key=value` parser, their usage line and per-key `--help`, and `sbatch`'s
+--flags are all derived from it, so none of them can drift from the defaults the code runs with.
+"""
+
+import argparse
+import dataclasses
+import typing
+
+from ft.errors import FtError, did_you_mean
+
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+METAVARS = {int: "N", float: "X", bool: "true|false", str: "TEXT"}
+
+
+# The numeric bounds option() takes: how each is written in messages, and the test it names
+BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def option(default=dataclasses.MISSING, *, help: str, metavar: str | None = None, choices: list | None = None,
+           ge=None, gt=None, le=None, lt=None):
+    """A field with its one-line `help`; without a default it is required. A None default means unset:
+    `help` says what that does. Config fields may also declare their allowed values (`choices`, also
+    for each item of a list) or numeric bounds (ge/gt/le/lt), which ft.rules.values checks."""
+    metadata = {"help": help, "metavar": metavar, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    metadata = {key: value for key, value in metadata.items() if value is not None}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def is_required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING
+
+
+def fields(cls) -> list[dataclasses.Field]:
+    """The required fields first, then the others, each in declaration order."""
+    return sorted(dataclasses.fields(cls), key=lambda field: not is_required(field))
+
+
+def kind(cls, field: dataclasses.Field) -> type:
+    """The field's type without `| None`."""
+    hint = typing.get_type_hints(cls)[field.name]
+    return next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)
+
+
+def shown(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def metavar(cls, field: dataclasses.Field) -> str:
+    return field.metadata.get("metavar") or METAVARS[kind(cls, field)]
+
+
+def usage(cls) -> str:
+    """E.g. `run_dir=DIR [max_new_tokens=128] [temperature=X]`: an optional key shows its default."""
+    def word(field):
+        if is_required(field):
+            return f"{field.name}={metavar(cls, field)}"
+        return f"[{field.name}={metavar(cls, field) if field.default is None else shown(field.default)}]"
+
+    return " ".join(word(field) for field in fields(cls))
+
+
+def explain(field: dataclasses.Field) -> str:
+    """The field's help with `(required)` or its default."""
+    if is_required(field):
+        return f"{field.metadata['help']} (required)"
+    if field.default is None:
+        return field.metadata["help"]
+    return f"{field.metadata['help']} (default: {shown(field.default)})"
+
+
+def describe(cls) -> str:
+    """One line per key for a command's --help."""
+    width = max(len(field.name) for field in fields(cls))
+    return "arguments (key=value):\n" + "\n".join(f"  {field.name:<{width}}  {explain(field)}" for field in fields(cls))
+
+
+def parse_pairs(cls, pairs: list[str], command: str):
+    """An instance of `cls` from `key=value` arguments; a mistake is one FtError line."""
+    by_name = {field.name: field for field in fields(cls)}
+    keys = ", ".join(by_name)
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise FtError(f"{command}: expected key=value, got '{pair}'; valid keys: {keys}")
+        if key not in by_name:
+            raise FtError(f"{command}: unknown key '{key}': {did_you_mean(key, by_name)}valid keys: {keys}")
+        values[key] = _convert(raw, kind(cls, by_name[key]), f"{command}: {key}={raw}")
+    missing = [name for name, field in by_name.items() if is_required(field) and name not in values]
+    if missing:
+        raise FtError(f"{command}: {missing[0]}=... is required (valid keys: {keys})")
+    return cls(**values)
+
+
+def _convert(raw: str, to: type, where: str):
+    if to is bool:
+        if raw.lower() not in BOOLEANS:
+            raise FtError(f"{where} is not a valid bool: use true or false")
+        return BOOLEANS[raw.lower()]
+    try:
+        return to(raw)
+    except ValueError:
+        raise FtError(f"{where} is not a valid {to.__name__}") from None
+
+
+def add_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per field (underscores as dashes), with the field's type, default and help."""
+    for field in dataclasses.fields(cls):
+        to = kind(cls, field)
+        if to is bool:
+            typed = {"action": argparse.BooleanOptionalAction}
+        else:
+            typed = {"type": to, "metavar": metavar(cls, field)}
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, required=is_required(field),
+                            default=None if is_required(field) else field.default,
+                            help=explain(field).replace("%", "%%"), **typed)
+
+
+def from_flags(cls, args: argparse.Namespace):
+    """The instance of `cls` that add_flags' --flags parsed into `args`."""
+    return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
