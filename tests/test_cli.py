@@ -63,11 +63,11 @@ def test_unknown_command_is_one_line_exit_2():
 
 
 def _options_classes():
-    from ft.evaluate import EvalOptions
-    from ft.generate import ChatOptions, GenerateOptions
-    from ft.hub import PushOptions
-    from ft.merge import MergeOptions
-    from ft.slurm import SbatchOptions
+    from ft.finish.evaluate import EvalOptions
+    from ft.finish.generate import ChatOptions, GenerateOptions
+    from ft.finish.hub import PushOptions
+    from ft.finish.merge import MergeOptions
+    from ft.run.slurm import SbatchOptions
 
     return {"generate": GenerateOptions, "chat": ChatOptions, "eval": EvalOptions, "merge": MergeOptions,
             "push": PushOptions, "sbatch": SbatchOptions}
@@ -118,7 +118,7 @@ def test_option_errors_are_one_line_with_exit_2(args, expected, capsys):
 
 
 def test_key_value_pairs_fill_the_options_dataclass():
-    from ft.generate import GenerateOptions
+    from ft.finish.generate import GenerateOptions
     from ft.options import parse_pairs
 
     options = parse_pairs(GenerateOptions, ["run_dir=r", "prompt=a=b", "temperature=0.5", "show_prompt=yes"], "generate")

@@ -105,7 +105,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from ft import generate
+    from ft.finish import generate
 
     generate.chat(_options(args))
     return 0
@@ -180,12 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME, GROUP=OPTION or a.b.c=VALUE")
     train.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
     train.set_defaults(run=cmd_train)
-    from ft.evaluate import EvalOptions
-    from ft.generate import ChatOptions, GenerateOptions
-    from ft.hub import PushOptions
-    from ft.merge import MergeOptions
+    from ft.finish.evaluate import EvalOptions
+    from ft.finish.generate import ChatOptions, GenerateOptions
+    from ft.finish.hub import PushOptions
+    from ft.finish.merge import MergeOptions
     from ft.options import add_flags
-    from ft.slurm import SbatchOptions
+    from ft.run.slurm import SbatchOptions
 
     sbatch = commands.add_parser(
         "sbatch",
