@@ -43,9 +43,16 @@ args = SFTConfig(
     report_to="none",
     seed=42,
 )
-peft_config = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.05,
-                         target_modules="all-linear", modules_to_save=["lm_head"])
-trainer = SFTTrainer(model=model, args=args, train_dataset=split["train"], processing_class=tokenizer,
-                     peft_config=peft_config)
+peft_config = LoraConfig(
+    task_type="CAUSAL_LM",
+    r=16,
+    lora_alpha=32,
+    lora_dropout=0.05,
+    target_modules="all-linear",
+    modules_to_save=["lm_head"],
+)
+trainer = SFTTrainer(
+    model=model, args=args, train_dataset=split["train"], processing_class=tokenizer, peft_config=peft_config
+)
 trainer.train()
 trainer.save_state()

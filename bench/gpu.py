@@ -41,8 +41,12 @@ if not cuda and not args.tiny:
 
 SEQ = 128 if args.tiny else 2048
 STEPS = args.steps or (3 if args.tiny else 20)
-LLAMA_1B = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4)
-MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8)
+LLAMA_1B = dict(
+    hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4
+)
+MISTRAL_7B = dict(
+    hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8
+)
 TINY = dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 work = Path(tempfile.mkdtemp(prefix="ft-bench-gpu-"))
 
@@ -68,9 +72,16 @@ def build(name: str, shape: dict, architecture: str) -> tuple[Path, int]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny.ensure(schema.TinyModelConfig()))
-    cfg = AutoConfig.for_model(architecture, vocab_size=len(tokenizer), max_position_embeddings=max(SEQ, 4096),
-                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                               pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, **shape)
+    cfg = AutoConfig.for_model(
+        architecture,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=max(SEQ, 4096),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        **shape,
+    )
     with torch.device("cuda" if cuda else "cpu"):
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16 if cuda else torch.float32)
     path = work / name
@@ -97,10 +108,22 @@ def documents(n: int) -> Path:
 
 def run(name: str, model_path: Path, peft: str, best: bool, batch: int, extra=()) -> dict:
     overrides = [
-        f"model.name_or_path={model_path}", f"peft={peft}", f"data.source={data}", "data.format=text", "data.eval_size=0",
-        f"training.max_length={SEQ}", f"training.max_steps={STEPS}", f"training.per_device_train_batch_size={batch}",
-        "training.eval_strategy=no", "training.save_strategy=no", "logging=none", "training.logging_steps=1",
-        f"training.output_dir={work}", f"training.run_name={name}", "peft.modules_to_save=null", *extra,
+        f"model.name_or_path={model_path}",
+        f"peft={peft}",
+        f"data.source={data}",
+        "data.format=text",
+        "data.eval_size=0",
+        f"training.max_length={SEQ}",
+        f"training.max_steps={STEPS}",
+        f"training.per_device_train_batch_size={batch}",
+        "training.eval_strategy=no",
+        "training.save_strategy=no",
+        "logging=none",
+        "training.logging_steps=1",
+        f"training.output_dir={work}",
+        f"training.run_name={name}",
+        "peft.modules_to_save=null",
+        *extra,
     ]
     fields = {f.name for f in dataclasses.fields(schema.TrainingConfig)}
     if best:
@@ -119,7 +142,11 @@ def run(name: str, model_path: Path, peft: str, best: bool, batch: int, extra=()
     del result
     if cuda:
         torch.cuda.empty_cache()
-    return {"tokens_per_s": tokens_per_s, "peak_gib": peak, "settings": [o for o in overrides if "packing" in o or "attn" in o or "liger" in o]}
+    return {
+        "tokens_per_s": tokens_per_s,
+        "peak_gib": peak,
+        "settings": [o for o in overrides if "packing" in o or "attn" in o or "liger" in o],
+    }
 
 
 peak_tflops = matmul_peak_tflops()
@@ -132,16 +159,37 @@ for peft in ["lora"] + ([qlora] if qlora else []):
         label = f"{peft} {'ft best' if best else 'plain'}"
         m = run(label.replace(" ", "-"), model_1b, peft, best, batch=2 if args.tiny else 8)
         mfu = m["tokens_per_s"] * 4 * params_1b / (peak_tflops * 1e12)
-        rows.append([label, f"{m['tokens_per_s']:.0f}", f"{100 * mfu:.1f}%", f"{m['peak_gib']:.2f}", " ".join(m["settings"]) or "-"])
-        print(f"{label}: {m['tokens_per_s']:.0f} tokens/s, MFU {100 * mfu:.1f}%, peak {m['peak_gib']:.2f} GiB", flush=True)
+        rows.append(
+            [
+                label,
+                f"{m['tokens_per_s']:.0f}",
+                f"{100 * mfu:.1f}%",
+                f"{m['peak_gib']:.2f}",
+                " ".join(m["settings"]) or "-",
+            ]
+        )
+        print(
+            f"{label}: {m['tokens_per_s']:.0f} tokens/s, MFU {100 * mfu:.1f}%, peak {m['peak_gib']:.2f} GiB", flush=True
+        )
 
 if qlora:
     model_7b, params_7b = build("mistral-7b-shape", TINY if args.tiny else MISTRAL_7B, "mistral")
     m = run("mistral-7b-qlora", model_7b, qlora, best=True, batch=1, extra=["training.activation_checkpointing=true"])
-    rows.append([f"Mistral-7B-shaped {qlora} (bs1, ckpt)", f"{m['tokens_per_s']:.0f}", "-", f"{m['peak_gib']:.2f}", " ".join(m["settings"])])
+    rows.append(
+        [
+            f"Mistral-7B-shaped {qlora} (bs1, ckpt)",
+            f"{m['tokens_per_s']:.0f}",
+            "-",
+            f"{m['peak_gib']:.2f}",
+            " ".join(m["settings"]),
+        ]
+    )
 
 device = torch.cuda.get_device_name() if cuda else "CPU (--tiny smoke run)"
-print(f"\n{device}; matmul peak {peak_tflops:.3g} TFLOP/s measured; 1B-shape model {params_1b:,} params; seq {SEQ}; {STEPS} steps")
+print(
+    f"\n{device}; matmul peak {peak_tflops:.3g} TFLOP/s measured; 1B-shape model {params_1b:,} params; seq {SEQ}; "
+    f"{STEPS} steps"
+)
 print("| run | tokens/s | MFU | peak GiB | settings |\n| --- | --- | --- | --- | --- |")
 for row in rows:
     print("| " + " | ".join(row) + " |")

@@ -26,9 +26,13 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=15)
 parser.add_argument("--examples", type=int, default=600)
 parser.add_argument("--batch", type=int, default=8, help="padded batch size (examples per step)")
-parser.add_argument("--packed-batch", type=int, default=1,
-                    help="packed rows per step; bfd packing flattens them into ONE sequence, so without "
-                         "flash-attn (varlen) attention costs grow with (rows x max_length)^2")
+parser.add_argument(
+    "--packed-batch",
+    type=int,
+    default=1,
+    help="packed rows per step; bfd packing flattens them into ONE sequence, so without "
+    "flash-attn (varlen) attention costs grow with (rows x max_length)^2",
+)
 args = parser.parse_args()
 
 work = Path(tempfile.mkdtemp(prefix="ft-bench-packing-"))
@@ -45,16 +49,26 @@ data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 def measure(packing: bool) -> dict:
     batch = args.packed_batch if packing else args.batch
-    cfg = config.compose([
-        f"data.source={data_file}", "data.format=messages", "data.eval_size=0", f"training.packing={str(packing).lower()}",
-        "training.max_length=512", f"training.per_device_train_batch_size={batch}", f"training.max_steps={args.steps}",
-        "training.eval_strategy=no", "training.save_strategy=no", "logging=none",
-        f"training.output_dir={work}", f"training.run_name={'packed' if packing else 'padded'}",
-    ])
+    cfg = config.compose(
+        [
+            f"data.source={data_file}",
+            "data.format=messages",
+            "data.eval_size=0",
+            f"training.packing={str(packing).lower()}",
+            "training.max_length=512",
+            f"training.per_device_train_batch_size={batch}",
+            f"training.max_steps={args.steps}",
+            "training.eval_strategy=no",
+            "training.save_strategy=no",
+            "logging=none",
+            f"training.output_dir={work}",
+            f"training.run_name={'packed' if packing else 'padded'}",
+        ]
+    )
     trainer = build_trainer(cfg, work / ("packed" if packing else "padded"))
     pad = trainer.processing_class.pad_token_id
     slots = real = 0
-    for step, batch in zip(range(args.steps), trainer.get_train_dataloader()):
+    for _, batch in zip(range(args.steps), trainer.get_train_dataloader()):
         slots += batch["input_ids"].numel()
         real += int((batch["input_ids"] != pad).sum())
     runtime = trainer.train().metrics["train_runtime"]  # the same first batches (same seed and sampler)
@@ -62,12 +76,21 @@ def measure(packing: bool) -> dict:
 
 
 padded, packed = measure(False), measure(True)
-print(table(
-    ["batches", "real token slots", "real tokens / s", "real tokens", "train s"],
-    [[name, f"{m['real_fraction']:.1%}", m["real_tokens_per_s"], m["real_tokens"], m["runtime"]]
-     for name, m in ((f"padded, {args.batch} examples/step", padded),
-                     (f"packed (bfd), {args.packed_batch} x 512-token row(s)/step", packed))],
-))
+print(
+    table(
+        ["batches", "real token slots", "real tokens / s", "real tokens", "train s"],
+        [
+            [name, f"{m['real_fraction']:.1%}", m["real_tokens_per_s"], m["real_tokens"], m["runtime"]]
+            for name, m in (
+                (f"padded, {args.batch} examples/step", padded),
+                (f"packed (bfd), {args.packed_batch} x 512-token row(s)/step", packed),
+            )
+        ],
+    )
+)
 speedup = packed["real_tokens_per_s"] / padded["real_tokens_per_s"]
-print(f"\npacked real slots {packed['real_fraction']:.1%} (goal >= 95%: {'met' if packed['real_fraction'] >= 0.95 else 'MISSED'}); "
-      f"real-token throughput x{speedup:.2f} (goal >= 2x: {'met' if speedup >= 2 else 'MISSED'})")
+print(
+    f"\npacked real slots {packed['real_fraction']:.1%} (goal >= 95%: "
+    f"{'met' if packed['real_fraction'] >= 0.95 else 'MISSED'}); "
+    f"real-token throughput x{speedup:.2f} (goal >= 2x: {'met' if speedup >= 2 else 'MISSED'})"
+)

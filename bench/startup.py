@@ -17,8 +17,15 @@ args = parser.parse_args()
 
 work = tempfile.mkdtemp(prefix="ft-bench-startup-")
 ft = [sys.executable, "-m", "ft"]
-one_step = ["train", "training.max_steps=1", "training.eval_strategy=no", "training.eval_before_training=false",
-            "training.save_strategy=no", "logging=none", f"training.output_dir={work}"]
+one_step = [
+    "train",
+    "training.max_steps=1",
+    "training.eval_strategy=no",
+    "training.eval_before_training=false",
+    "training.save_strategy=no",
+    "logging=none",
+    f"training.output_dir={work}",
+]
 cases = [
     ("python -m ft --help", lambda i: ft + ["--help"], 1.0),
     ("python -m ft recipes", lambda i: ft + ["recipes"], 1.5),

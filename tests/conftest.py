@@ -18,12 +18,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("FT_CACHE", str(Path(tempfile.gettempdir()) / "ft-test-cache"))
 
 
-def run_ft(*args: str, cwd: Path | None = None, timeout: float = 600, env_extra: dict | None = None,
-           env_drop: tuple = (), stdin: str | None = None) -> subprocess.CompletedProcess:
+def run_ft(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    env_extra: dict | None = None,
+    env_drop: tuple = (),
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess, in this environment plus `env_extra` and without `env_drop`."""
     env = {k: v for k, v in os.environ.items() if k not in env_drop} | (env_extra or {})
-    return subprocess.run([sys.executable, "-m", "ft", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=env, input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "ft", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=env,
+        input=stdin,
+    )
 
 
 def free_port() -> int:
@@ -70,7 +83,12 @@ def tiny_model_path() -> Path:
 
 
 # A short, fast training run: a handful of steps, no TensorBoard, no intermediate checkpoints.
-QUICK = ["training.max_steps=5", "training.eval_steps=5", "training.save_strategy=no", "logging=none",
-         "data.synthetic.num_examples=200"]
+QUICK = [
+    "training.max_steps=5",
+    "training.eval_steps=5",
+    "training.save_strategy=no",
+    "logging=none",
+    "data.synthetic.num_examples=200",
+]
 # No evaluation at all (neither the untrained one nor during training).
 NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_before_training=false"]

@@ -48,7 +48,9 @@ class HubServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.bodies.append(body)
                 if server.forbidden:
-                    return self._reply(403, {"error": "You don't have the rights to create a model under this namespace"})
+                    return self._reply(
+                        403, {"error": "You don't have the rights to create a model under this namespace"}
+                    )
                 if path == "/api/repos/create":
                     payload = json.loads(body)
                     server.created.append(payload)
@@ -59,8 +61,10 @@ class HubServer:
                     server.branches.append(m["rev"])
                     return self._reply(200, {})
                 if m := re.fullmatch(REPO + r"/preupload/(?P<rev>[^/]+)", path):
-                    files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
-                             for f in json.loads(body)["files"]]
+                    files = [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                        for f in json.loads(body)["files"]
+                    ]
                     return self._reply(200, {"files": files, "commitOid": "0" * 40})
                 if m := re.fullmatch(REPO + r"/commit/(?P<rev>[^/]+)", path):
                     commit = {"repo": m["repo"], "revision": m["rev"], "files": {}, "header": None}
@@ -73,8 +77,9 @@ class HubServer:
                         else:
                             return self._reply(400, {"error": f"unexpected commit item {item['key']}"})
                     server.commits.append(commit)
-                    return self._reply(200, {"commitUrl": f"{server.url}/{m['repo']}/commit/{'1' * 40}",
-                                             "commitOid": "1" * 40})
+                    return self._reply(
+                        200, {"commitUrl": f"{server.url}/{m['repo']}/commit/{'1' * 40}", "commitOid": "1" * 40}
+                    )
                 return self._reply(404, {"error": f"not implemented by the test server: {path}"})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

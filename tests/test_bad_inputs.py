@@ -80,53 +80,143 @@ CASES = [
     Case("wrong_type", ["training.max_steps", "abc"], ["training.max_steps=abc"]),
     Case("bad_choice", ["model.dtype=fp8", "bfloat16"], ["model.dtype=fp8"]),
     Case("zero_rank", ["peft.r must be >= 1, got 0"], ["peft.r=0"]),
-    Case("bad_quant_storage", ["peft.bnb_4bit_quant_storage=foo", "uint8"], ["peft=qlora", "peft.bnb_4bit_quant_storage=foo"]),
-    Case("scheduler_typo", ["training.lr_scheduler_type=cosin", "did you mean 'cosine'"], ["training.lr_scheduler_type=cosin"]),
+    Case(
+        "bad_quant_storage",
+        ["peft.bnb_4bit_quant_storage=foo", "uint8"],
+        ["peft=qlora", "peft.bnb_4bit_quant_storage=foo"],
+    ),
+    Case(
+        "scheduler_typo",
+        ["training.lr_scheduler_type=cosin", "did you mean 'cosine'"],
+        ["training.lr_scheduler_type=cosin"],
+    ),
     Case("optimizer_typo", ["optim.name=adamw_torchh", "did you mean 'adamw_torch'"], ["optim.name=adamw_torchh"]),
-    Case("report_to_typo", ["logging.report_to: 'tensorbord'", "did you mean 'tensorboard'"], ["logging.report_to=[tensorbord]"]),
+    Case(
+        "report_to_typo",
+        ["logging.report_to: 'tensorbord'", "did you mean 'tensorboard'"],
+        ["logging.report_to=[tensorbord]"],
+    ),
     Case("bad_run_name", ["training.run_name", "plain directory name"], ["training.run_name=a/b"]),
     Case("resume_no_such_path", ["training.resume=/no/such/ckpt", "auto, never"], ["training.resume=/no/such/ckpt"]),
     Case("missing_local_model", ["./no/such/model", "local model directory"], ["model.name_or_path=./no/such/model"]),
     # preflight: hub, hardware
-    Case("hub_model_offline", ["ft-test/not-cached", "HF_HUB_OFFLINE=1", "hf download"],
-         ["model.name_or_path=ft-test/not-cached"]),
-    Case("hub_unreachable", ["ft-test/not-cached", "cannot be reached", "HF_HUB_OFFLINE=1"],
-         ["model.name_or_path=ft-test/not-cached"], env={"HF_HUB_OFFLINE": None, "HF_ENDPOINT": "http://127.0.0.1:9"}),
-    Case("hub_dataset_offline", ["cannot load the hub dataset data.source=ft-test/no-data"], ["data.source=ft-test/no-data"], after_loading=True),
-    Case("flash_attn_on_cpu", ["flash_attention_2 needs a CUDA GPU", "sdpa"], ["model.attn_implementation=flash_attention_2"]),
+    Case(
+        "hub_model_offline",
+        ["ft-test/not-cached", "HF_HUB_OFFLINE=1", "hf download"],
+        ["model.name_or_path=ft-test/not-cached"],
+    ),
+    Case(
+        "hub_unreachable",
+        ["ft-test/not-cached", "cannot be reached", "HF_HUB_OFFLINE=1"],
+        ["model.name_or_path=ft-test/not-cached"],
+        env={"HF_HUB_OFFLINE": None, "HF_ENDPOINT": "http://127.0.0.1:9"},
+    ),
+    Case(
+        "hub_dataset_offline",
+        ["cannot load the hub dataset data.source=ft-test/no-data"],
+        ["data.source=ft-test/no-data"],
+        after_loading=True,
+    ),
+    Case(
+        "flash_attn_on_cpu",
+        ["flash_attention_2 needs a CUDA GPU", "sdpa"],
+        ["model.attn_implementation=flash_attention_2"],
+    ),
     Case("bf16_on_cpu", ["training.precision=bf16 needs a GPU"], ["training.precision=bf16"]),
     # the run dir
-    Case("unwritable_output_dir", ["cannot write the run directory", "training.output_dir"],
-         setup=lambda tmp, out: [f"training.output_dir={_jsonl(tmp, [{}], 'a_file')}/runs"]),
-    Case("not_an_ft_dir", ["already exists and was not made by ft", "training.run_name"],
-         setup=lambda tmp, out: _foreign_dir(out)),
-    Case("different_config", ["different config", "training.learning_rate: 0.002 -> 0.001", "training.overwrite=true"],
-         ["training.learning_rate=1e-3"], setup=lambda tmp, out: _existing_run(out, [])),
-    Case("finished_run", ["holds a finished run", "training.overwrite=true"],
-         setup=lambda tmp, out: _existing_run(out, [], **{"trainer_state.json": "{}"})),
-    Case("resume_never_on_unfinished", ["unfinished run", "training.resume=auto"], ["training.resume=never"],
-         setup=lambda tmp, out: _existing_run(out, ["training.resume=never"])),
-    Case("resume_incomplete_checkpoint", ["is not a complete checkpoint", "no trainer_state.json"],
-         setup=lambda tmp, out: _incomplete_checkpoint(tmp)),
+    Case(
+        "unwritable_output_dir",
+        ["cannot write the run directory", "training.output_dir"],
+        setup=lambda tmp, out: [f"training.output_dir={_jsonl(tmp, [{}], 'a_file')}/runs"],
+    ),
+    Case(
+        "not_an_ft_dir",
+        ["already exists and was not made by ft", "training.run_name"],
+        setup=lambda tmp, out: _foreign_dir(out),
+    ),
+    Case(
+        "different_config",
+        ["different config", "training.learning_rate: 0.002 -> 0.001", "training.overwrite=true"],
+        ["training.learning_rate=1e-3"],
+        setup=lambda tmp, out: _existing_run(out, []),
+    ),
+    Case(
+        "finished_run",
+        ["holds a finished run", "training.overwrite=true"],
+        setup=lambda tmp, out: _existing_run(out, [], **{"trainer_state.json": "{}"}),
+    ),
+    Case(
+        "resume_never_on_unfinished",
+        ["unfinished run", "training.resume=auto"],
+        ["training.resume=never"],
+        setup=lambda tmp, out: _existing_run(out, ["training.resume=never"]),
+    ),
+    Case(
+        "resume_incomplete_checkpoint",
+        ["is not a complete checkpoint", "no trainer_state.json"],
+        setup=lambda tmp, out: _incomplete_checkpoint(tmp),
+    ),
     # data
-    Case("malformed_jsonl_line", ["data.jsonl line 3: invalid JSON", "fix or remove that line"],
-         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [_chat('user', 'assistant')] * 2 + ['{not json'])}"], after_loading=True),
-    Case("empty_dataset", ["has no records"], setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [])}"], after_loading=True),
-    Case("missing_column", ["needs column(s) ['messages']", "the data has ['prompt', 'answer']", "data.columns"],
-         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [{'prompt': 'p', 'answer': 'a'}] * 3)}"], after_loading=True),
+    Case(
+        "malformed_jsonl_line",
+        ["data.jsonl line 3: invalid JSON", "fix or remove that line"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [_chat('user', 'assistant')] * 2 + ['{not json'])}"],
+        after_loading=True,
+    ),
+    Case(
+        "empty_dataset",
+        ["has no records"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [])}"],
+        after_loading=True,
+    ),
+    Case(
+        "missing_column",
+        ["needs column(s) ['messages']", "the data has ['prompt', 'answer']", "data.columns"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [{'prompt': 'p', 'answer': 'a'}] * 3)}"],
+        after_loading=True,
+    ),
     Case("empty_split_after_filtering", ["training split", "is empty"], ["data.max_examples=0"], after_loading=True),
-    Case("unknown_role", ["row 5", "unknown role 'bot'"],
-         setup=lambda tmp, out: _messages_file(tmp, _chat("user", "bot")), after_loading=True),
-    Case("system_not_first", ["row 5", "system turn is only allowed first"],
-         setup=lambda tmp, out: _messages_file(tmp, _chat("user", "system", "assistant")), after_loading=True),
-    Case("assistant_first", ["row 5", "must start with a user turn"],
-         setup=lambda tmp, out: _messages_file(tmp, _chat("assistant", "user", "assistant")), after_loading=True),
-    Case("no_assistant_turn", ["row 5", "no assistant turn"], setup=lambda tmp, out: _messages_file(tmp, _chat("user")), after_loading=True),
-    Case("all_longer_than_max_length", ["all 190 training examples are longer than training.max_length=8",
-                                        "raise training.max_length"], ["training.max_length=8"], after_loading=True),
-    Case("disk_nearly_full", ["not enough disk space", "checkpoints of", "training.save_total_limit"],
-         ["training.max_steps=100000000", "training.save_strategy=steps", "training.save_steps=1",
-          "training.save_total_limit=null"], after_loading=True),
+    Case(
+        "unknown_role",
+        ["row 5", "unknown role 'bot'"],
+        setup=lambda tmp, out: _messages_file(tmp, _chat("user", "bot")),
+        after_loading=True,
+    ),
+    Case(
+        "system_not_first",
+        ["row 5", "system turn is only allowed first"],
+        setup=lambda tmp, out: _messages_file(tmp, _chat("user", "system", "assistant")),
+        after_loading=True,
+    ),
+    Case(
+        "assistant_first",
+        ["row 5", "must start with a user turn"],
+        setup=lambda tmp, out: _messages_file(tmp, _chat("assistant", "user", "assistant")),
+        after_loading=True,
+    ),
+    Case(
+        "no_assistant_turn",
+        ["row 5", "no assistant turn"],
+        setup=lambda tmp, out: _messages_file(tmp, _chat("user")),
+        after_loading=True,
+    ),
+    Case(
+        "all_longer_than_max_length",
+        ["all 190 training examples are longer than training.max_length=8", "raise training.max_length"],
+        ["training.max_length=8"],
+        after_loading=True,
+    ),
+    Case(
+        "disk_nearly_full",
+        ["not enough disk space", "checkpoints of", "training.save_total_limit"],
+        [
+            "training.max_steps=100000000",
+            "training.save_strategy=steps",
+            "training.save_steps=1",
+            "training.save_total_limit=null",
+        ],
+        after_loading=True,
+    ),
     # impossible combinations
     Case("galore_with_adapter", ["GaLore is a full-parameter optimizer", "peft=none"], ["optim=galore", "peft=lora"]),
     Case("zero3_with_4bit_base", ["partitions every parameter", "zero2"], ["peft=qlora", "distributed=zero3"]),
@@ -134,7 +224,6 @@ CASES = [
 ]
 # Covered elsewhere: Llama-Adapter on a non-Llama model and QLoRA without bitsandbytes (tests/test_peft.py),
 # FSDP and DeepSpeed in one launch (tests/test_distributed.py).
-
 
 
 def _numeric_fields(node=FtConfig, prefix=""):
@@ -160,8 +249,10 @@ def test_every_numeric_option_declares_its_range():
     assert [key for key, f in _numeric_fields() if not {"ge", "gt", "le", "lt"} & set(f.metadata)] == []
 
 
-RANGE_CASES = [Case(f"range_{key}", [f"{key} must be", f"got {_out_of_range(f)}"], [f"{key}={_out_of_range(f)}"])
-               for key, f in _numeric_fields()]
+RANGE_CASES = [
+    Case(f"range_{key}", [f"{key} must be", f"got {_out_of_range(f)}"], [f"{key}={_out_of_range(f)}"])
+    for key, f in _numeric_fields()
+]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES + RANGE_CASES])
@@ -179,7 +270,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys)
         stderr = capsys.readouterr().err
     else:
         extra = {k: v for k, v in case.env.items() if v is not None}
-        result = run_ft("train", *overrides, env_extra=extra, env_drop=tuple(k for k, v in case.env.items() if v is None))
+        result = run_ft(
+            "train", *overrides, env_extra=extra, env_drop=tuple(k for k, v in case.env.items() if v is None)
+        )
         code, stderr = result.returncode, result.stderr
 
     assert_refused(code, stderr, *case.expected, alone=not case.after_loading)
@@ -189,8 +282,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys)
 HEAVY = {"transformers", "bitsandbytes", "peft", "trl", "datasets"}
 
 
-@pytest.mark.parametrize("case_id", ["optimizer_typo", "zero_rank", "flash_attn_on_cpu", "hub_model_offline",
-                                     "not_an_ft_dir", "galore_with_adapter"])
+@pytest.mark.parametrize(
+    "case_id",
+    ["optimizer_typo", "zero_rank", "flash_attn_on_cpu", "hub_model_offline", "not_an_ft_dir", "galore_with_adapter"],
+)
 def test_quick_refusals_come_before_the_heavy_imports(case_id, tmp_path):
     """In a fresh interpreter, where importing bitsandbytes prints to stderr on some CPUs: the refusal is
     the only line, and `python -X importtime` shows none of the heavy libraries was imported."""
@@ -200,8 +295,12 @@ def test_quick_refusals_come_before_the_heavy_imports(case_id, tmp_path):
     overrides = [*QUICK, f"training.output_dir={out}", f"training.run_name={RUN}", *case.overrides]
     if case.setup:
         overrides += case.setup(tmp_path, out)
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "ft", "train", *overrides],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ft", "train", *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert imported & HEAVY == set()
     messages = "\n".join(line for line in result.stderr.splitlines() if not line.startswith("import time:"))

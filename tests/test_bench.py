@@ -11,8 +11,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 @pytest.mark.slow
 def test_gpu_bench_runs_end_to_end_on_cpu_with_tiny_shapes():
-    result = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--tiny"], capture_output=True, text=True,
-                            timeout=900, cwd=BENCH)
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "gpu.py"), "--tiny"], capture_output=True, text=True, timeout=900, cwd=BENCH
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     runs = [line.split("|")[1].strip() for line in table[2:]]

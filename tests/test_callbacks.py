@@ -18,10 +18,18 @@ def stalled_run(tmp_path_factory):
     """A run whose eval loss cannot improve (learning rate 1e-8), with every callback on."""
     out = tmp_path_factory.mktemp("runs")
     result = run_ft(
-        "train", f"training.output_dir={out}", "training.run_name=stalled", "data.synthetic.num_examples=200",
-        f"training.max_steps={MAX_STEPS}", "training.eval_steps=2", "training.logging_steps=1", "training.learning_rate=1e-8",
-        "callbacks.sample_prompts=[What is 2 + 3?,Reverse the letters: abc]", "callbacks.sample_max_new_tokens=8",
-        "callbacks.early_stopping_patience=2", "callbacks.early_stopping_threshold=0.01",
+        "train",
+        f"training.output_dir={out}",
+        "training.run_name=stalled",
+        "data.synthetic.num_examples=200",
+        f"training.max_steps={MAX_STEPS}",
+        "training.eval_steps=2",
+        "training.logging_steps=1",
+        "training.learning_rate=1e-8",
+        "callbacks.sample_prompts=[What is 2 + 3?,Reverse the letters: abc]",
+        "callbacks.sample_max_new_tokens=8",
+        "callbacks.early_stopping_patience=2",
+        "callbacks.early_stopping_threshold=0.01",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "stalled", result
@@ -59,16 +67,26 @@ def test_throughput_and_memory_are_in_the_trainer_logs(stalled_run):
 
 def test_wandb_offline_run_is_written(tmp_path):
     assert os.environ.get("WANDB_MODE") == "offline"  # conftest
-    result = run_ft("train", *[o for o in QUICK if o != "logging=none"], "logging=wandb",
-                    f"training.output_dir={tmp_path}", "training.run_name=wb")
+    result = run_ft(
+        "train",
+        *[o for o in QUICK if o != "logging=none"],
+        "logging=wandb",
+        f"training.output_dir={tmp_path}",
+        "training.run_name=wb",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].glob("*.wandb")), "an offline W&B run to `wandb sync` later"
 
 
 def test_mlflow_run_is_logged_in_the_run_dir(tmp_path, monkeypatch):
-    result = run_ft("train", *[o for o in QUICK if o != "logging=none"], "logging=mlflow",
-                    f"training.output_dir={tmp_path}", "training.run_name=mlf")
+    result = run_ft(
+        "train",
+        *[o for o in QUICK if o != "logging=none"],
+        "logging=mlflow",
+        f"training.output_dir={tmp_path}",
+        "training.run_name=mlf",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     import mlflow
 

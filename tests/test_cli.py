@@ -69,8 +69,14 @@ def _options_classes():
     from ft.finish.merge import MergeOptions
     from ft.run.slurm import SbatchOptions
 
-    return {"generate": GenerateOptions, "chat": ChatOptions, "eval": EvalOptions, "merge": MergeOptions,
-            "push": PushOptions, "sbatch": SbatchOptions}
+    return {
+        "generate": GenerateOptions,
+        "chat": ChatOptions,
+        "eval": EvalOptions,
+        "merge": MergeOptions,
+        "push": PushOptions,
+        "sbatch": SbatchOptions,
+    }
 
 
 @pytest.mark.parametrize("command", ["generate", "chat", "eval", "merge", "push", "sbatch"])
@@ -97,8 +103,10 @@ def test_command_help_lists_every_option_with_its_default(command):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["generate", "run_dir=x", "prompt=hi", "max_new_token=8"],
-         ["generate: unknown key 'max_new_token'", "did you mean 'max_new_tokens'?", "valid keys: run_dir, prompt"]),
+        (
+            ["generate", "run_dir=x", "prompt=hi", "max_new_token=8"],
+            ["generate: unknown key 'max_new_token'", "did you mean 'max_new_tokens'?", "valid keys: run_dir, prompt"],
+        ),
         (["chat", "run_dir=x", "prompt=hi"], ["chat: unknown key 'prompt'", "valid keys: run_dir, max_new_tokens"]),
         (["generate", "prompt=hi"], ["generate: run_dir=... is required", "valid keys"]),
         (["generate", "run_dir=x"], ["generate: prompt=... is required"]),
@@ -121,6 +129,8 @@ def test_key_value_pairs_fill_the_options_dataclass():
     from ft.finish.generate import GenerateOptions
     from ft.options import parse_pairs
 
-    options = parse_pairs(GenerateOptions, ["run_dir=r", "prompt=a=b", "temperature=0.5", "show_prompt=yes"], "generate")
+    options = parse_pairs(
+        GenerateOptions, ["run_dir=r", "prompt=a=b", "temperature=0.5", "show_prompt=yes"], "generate"
+    )
     assert options == GenerateOptions(run_dir="r", prompt="a=b", temperature=0.5, show_prompt=True)
     assert options.max_new_tokens == 128 and options.do_sample is None and options.top_p is None

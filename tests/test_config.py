@@ -9,7 +9,9 @@ from ft.config import reference
 from ft.config.schema import FtConfig
 from ft.errors import FtError
 
-GROUP_OPTIONS = [(group, option) for group in config.GROUPS if group != "recipe" for option in config.group_options(group)]
+GROUP_OPTIONS = [
+    (group, option) for group in config.GROUPS if group != "recipe" for option in config.group_options(group)
+]
 RECIPES = config.group_options("recipe")
 # Options that only compose together with another group's option.
 COMPANIONS = {("optim", name): ["peft=none"] for name in ("galore", "galore_layerwise", "galore_8bit")}
@@ -95,11 +97,11 @@ def test_copied_library_names_match_the_installed_libraries():
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from ft.config import schema
+    from ft.config import names, schema
     from ft.data import synthetic
 
-    assert schema.OPTIMIZERS == [o.value for o in OptimizerNames]
-    assert schema.SCHEDULERS == [s.value for s in SchedulerType]
-    assert schema.REPORT_TO == [*INTEGRATION_TO_CALLBACK, "none"]
-    assert all(isinstance(getattr(torch, name), torch.dtype) for name in schema.TORCH_DTYPES + schema.BNB_STORAGE_DTYPES)
+    assert names.OPTIMIZERS == [o.value for o in OptimizerNames]
+    assert names.SCHEDULERS == [s.value for s in SchedulerType]
+    assert names.REPORT_TO == [*INTEGRATION_TO_CALLBACK, "none"]
+    assert all(isinstance(getattr(torch, name), torch.dtype) for name in names.TORCH_DTYPES + names.BNB_STORAGE_DTYPES)
     assert schema.SYNTHETIC_TASKS == list(synthetic.TASKS)

@@ -14,7 +14,9 @@ CONVERSATIONS = [("What is 2 + 3?", "5"), ("Reverse the word: stone", "enots"), 
 
 
 def messages_file(tmp_path):
-    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in CONVERSATIONS]
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in CONVERSATIONS
+    ]
     return write_jsonl(tmp_path / "chat.jsonl", rows)
 
 
@@ -54,8 +56,17 @@ FORMATS = {
 
 
 def compose_for(fmt, path, tmp_path, *extra):
-    return config.compose([f"data.source={path}", f"data.format={fmt}", "data.eval_size=0", "logging=none",
-                           f"training.output_dir={tmp_path}/runs", *FORMATS[fmt][1], *extra])
+    return config.compose(
+        [
+            f"data.source={path}",
+            f"data.format={fmt}",
+            "data.eval_size=0",
+            "logging=none",
+            f"training.output_dir={tmp_path}/runs",
+            *FORMATS[fmt][1],
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -65,8 +76,10 @@ def test_format_converts_to_trl_form(fmt, tmp_path):
     assert evaluation is None and len(train) == len(CONVERSATIONS)
     row = train[1]
     if data.is_conversational(fmt):
-        assert row["messages"] == [{"role": "user", "content": CONVERSATIONS[1][0]},
-                                   {"role": "assistant", "content": CONVERSATIONS[1][1]}]
+        assert row["messages"] == [
+            {"role": "user", "content": CONVERSATIONS[1][0]},
+            {"role": "assistant", "content": CONVERSATIONS[1][1]},
+        ]
     elif fmt == "prompt_completion":
         assert row == {"prompt": CONVERSATIONS[1][0], "completion": CONVERSATIONS[1][1]}
     else:
@@ -115,8 +128,7 @@ def test_synthetic_eval_split_is_held_out():
     cfg = config.compose(["data.synthetic.num_examples=400", "data.eval_size=40"])
     train, evaluation = data.load(cfg.data)
     assert len(train) == 360 and len(evaluation) == 40
-    as_key = lambda row: json.dumps(row["messages"])
-    assert not {as_key(r) for r in train} & {as_key(r) for r in evaluation}
+    assert not {json.dumps(r["messages"]) for r in train} & {json.dumps(r["messages"]) for r in evaluation}
 
 
 def test_missing_column_names_the_columns_found(tmp_path):
@@ -127,8 +139,10 @@ def test_missing_column_names_the_columns_found(tmp_path):
 
 
 def test_bad_role_names_the_row(tmp_path):
-    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
-            {"messages": [{"role": "human", "content": "q"}, {"role": "assistant", "content": "a"}]}]
+    rows = [
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+        {"messages": [{"role": "human", "content": "q"}, {"role": "assistant", "content": "a"}]},
+    ]
     cfg = compose_for("messages", write_jsonl(tmp_path / "roles.jsonl", rows), tmp_path)
     with pytest.raises(FtError, match="data row 1: unknown role 'human'"):
         data.load(cfg.data)

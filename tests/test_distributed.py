@@ -18,9 +18,16 @@ from ft.run import distributed
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 # Deterministic short runs: no dropout, a loss logged every step.
-SMALL = ["training.max_steps=4", "training.logging_steps=1", "training.save_strategy=no", "logging=none",
-         "data.synthetic.num_examples=200", "peft.lora_dropout=0", "training.eval_before_training=false",
-         "training.eval_strategy=no"]
+SMALL = [
+    "training.max_steps=4",
+    "training.logging_steps=1",
+    "training.save_strategy=no",
+    "logging=none",
+    "data.synthetic.num_examples=200",
+    "peft.lora_dropout=0",
+    "training.eval_before_training=false",
+    "training.eval_strategy=no",
+]
 
 
 def step_losses(run_dir: Path) -> list[float]:
@@ -33,8 +40,15 @@ def step_losses(run_dir: Path) -> list[float]:
 
 @pytest.mark.parametrize("strategy", distributed.STRATEGIES[1:])
 def test_accelerate_config_for_every_option(strategy):
-    cfg = config.compose([f"distributed={strategy}", "distributed.num_processes=4", "distributed.num_machines=2",
-                          "training.gradient_accumulation_steps=3", *(["peft=qlora"] if strategy == "fsdp_qlora" else [])])
+    cfg = config.compose(
+        [
+            f"distributed={strategy}",
+            "distributed.num_processes=4",
+            "distributed.num_machines=2",
+            "training.gradient_accumulation_steps=3",
+            *(["peft=qlora"] if strategy == "fsdp_qlora" else []),
+        ]
+    )
     generated = distributed.accelerate_config(cfg, gpus=4)
     assert generated["num_processes"] == 8 and generated["num_machines"] == 2
     assert generated["use_cpu"] is False  # use_cpu makes accelerate start a single process
@@ -66,27 +80,40 @@ def test_top_level_accelerate_config_is_multi_process_ddp():
     assert shipped["distributed_type"] == "MULTI_GPU" and shipped["use_cpu"] is False
 
 
-@pytest.mark.parametrize("override, message", [
-    (["distributed=fsdp"], "FSDP through Accelerate needs GPUs"),
-    (["distributed=fsdp_qlora", "peft=qlora"], "FSDP through Accelerate needs GPUs"),
-    (["distributed=ddp"], "set distributed.num_processes=N"),
-    (["distributed=ddp", "distributed.num_processes=1", "distributed.num_machines=2"], "needs one run directory"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["distributed=fsdp"], "FSDP through Accelerate needs GPUs"),
+        (["distributed=fsdp_qlora", "peft=qlora"], "FSDP through Accelerate needs GPUs"),
+        (["distributed=ddp"], "set distributed.num_processes=N"),
+        (["distributed=ddp", "distributed.num_processes=1", "distributed.num_machines=2"], "needs one run directory"),
+    ],
+)
 def test_launch_rules_on_a_cpu_machine(override, message, tmp_path):
     result = run_ft("train", *override, f"training.output_dir={tmp_path}")
     assert_refused(result.returncode, result.stderr, message)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["peft=qlora", "distributed=zero3"], "partitions every parameter"),
-    (["peft=qlora", "distributed=zero3_offload"], "partitions every parameter"),
-    (["peft=qlora", "distributed=fsdp"], "use distributed=fsdp_qlora"),
-    (["peft=qlora_8bit", "distributed=fsdp_qlora"], "cannot shard an 8-bit base"),
-    (["distributed=fsdp_qlora"], "use it with peft=qlora"),
-    (["peft=qlora", "distributed=fsdp_qlora", "peft.bnb_4bit_compute_dtype=bfloat16",
-      "peft.bnb_4bit_quant_storage=uint8"], "bnb_4bit_quant_storage equal to the compute dtype"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["peft=qlora", "distributed=zero3"], "partitions every parameter"),
+        (["peft=qlora", "distributed=zero3_offload"], "partitions every parameter"),
+        (["peft=qlora", "distributed=fsdp"], "use distributed=fsdp_qlora"),
+        (["peft=qlora_8bit", "distributed=fsdp_qlora"], "cannot shard an 8-bit base"),
+        (["distributed=fsdp_qlora"], "use it with peft=qlora"),
+        (
+            [
+                "peft=qlora",
+                "distributed=fsdp_qlora",
+                "peft.bnb_4bit_compute_dtype=bfloat16",
+                "peft.bnb_4bit_quant_storage=uint8",
+            ],
+            "bnb_4bit_quant_storage equal to the compute dtype",
+        ),
+    ],
+)
 def test_quantized_base_rules(overrides, message):
     with pytest.raises(FtError, match=message):
         config.compose(overrides)
@@ -122,14 +149,33 @@ def test_deepspeed_and_fsdp_are_exclusive(monkeypatch):
 
 def test_sbatch_script(tmp_path):
     out = tmp_path / "job.sbatch"
-    result = run_ft("sbatch", "--nodes", "4", "--gpus-per-node", "8", "--partition", "gpu", "--output", str(out),
-                    "recipe=default", "training.learning_rate=1e-4", "training.run_name=big", "distributed=zero3")
+    result = run_ft(
+        "sbatch",
+        "--nodes",
+        "4",
+        "--gpus-per-node",
+        "8",
+        "--partition",
+        "gpu",
+        "--output",
+        str(out),
+        "recipe=default",
+        "training.learning_rate=1e-4",
+        "training.run_name=big",
+        "distributed=zero3",
+    )
     assert result.returncode == 0, result.stderr
     script = out.read_text()
-    for line in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
-                 "#SBATCH --partition=gpu", "export FT_RUN_DIR=runs/big-$SLURM_JOB_ID",
-                 "distributed=zero3 distributed.num_machines=4 distributed.num_processes=8",
-                 'distributed.machine_rank="$SLURM_NODEID"', "recipe=default training.learning_rate=1e-4"):
+    for line in (
+        "#SBATCH --nodes=4",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --partition=gpu",
+        "export FT_RUN_DIR=runs/big-$SLURM_JOB_ID",
+        "distributed=zero3 distributed.num_machines=4 distributed.num_processes=8",
+        'distributed.machine_rank="$SLURM_NODEID"',
+        "recipe=default training.learning_rate=1e-4",
+    ):
         assert line in script, line
     assert subprocess.run(["bash", "-n", str(out)]).returncode == 0
     again = run_ft("sbatch", "--nodes", "1", "--gpus-per-node", "1", "--output", str(out), "recipe=default")
@@ -141,20 +187,31 @@ def test_sbatch_script(tmp_path):
 # --- real processes -----------------------------------------------------------------------
 
 
-
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
     port = free_port()
-    ddp = run_ft("train", *SMALL, "distributed=ddp", "distributed.num_processes=2",
-                 f"distributed.main_process_port={port}", "training.per_device_train_batch_size=4",
-                 f"training.output_dir={tmp_path}", "training.run_name=ddp")
+    ddp = run_ft(
+        "train",
+        *SMALL,
+        "distributed=ddp",
+        "distributed.num_processes=2",
+        f"distributed.main_process_port={port}",
+        "training.per_device_train_batch_size=4",
+        f"training.output_dir={tmp_path}",
+        "training.run_name=ddp",
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "ft: launching 2 processes" in ddp.stdout and "accelerate.commands.launch" in ddp.stdout
     assert "world size 2" in ddp.stdout  # not just an exit code: accelerate can silently start one
     assert "identical on every rank" in ddp.stdout
-    single = run_ft("train", *SMALL, "training.per_device_train_batch_size=8",
-                    f"training.output_dir={tmp_path}", "training.run_name=single")
+    single = run_ft(
+        "train",
+        *SMALL,
+        "training.per_device_train_batch_size=8",
+        f"training.output_dir={tmp_path}",
+        "training.run_name=single",
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     ddp_losses, single_losses = step_losses(tmp_path / "ddp"), step_losses(tmp_path / "single")
     assert len(ddp_losses) == len(single_losses) == 4
@@ -162,15 +219,28 @@ def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
 
 
 def _launch_worker(tmp_path, strategy, run_name):
-    cfg = config.compose([f"distributed={strategy}", "distributed.num_processes=2",
-                          f"distributed.main_process_port={free_port()}"])
+    cfg = config.compose(
+        [f"distributed={strategy}", "distributed.num_processes=2", f"distributed.main_process_port={free_port()}"]
+    )
     config_file = tmp_path / f"{strategy}.yaml"
     config_file.write_text(yaml.safe_dump(distributed.accelerate_config(cfg, gpus=0)))
     out = tmp_path / f"{strategy}.pt"
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), str(WORKER),
-         str(out), *SMALL, f"training.output_dir={tmp_path}", f"training.run_name={run_name}"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(config_file),
+            str(WORKER),
+            str(out),
+            *SMALL,
+            f"training.output_dir={tmp_path}",
+            f"training.run_name={run_name}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out), tmp_path / run_name
@@ -198,13 +268,26 @@ def test_deepspeed_saves_a_full_adapter_that_reloads(strategy, tmp_path, tiny_mo
 @pytest.mark.distributed
 def test_two_nodes_on_localhost_train_together(tmp_path):
     port = free_port()
-    common = ["distributed=ddp", "distributed.num_machines=2", "distributed.num_processes=1",
-              f"distributed.main_process_port={port}", *SMALL, f"training.output_dir={tmp_path}",
-              "training.run_name=two-nodes"]
-    nodes = [subprocess.Popen([sys.executable, "-m", "ft", "train", *common, f"distributed.machine_rank={rank}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    common = [
+        "distributed=ddp",
+        "distributed.num_machines=2",
+        "distributed.num_processes=1",
+        f"distributed.main_process_port={port}",
+        *SMALL,
+        f"training.output_dir={tmp_path}",
+        "training.run_name=two-nodes",
+    ]
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ft", "train", *common, f"distributed.machine_rank={rank}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     outputs = [node.communicate(timeout=600) for node in nodes]
-    for node, (stdout, stderr) in zip(nodes, outputs):
+    for node, (_, stderr) in zip(nodes, outputs):
         assert node.returncode == 0, stderr[-3000:]
     assert "world size 2" in outputs[0][0]
     assert "identical on every rank" in outputs[0][0]

@@ -22,8 +22,16 @@ from hub_server import HubServer
 pytestmark = pytest.mark.slow
 
 PLANTED_TOKEN = "hf_plantedTOKENdoNotLeak0123456789"
-ALLOW_LISTED = {"README.md", "adapter_config.json", "adapter_model.safetensors", "chat_template.jinja", "config.yaml",
-                "loss.png", "tokenizer.json", "tokenizer_config.json"}
+ALLOW_LISTED = {
+    "README.md",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "chat_template.jinja",
+    "config.yaml",
+    "loss.png",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +39,40 @@ def finished(tmp_path_factory):
     from ft.tasks.sft import train
 
     out = tmp_path_factory.mktemp("runs")
-    overrides = [o for o in QUICK if not o.startswith(("training.max_steps", "training.eval_steps", "training.save_strategy"))]
-    cfg = config.compose([*overrides, "training.max_steps=40", "training.eval_steps=40", "training.save_steps=20",
-                          f"training.output_dir={out}", "training.run_name=finished"])
+    overrides = [
+        o for o in QUICK if not o.startswith(("training.max_steps", "training.eval_steps", "training.save_strategy"))
+    ]
+    cfg = config.compose(
+        [
+            *overrides,
+            "training.max_steps=40",
+            "training.eval_steps=40",
+            "training.save_steps=20",
+            f"training.output_dir={out}",
+            "training.run_name=finished",
+        ]
+    )
     result = train(cfg)
     (result.run_dir / ".env").write_text("WANDB_API_KEY=planted-env-file\n")  # a stray env file must stay local
     return result
 
 
 def _hashes(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _hub_env(url: str, tmp_path: Path) -> dict:
-    return {"HF_ENDPOINT": url, "HF_TOKEN": PLANTED_TOKEN, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-            "HF_HOME": str(tmp_path / "hf_home")}
+    return {
+        "HF_ENDPOINT": url,
+        "HF_TOKEN": PLANTED_TOKEN,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HOME": str(tmp_path / "hf_home"),
+    }
 
 
 # --- model card -------------------------------------------------------------------------------------
@@ -79,7 +106,9 @@ def test_model_card_usage_snippet_runs_as_written(finished, tmp_path):
     assert f'adapter = "{finished.run_dir.resolve()}"' in snippet and "apply_chat_template" in snippet
     # Run it verbatim from another directory, then check that it did generate new tokens.
     check = '\nassert output.shape[1] > inputs["input_ids"].shape[1]\nprint("SNIPPET-OK")\n'
-    result = subprocess.run([sys.executable, "-c", snippet + check], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", snippet + check], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("SNIPPET-OK")
 
@@ -95,14 +124,16 @@ def test_hub_push_needs_a_repo_id():
 
 
 def _shown_prompts(stderr: str) -> list[str]:
-    return [json.loads(line[len("ft: prompt "):]) for line in stderr.splitlines() if line.startswith("ft: prompt ")]
+    return [json.loads(line[len("ft: prompt ") :]) for line in stderr.splitlines() if line.startswith("ft: prompt ")]
 
 
 def test_generate_streams_text_through_the_training_chat_template(finished):
     from transformers import AutoTokenizer
 
     prompt = "What is 12 + 30?"
-    result = run_ft("generate", f"run_dir={finished.run_dir}", f"prompt={prompt}", "max_new_tokens=12", "show_prompt=true")
+    result = run_ft(
+        "generate", f"run_dir={finished.run_dir}", f"prompt={prompt}", "max_new_tokens=12", "show_prompt=true"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip(), "generated some text"
     [shown] = _shown_prompts(result.stderr)
@@ -118,15 +149,23 @@ def test_generate_streams_text_through_the_training_chat_template(finished):
 def test_chat_keeps_the_conversation(finished):
     from transformers import AutoTokenizer
 
-    result = run_ft("chat", f"run_dir={finished.run_dir}", "max_new_tokens=8", "show_prompt=true",
-                 stdin="What is 2 + 3?\nSort these digits: 3 1 2\nexit\nnever read\n")
+    result = run_ft(
+        "chat",
+        f"run_dir={finished.run_dir}",
+        "max_new_tokens=8",
+        "show_prompt=true",
+        stdin="What is 2 + 3?\nSort these digits: 3 1 2\nexit\nnever read\n",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     first, second = _shown_prompts(result.stderr)  # two turns, then `exit`
     tokenizer = AutoTokenizer.from_pretrained(finished.run_dir)
     assert second.startswith(first)  # the second prompt carries the first exchange
-    reply = second[len(first):].split("<|im_end|>")[0]
-    history = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": reply},
-               {"role": "user", "content": "Sort these digits: 3 1 2"}]
+    reply = second[len(first) :].split("<|im_end|>")[0]
+    history = [
+        {"role": "user", "content": "What is 2 + 3?"},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "Sort these digits: 3 1 2"},
+    ]
     assert second == tokenizer.apply_chat_template(history, add_generation_prompt=True, tokenize=False)
 
 
@@ -162,8 +201,14 @@ def run_copy(finished, tmp_path):
 def test_push_uploads_exactly_the_allow_list_and_never_the_token(run_copy, tmp_path):
     assert list(run_copy.glob("checkpoint-*/optimizer.pt")) and (run_copy / "training_args.bin").exists()
     with HubServer() as hub:
-        result = run_ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", "private=true", "revision=exp",
-                     env_extra=_hub_env(hub.url, tmp_path))
+        result = run_ft(
+            "push",
+            f"run_dir={run_copy}",
+            "repo_id=alice/tiny-adapter",
+            "private=true",
+            "revision=exp",
+            env_extra=_hub_env(hub.url, tmp_path),
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     [commit] = hub.commits
     assert commit["repo"] == "alice/tiny-adapter" and commit["revision"] == "exp" and hub.branches == ["exp"]
@@ -178,15 +223,22 @@ def test_push_uploads_exactly_the_allow_list_and_never_the_token(run_copy, tmp_p
     assert not [p for p in run_copy.rglob("*") if p.is_file() and PLANTED_TOKEN.encode() in p.read_bytes()]
     assert PLANTED_TOKEN not in result.stdout + result.stderr
     # Only the upload protocol (and huggingface_hub's own user-agent registry lookup, a bodiless GET).
-    expected = r"/api/(repos/create|validate-yaml|models/alice/tiny-adapter/(branch|preupload|commit)/exp|agent-harnesses)"
+    expected = (
+        r"/api/(repos/create|validate-yaml|models/alice/tiny-adapter/(branch|preupload|commit)/exp|agent-harnesses)"
+    )
     assert [r for r in hub.requests if not re.fullmatch(expected, r[1].split("?")[0])] == []
 
 
 def test_push_dry_run_lists_exactly_what_would_go_and_sends_nothing(run_copy, tmp_path):
     before = _hashes(run_copy)
     with HubServer() as hub:
-        result = run_ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", "--dry-run",
-                     env_extra=_hub_env(hub.url, tmp_path))
+        result = run_ft(
+            "push",
+            f"run_dir={run_copy}",
+            "repo_id=alice/tiny-adapter",
+            "--dry-run",
+            env_extra=_hub_env(hub.url, tmp_path),
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     assert hub.requests == []
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
@@ -199,8 +251,12 @@ def test_push_dry_run_lists_exactly_what_would_go_and_sends_nothing(run_copy, tm
 
 def test_push_to_an_unreachable_hub_fails_in_one_line_and_leaves_the_run(run_copy, tmp_path):
     before = _hashes(run_copy)
-    result = run_ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter",
-                 env_extra=_hub_env(f"http://127.0.0.1:{free_port()}", tmp_path))
+    result = run_ft(
+        "push",
+        f"run_dir={run_copy}",
+        "repo_id=alice/tiny-adapter",
+        env_extra=_hub_env(f"http://127.0.0.1:{free_port()}", tmp_path),
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ft: error: cannot reach the Hub"), result.stderr
@@ -213,7 +269,8 @@ def test_push_without_a_token_or_permission_says_so(run_copy, tmp_path):
     del env["HF_TOKEN"]
     result = run_ft("push", f"run_dir={run_copy}", "repo_id=alice/tiny-adapter", env_extra=env, env_drop=("HF_TOKEN",))
     assert assert_refused(result.returncode, result.stderr) == (
-        "ft: error: no Hugging Face token: run `hf auth login` or set HF_TOKEN (a token with write access)")
+        "ft: error: no Hugging Face token: run `hf auth login` or set HF_TOKEN (a token with write access)"
+    )
     before = _hashes(run_copy)
     with HubServer(forbidden=True) as hub:
         result = run_ft("push", f"run_dir={run_copy}", "repo_id=bob/not-mine", env_extra=_hub_env(hub.url, tmp_path))
@@ -230,9 +287,17 @@ def test_push_command_errors_are_one_line(run_copy):
 
 def test_train_with_hub_push_uploads_at_the_end(tmp_path):
     with HubServer() as hub:
-        result = run_ft("train", *QUICK, "training.max_steps=2", "data.synthetic.num_examples=100",
-                     f"training.output_dir={tmp_path}", "training.run_name=pushed", "hub.push=true",
-                     "hub.repo_id=alice/pushed", env_extra=_hub_env(hub.url, tmp_path))
+        result = run_ft(
+            "train",
+            *QUICK,
+            "training.max_steps=2",
+            "data.synthetic.num_examples=100",
+            f"training.output_dir={tmp_path}",
+            "training.run_name=pushed",
+            "hub.push=true",
+            "hub.repo_id=alice/pushed",
+            env_extra=_hub_env(hub.url, tmp_path),
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ft: pushed 8 files to alice/pushed" in result.stdout
     [commit] = hub.commits

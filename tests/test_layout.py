@@ -43,7 +43,7 @@ def test_no_import_cycle():
     def visit(module, path):
         for dependency in sorted(graph.get(module, ())):
             if dependency in path:
-                cycles.append(path[path.index(dependency):] + [dependency])
+                cycles.append(path[path.index(dependency) :] + [dependency])
             elif dependency not in done:
                 visit(dependency, path + [dependency])
         done.add(module)

@@ -19,11 +19,27 @@ from ft.run import callbacks
 
 pytestmark = pytest.mark.slow
 
-FAST = [*QUICK, "training.eval_strategy=no", "training.eval_before_training=false",
-        "training.per_device_train_batch_size=4", "training.max_length=64", "data.synthetic.num_examples=100",
-        "training.logging_steps=1"]
-METHODS = ["tiny_qlora", "tiny_qlora_8bit", "tiny_ia3", "tiny_adalora", "tiny_llama_adapter", "tiny_dora",
-           "tiny_rslora", "tiny_pissa", "tiny_loraplus", "tiny_full"]
+FAST = [
+    *QUICK,
+    "training.eval_strategy=no",
+    "training.eval_before_training=false",
+    "training.per_device_train_batch_size=4",
+    "training.max_length=64",
+    "data.synthetic.num_examples=100",
+    "training.logging_steps=1",
+]
+METHODS = [
+    "tiny_qlora",
+    "tiny_qlora_8bit",
+    "tiny_ia3",
+    "tiny_adalora",
+    "tiny_llama_adapter",
+    "tiny_dora",
+    "tiny_rslora",
+    "tiny_pissa",
+    "tiny_loraplus",
+    "tiny_full",
+]
 QUANTIZED = {"tiny_qlora", "tiny_qlora_8bit"}
 NOT_MERGEABLE = {"tiny_llama_adapter", "tiny_full"}
 
@@ -50,7 +66,9 @@ def trained(tmp_path_factory):
             build = callbacks.build
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(callbacks, "build", lambda cfg, run_dir: [*build(cfg, run_dir), capture])
-                code = cli.main(["train", f"recipe={recipe}", *FAST, f"training.output_dir={out}", f"training.run_name={recipe}"])
+                code = cli.main(
+                    ["train", f"recipe={recipe}", *FAST, f"training.output_dir={out}", f"training.run_name={recipe}"]
+                )
             assert code == 0
             runs[recipe] = (out / recipe, capture.model.eval(), capture.initial)
         return runs[recipe]
@@ -115,11 +133,14 @@ def test_cli_merge_writes_a_standalone_model_once(trained, tmp_path, capsys):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
     assert not list(tmp_path.glob(".m.tmp-*"))
-    assert_refused(cli.main(["merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}"]), capsys.readouterr().err, "already exists")
+    assert_refused(
+        cli.main(["merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}"]), capsys.readouterr().err, "already exists"
+    )
 
 
-@pytest.mark.parametrize("recipe, message", [("tiny_llama_adapter", "cannot merge a Llama-Adapter"),
-                                             ("tiny_full", "nothing to merge")])
+@pytest.mark.parametrize(
+    "recipe, message", [("tiny_llama_adapter", "cannot merge a Llama-Adapter"), ("tiny_full", "nothing to merge")]
+)
 def test_merge_refuses_what_cannot_be_merged(trained, recipe, message, capsys):
     run_dir, _, _ = trained(recipe)
     assert_refused(cli.main(["merge", f"run_dir={run_dir}"]), capsys.readouterr().err, message, alone=False)
@@ -137,8 +158,9 @@ def test_qlora_base_is_4bit_and_only_the_adapter_trains(trained):
 
 def test_qlora_gradients_match_a_fp32_model_of_the_dequantized_weights(trained):
     run_dir, model, _ = trained("tiny_qlora")
-    reference = loading.load_model(run_dir, loading.load_config(run_dir), device_map=None,
-                                   dequantize=True)  # fp32 weights = the 4-bit values
+    reference = loading.load_model(
+        run_dir, loading.load_config(run_dir), device_map=None, dequantize=True
+    )  # fp32 weights = the 4-bit values
     batch = _batch(run_dir)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     grads = []
@@ -162,25 +184,38 @@ def test_adalora_rank_budget_shrinks(trained):
     ranks = {name: sum(mask) for name, mask in saved["rank_pattern"].items()}
     assert sum(ranks.values()) == cfg.peft.target_r * len(ranks) < cfg.peft.init_r * len(ranks)
     assert len(set(ranks.values())) > 1, "ranks were reallocated across layers, not cut evenly"
-    budgets = [row["adalora_rank_budget"] for row in json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
-               if "adalora_rank_budget" in row]
+    budgets = [
+        row["adalora_rank_budget"]
+        for row in json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+        if "adalora_rank_budget" in row
+    ]
     assert budgets[0] > budgets[-1] == cfg.peft.target_r * len(ranks), budgets
 
 
 def test_unknown_target_modules_lists_the_linear_layers(tmp_path, capsys):
-    code = cli.main(["train", *FAST, "peft.target_modules=[q_proj,qkv]", f"training.output_dir={tmp_path}", "training.run_name=bad"])
-    assert_refused(code, capsys.readouterr().err, "qkv not found", "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj",
-                   alone=False)
+    code = cli.main(
+        ["train", *FAST, "peft.target_modules=[q_proj,qkv]", f"training.output_dir={tmp_path}", "training.run_name=bad"]
+    )
+    assert_refused(
+        code,
+        capsys.readouterr().err,
+        "qkv not found",
+        "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj",
+        alone=False,
+    )
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["peft=none", "peft.load_in_4bit=true"], "full fine-tune cannot train a 4-bit"),
-    (["peft=qlora", "peft.load_in_8bit=true"], "choose one"),
-    (["peft=ia3", "peft.use_dora=true"], "LoRA variant"),
-    (["peft=pissa", "peft.load_in_4bit=true"], "PiSSA needs full-precision"),
-    (["peft=adalora", "peft.target_r=16"], "target_r <= init_r"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["peft=none", "peft.load_in_4bit=true"], "full fine-tune cannot train a 4-bit"),
+        (["peft=qlora", "peft.load_in_8bit=true"], "choose one"),
+        (["peft=ia3", "peft.use_dora=true"], "LoRA variant"),
+        (["peft=pissa", "peft.load_in_4bit=true"], "PiSSA needs full-precision"),
+        (["peft=adalora", "peft.target_r=16"], "target_r <= init_r"),
+    ],
+)
 def test_incompatible_combinations_are_rejected_before_loading(overrides, message):
     with pytest.raises(FtError, match=message):
         config.compose(overrides)

@@ -15,17 +15,35 @@ from conftest import free_port
 from ft.run import resume
 
 # A tiny run that checkpoints every 2 steps and logs every step.
-TINY = ["training.max_steps=12", "training.save_steps=2", "training.logging_steps=1", "logging=none",
-        "data.synthetic.num_examples=200", "data.eval_size=0", "training.per_device_train_batch_size=4",
-        "training.max_length=64"]
+TINY = [
+    "training.max_steps=12",
+    "training.save_steps=2",
+    "training.logging_steps=1",
+    "logging=none",
+    "data.synthetic.num_examples=200",
+    "data.eval_size=0",
+    "training.per_device_train_batch_size=4",
+    "training.max_length=64",
+]
 
 
 def start(out: Path, name: str, *extra: str) -> tuple[subprocess.Popen, Path]:
     """The real CLI in the background, its output (stdout + stderr) going to a log file."""
     log = out / f"{name}-{time.monotonic_ns()}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "ft", "train", *TINY, f"training.output_dir={out}", f"training.run_name={name}", *extra],
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "ft",
+            "train",
+            *TINY,
+            f"training.output_dir={out}",
+            f"training.run_name={name}",
+            *extra,
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     return proc, log
 
@@ -213,7 +231,8 @@ def test_resume_command_names_the_run_and_drops_overwrite(tmp_path):
     cfg = config.compose([])
     command = ["python", "-m", "ft", "train", "training.overwrite=true", "peft.r=8"]
     assert resume.resume_command(command, tmp_path / "default-20250101-000000", cfg) == (
-        "python -m ft train peft.r=8 training.run_name=default-20250101-000000")
+        "python -m ft train peft.r=8 training.run_name=default-20250101-000000"
+    )
 
 
 @pytest.fixture

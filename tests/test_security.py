@@ -16,8 +16,17 @@ WANDB_SECRET = "PLANTEDwandbKEY0123456789abcdef0123456789"
 def test_tokens_never_reach_files_or_logs_and_weights_are_safetensors(tmp_path):
     env = {**os.environ, "HF_TOKEN": HF_SECRET, "HUGGING_FACE_HUB_TOKEN": HF_SECRET, "WANDB_API_KEY": WANDB_SECRET}
     overrides = [o for o in QUICK if o not in ("logging=none", "training.save_strategy=no")]
-    result = run_ft("train", *overrides, "logging=tensorboard", "training.save_steps=3", "training.max_length=30",
-                    f"training.output_dir={tmp_path}", "training.run_name=secret", env=env, cwd=tmp_path)
+    result = run_ft(
+        "train",
+        *overrides,
+        "logging=tensorboard",
+        "training.save_steps=3",
+        "training.max_length=30",
+        f"training.output_dir={tmp_path}",
+        "training.run_name=secret",
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "secret"
 
@@ -31,10 +40,17 @@ def test_tokens_never_reach_files_or_logs_and_weights_are_safetensors(tmp_path):
     weights = [p for p in run_dir.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".safetensors")]
     assert {p.name for p in weights if p.suffix == ".safetensors"} == {"adapter_model.safetensors"}
     # torch pickles hold only the trainer's own state, never model weights
-    assert {p.name for p in weights if p.suffix != ".safetensors"} <= {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
+    assert {p.name for p in weights if p.suffix != ".safetensors"} <= {
+        "training_args.bin",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+    }
 
     # the some-but-not-all truncation warning, with a count
-    match = re.search(r"ft: warning: (\d+) of 190 training examples are longer than training.max_length=30", result.stdout)
+    match = re.search(
+        r"ft: warning: (\d+) of 190 training examples are longer than training.max_length=30", result.stdout
+    )
     assert match and 0 < int(match.group(1)) < 190, result.stdout[-2000:]
 
 

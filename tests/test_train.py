@@ -22,8 +22,16 @@ def quick_run(tmp_path_factory):
 
 def test_run_dir_has_every_output(quick_run):
     run_dir = quick_run.run_dir
-    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                 "config.yaml", "trainer_state.json", "all_results.json", "loss.png"):
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config.yaml",
+        "trainer_state.json",
+        "all_results.json",
+        "loss.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "adapter_model.safetensors").stat().st_size > 10_000
     state = json.loads((run_dir / "trainer_state.json").read_text())
@@ -65,8 +73,9 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
 
 
 def test_tensorboard_logs_are_written(tmp_path):
-    result = run_ft("train", *[o for o in QUICK if o != "logging=none"], f"training.output_dir={tmp_path}",
-                    "training.run_name=tb")
+    result = run_ft(
+        "train", *[o for o in QUICK if o != "logging=none"], f"training.output_dir={tmp_path}", "training.run_name=tb"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
 

@@ -33,8 +33,14 @@ def _train_epilog() -> str:
 
     groups = "\n".join(f"  {g:<12} {', '.join(config.group_options(g))}" for g in config.GROUPS)
     keys = "\n".join(
-        textwrap.fill(f"{key}={default}  {f'({allowed})  ' if allowed else ''}{help_text}", width=100,
-                      initial_indent="  ", subsequent_indent="      ", break_long_words=False, break_on_hyphens=False)
+        textwrap.fill(
+            f"{key}={default}  {f'({allowed})  ' if allowed else ''}{help_text}",
+            width=100,
+            initial_indent="  ",
+            subsequent_indent="      ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
         for key, default, allowed, help_text in reference.reference()
     )
     return (
@@ -134,8 +140,10 @@ def cmd_push(args) -> int:
             print(f"  {name}  ({(run_dir / name).stat().st_size:,} bytes)")
         print(f"ft: left out: {', '.join(left_out) or 'nothing'}")
     else:
-        print(f"ft: pushed {len(files)} files from {run_dir} to {repo_id} ({options.revision or 'main'}): "
-              f"{', '.join(files)}")
+        print(
+            f"ft: pushed {len(files)} files from {run_dir} to {repo_id} ({options.revision or 'main'}): "
+            f"{', '.join(files)}"
+        )
     return 0
 
 
@@ -153,7 +161,9 @@ def _add_key_value_command(commands, name: str, options, run, help: str, descrip
     from ft.options import describe, usage
 
     command = commands.add_parser(
-        name, help=help, usage=f"%(prog)s [-h]{flags} " + usage(options).replace("%", "%%"),
+        name,
+        help=help,
+        usage=f"%(prog)s [-h]{flags} " + usage(options).replace("%", "%%"),
         description=textwrap.fill(description, 100) + "\n\n" + describe(options),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -198,28 +208,54 @@ def build_parser() -> argparse.ArgumentParser:
     recipes = commands.add_parser("recipes", help="list the recipes with a one-line description each")
     recipes.set_defaults(run=cmd_recipes)
     _add_key_value_command(
-        commands, "merge", MergeOptions, cmd_merge,
+        commands,
+        "merge",
+        MergeOptions,
+        cmd_merge,
         help="fold a run's adapter into its base model and save a standalone model",
         description="Merge the adapter of run_dir into its base (a QLoRA base is dequantized first) and save it "
-        "with the tokenizer to out. Llama-Adapter runs cannot be merged.")
-    loads = ("Loads base + adapter (or a merged / full model dir) with device_map=auto and prompts through the "
-             "chat template saved with the run.")
-    _add_key_value_command(commands, "generate", GenerateOptions, cmd_generate,
-                           help="generate from a trained run (streamed)",
-                           description=f"Generate from a trained run, streamed. {loads}")
-    turns = "one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over"
-    _add_key_value_command(commands, "chat", ChatOptions, cmd_chat, help=f"chat with a trained run: {turns}",
-                           description=f"Chat with a trained run: {turns}. {loads}")
+        "with the tokenizer to out. Llama-Adapter runs cannot be merged.",
+    )
+    loads = (
+        "Loads base + adapter (or a merged / full model dir) with device_map=auto and prompts through the "
+        "chat template saved with the run."
+    )
     _add_key_value_command(
-        commands, "eval", EvalOptions, cmd_eval,
+        commands,
+        "generate",
+        GenerateOptions,
+        cmd_generate,
+        help="generate from a trained run (streamed)",
+        description=f"Generate from a trained run, streamed. {loads}",
+    )
+    turns = "one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over"
+    _add_key_value_command(
+        commands,
+        "chat",
+        ChatOptions,
+        cmd_chat,
+        help=f"chat with a trained run: {turns}",
+        description=f"Chat with a trained run: {turns}. {loads}",
+    )
+    _add_key_value_command(
+        commands,
+        "eval",
+        EvalOptions,
+        cmd_eval,
         help="eval loss, perplexity and exact match of a run vs its untrained base",
         description="Eval loss, perplexity and exact match of a run vs its untrained base, on the recipe's eval "
-        "split rebuilt from the run's config.yaml.")
+        "split rebuilt from the run's config.yaml.",
+    )
     push = _add_key_value_command(
-        commands, "push", PushOptions, cmd_push, flags=" [--dry-run]",
+        commands,
+        "push",
+        PushOptions,
+        cmd_push,
+        flags=" [--dry-run]",
         help="upload a run (adapter, tokenizer, model card, loss plot, config) to the Hugging Face Hub",
         description="Upload a run to the Hugging Face Hub: an allow-list of files only (adapter, tokenizer, model "
-        "card, loss plot, config). The token comes from `hf auth login` or HF_TOKEN.")
+        "card, loss plot, config). The token comes from `hf auth login` or HF_TOKEN.",
+    )
     push.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded, upload nothing")
     return parser
 

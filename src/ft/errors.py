@@ -14,6 +14,6 @@ class FtRemoteError(Exception):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """"did you mean 'X'? " for the closest choice, or "" when none is close."""
+    """ "did you mean 'X'? " for the closest choice, or "" when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f"did you mean '{close[0]}'? " if close else ""

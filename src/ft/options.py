@@ -15,12 +15,25 @@ METAVARS = {int: "N", float: "X", bool: "true|false", str: "TEXT"}
 
 
 # The numeric bounds option() takes: how each is written in messages, and the test it names
-BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
-          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+BOUNDS = {
+    "ge": (">=", lambda v, b: v >= b),
+    "gt": (">", lambda v, b: v > b),
+    "le": ("<=", lambda v, b: v <= b),
+    "lt": ("<", lambda v, b: v < b),
+}
 
 
-def option(default=dataclasses.MISSING, *, help: str, metavar: str | None = None, choices: list | None = None,
-           ge=None, gt=None, le=None, lt=None):
+def option(
+    default=dataclasses.MISSING,
+    *,
+    help: str,
+    metavar: str | None = None,
+    choices: list | None = None,
+    ge=None,
+    gt=None,
+    le=None,
+    lt=None,
+):
     """A field with its one-line `help`; without a default it is required. A None default means unset:
     `help` says what that does. Config fields may also declare their allowed values (`choices`, also
     for each item of a list) or numeric bounds (ge/gt/le/lt), which ft.rules.values checks."""
@@ -56,6 +69,7 @@ def metavar(cls, field: dataclasses.Field) -> str:
 
 def usage(cls) -> str:
     """E.g. `run_dir=DIR [max_new_tokens=128] [temperature=X]`: an optional key shows its default."""
+
     def word(field):
         if is_required(field):
             return f"{field.name}={metavar(cls, field)}"
@@ -116,9 +130,14 @@ def add_flags(parser: argparse.ArgumentParser, cls) -> None:
             typed = {"action": argparse.BooleanOptionalAction}
         else:
             typed = {"type": to, "metavar": metavar(cls, field)}
-        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, required=is_required(field),
-                            default=None if is_required(field) else field.default,
-                            help=explain(field).replace("%", "%%"), **typed)
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=field.name,
+            required=is_required(field),
+            default=None if is_required(field) else field.default,
+            help=explain(field).replace("%", "%%"),
+            **typed,
+        )
 
 
 def from_flags(cls, args: argparse.Namespace):

@@ -17,6 +17,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 RECIPE_DIR = CONF_DIR / "recipe"  # conf/recipe links to the top-level recipes/
 GROUPS = ("model", "peft", "optim", "data", "training", "logging", "distributed", "recipe")
 
+
 def group_options(group: str) -> list[str]:
     """The option names of a config group (its YAML files, without extension)."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
@@ -52,7 +53,9 @@ def _check_key(key: str) -> None:
         if not (dataclasses.is_dataclass(node) or node is dict):
             node = None
     if node is not None and dataclasses.is_dataclass(node):
-        raise FtError(f"'{key}' is a section, not a value: set one of its keys, e.g. {key}.{next(iter(_schema_fields(node)))}=...")
+        raise FtError(
+            f"'{key}' is a section, not a value: set one of its keys, e.g. {key}.{next(iter(_schema_fields(node)))}=..."
+        )
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -62,7 +65,9 @@ def check_overrides(overrides: list[str]) -> None:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as e:
-        raise FtError(f"cannot parse override: {str(e).splitlines()[0]} (syntax: key=value, e.g. training.max_steps=10)")
+        raise FtError(
+            f"cannot parse override: {str(e).splitlines()[0]} (syntax: key=value, e.g. training.max_steps=10)"
+        ) from None
     for override in parsed:
         key = override.key_or_group
         if key.startswith("hydra"):

@@ -42,17 +42,23 @@ def reference(cls=FtConfig, prefix: str = "") -> list[tuple[str, str, str, str]]
 
 def reference_markdown() -> str:
     """The README's config reference: a table per section of the schema."""
+
     def code(text: str) -> str:
         return f"`{text}`" if text else ""
 
     def escaped(text: str) -> str:  # a bare | ends the table cell, and <word would start an HTML tag
         return text.replace("|", "\\|").replace("<", "\\<")
 
-    lines = ["<!-- generated from src/ft/config/schema.py by ft.config.reference.write_reference(): edit the schema, not this -->"]
+    lines = [
+        "<!-- generated from src/ft/config/schema.py by ft.config.reference.write_reference(): edit the schema, not "
+        "this -->"
+    ]
     for section, rows in itertools.groupby(reference(), key=lambda row: row[0].split(".")[0]):
         lines += ["", f"**`{section}`**", "", "| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
-        lines += [f"| `{key}` | {code(default)} | {code(allowed)} | {escaped(help_text)} |"
-                  for key, default, allowed, help_text in rows]
+        lines += [
+            f"| `{key}` | {code(default)} | {code(allowed)} | {escaped(help_text)} |"
+            for key, default, allowed, help_text in rows
+        ]
     return "\n".join(lines)
 
 

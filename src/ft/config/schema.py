@@ -8,32 +8,10 @@ against the `choices` and bounds declared here before anything heavy is imported
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
 from ft.options import option
 
 TINY_MODEL = "tiny"  # model.name_or_path value that selects the offline tiny Llama
-
-# Names the libraries accept, copied so that a typo fails before they are imported;
-# tests/test_config.py checks each list against the installed library.
-TORCH_DTYPES = ["float32", "bfloat16", "float16"]
-BNB_STORAGE_DTYPES = ["uint8", "int8", "float32", "bfloat16", "float16"]
-OPTIMIZERS = [  # transformers.training_args.OptimizerNames
-    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor",
-    "adamw_anyprecision", "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad", "adamw_bnb_8bit",
-    "adamw_8bit", "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit",
-    "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb",
-    "rmsprop_bnb_8bit", "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor",
-    "galore_adamw_layerwise", "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo", "adalomo",
-    "grokadamw", "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw",
-    "apollo_adamw_layerwise", "stable_adamw",
-]
-SCHEDULERS = [  # transformers.trainer_utils.SchedulerType
-    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
-    "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "greedy",
-]
-REPORT_TO = [  # transformers.integrations.integration_utils.INTEGRATION_TO_CALLBACK, plus "none"
-    "azure_ml", "comet_ml", "mlflow", "neptune", "tensorboard", "trackio", "wandb", "codecarbon", "clearml",
-    "dagshub", "flyte", "dvclive", "swanlab", "kubeflow", "none",
-]
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
 TASKS = ["sft"]  # modules of ft.tasks
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
@@ -58,9 +36,11 @@ class ModelConfig:
     name_or_path: str = option(TINY_MODEL, help='a hub id, a local directory, or "tiny" (the offline tiny Llama)')
     revision: Optional[str] = option(None, help="hub branch, tag or commit of the model; null: main")
     dtype: str = option(
-        "auto", choices=["auto", *TORCH_DTYPES], help="dtype of the loaded weights; auto: from the hardware")
+        "auto", choices=["auto", *TORCH_DTYPES], help="dtype of the loaded weights; auto: from the hardware"
+    )
     attn_implementation: str = option(
-        "sdpa", choices=["sdpa", "eager", "flash_attention_2"], help="attention kernel (flash_attention_2: CUDA only)")
+        "sdpa", choices=["sdpa", "eager", "flash_attention_2"], help="attention kernel (flash_attention_2: CUDA only)"
+    )
     trust_remote_code: bool = option(False, help="run modelling code shipped with a hub model")
     chat_template: Optional[str] = option(None, help="a Jinja template replacing the tokenizer's")
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
@@ -72,46 +52,57 @@ class PeftConfig:
     flags below (conf/peft/ has one option per named method)."""
 
     method: str = option(
-        "lora", choices=["lora", "ia3", "adalora", "llama_adapter", "none"], help="the PEFT type; none: full fine-tune")
+        "lora", choices=["lora", "ia3", "adalora", "llama_adapter", "none"], help="the PEFT type; none: full fine-tune"
+    )
     r: int = option(16, ge=1, help="LoRA rank")
     lora_alpha: int = option(32, gt=0, help="LoRA scaling numerator: updates are scaled by lora_alpha / r")
     lora_dropout: float = option(0.05, ge=0, lt=1, help="dropout on the LoRA input")
     target_modules: Any = option(
-        "all-linear", help='"all-linear", a list of module names, or null (PEFT\'s per-model default)')
+        "all-linear", help='"all-linear", a list of module names, or null (PEFT\'s per-model default)'
+    )
     bias: str = option("none", choices=["none", "all", "lora_only"], help="which biases are trained")
     modules_to_save: Optional[List[str]] = option(
-        None, help="modules trained in full and saved with the adapter, e.g. [lm_head]")
+        None, help="modules trained in full and saved with the adapter, e.g. [lm_head]"
+    )
     # LoRA variants
     use_dora: bool = option(False, help="DoRA: weight-decomposed LoRA (a trained magnitude vector per layer)")
     use_rslora: bool = option(False, help="rank-stabilized scaling lora_alpha / sqrt(r)")
     init_lora_weights: Any = option(
-        True, help="true, gaussian, pissa or pissa_niter_N (PiSSA: saved converted to plain LoRA)")
+        True, help="true, gaussian, pissa or pissa_niter_N (PiSSA: saved converted to plain LoRA)"
+    )
     loraplus_lr_ratio: Optional[float] = option(
-        None, ge=1, help="set: LoRA+ optimizer, lora_B learns this many times faster")
+        None, ge=1, help="set: LoRA+ optimizer, lora_B learns this many times faster"
+    )
     # IA3
     feedforward_modules: Optional[List[str]] = option(
-        None, help="IA3: modules scaled on their input; null: PEFT's per-model default")
+        None, help="IA3: modules scaled on their input; null: PEFT's per-model default"
+    )
     # AdaLoRA: the rank budget shrinks from init_r to target_r per layer between tinit and total - tfinal
     init_r: int = option(12, ge=1, help="AdaLoRA: starting rank per layer")
     target_r: int = option(8, ge=1, help="AdaLoRA: average final rank per layer")
     tinit: float = option(
-        0.1, ge=0, help="AdaLoRA: steps of warmup before pruning; a float < 1 is a fraction of the run")
+        0.1, ge=0, help="AdaLoRA: steps of warmup before pruning; a float < 1 is a fraction of the run"
+    )
     tfinal: float = option(0.2, ge=0, help="AdaLoRA: steps at the final budget; a float < 1 is a fraction of the run")
     deltaT: int = option(1, ge=1, help="AdaLoRA: steps between two rank reallocations")
     # Llama-Adapter (PEFT adaption prompt)
     adapter_len: int = option(10, ge=1, help="Llama-Adapter: learned prompt tokens per adapted layer")
     adapter_layers: Optional[int] = option(
-        None, ge=1, help="Llama-Adapter: the top N decoder layers; null: all of them")
+        None, ge=1, help="Llama-Adapter: the top N decoder layers; null: all of them"
+    )
     # Quantized base (QLoRA): bitsandbytes
     load_in_4bit: bool = option(False, help="load the base quantized to 4 bits (QLoRA)")
     load_in_8bit: bool = option(False, help="load the base quantized to 8 bits (LLM.int8)")
     bnb_4bit_quant_type: str = option("nf4", choices=["nf4", "fp4"], help="4-bit data type")
     bnb_4bit_use_double_quant: bool = option(True, help="quantize the 4-bit quantization constants too")
     bnb_4bit_compute_dtype: str = option(
-        "auto", choices=["auto", *TORCH_DTYPES], help="dtype of 4-bit matmuls; auto: the run's precision")
+        "auto", choices=["auto", *TORCH_DTYPES], help="dtype of 4-bit matmuls; auto: the run's precision"
+    )
     bnb_4bit_quant_storage: str = option(
-        "auto", choices=["auto", *BNB_STORAGE_DTYPES],
-        help="dtype the 4-bit weights are stored in; auto: uint8, or the compute dtype under distributed=fsdp_qlora")
+        "auto",
+        choices=["auto", *BNB_STORAGE_DTYPES],
+        help="dtype the 4-bit weights are stored in; auto: uint8, or the compute dtype under distributed=fsdp_qlora",
+    )
 
 
 @dataclass
@@ -131,15 +122,18 @@ class OptimConfig:
     max_grad_norm: float = option(1.0, ge=0, help="gradient clipping norm; 0: no clipping")
     optim_args: Optional[str] = option(None, help='extra "k=v,k=v" passed to the optimizer')
     target_modules: Any = option(
-        None, help="GaLore (optim names galore_*): the Linear layers that get low-rank gradient projection "
-        "(transformers' optim_target_modules: names or regexes)")
+        None,
+        help="GaLore (optim names galore_*): the Linear layers that get low-rank gradient projection "
+        "(transformers' optim_target_modules: names or regexes)",
+    )
     galore: GaloreConfig = field(default_factory=GaloreConfig)
 
 
 @dataclass
 class SyntheticDataConfig:
     tasks: List[str] = option(
-        ["add", "reverse", "upper", "sort"], choices=SYNTHETIC_TASKS, help="the tasks mixed into the dataset")
+        ["add", "reverse", "upper", "sort"], choices=SYNTHETIC_TASKS, help="the tasks mixed into the dataset"
+    )
     num_examples: int = option(2000, ge=1, help="examples generated, before the eval split")
     seed: int = option(0, ge=0, help="seed of the generator")
 
@@ -148,8 +142,10 @@ class SyntheticDataConfig:
 class DataConfig:
     source: str = option("synthetic", help='"synthetic", a hub dataset id, or a local file / directory')
     format: str = option(
-        "messages", choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text"],
-        help="how the source's rows look (README: Data)")
+        "messages",
+        choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text"],
+        help="how the source's rows look (README: Data)",
+    )
     columns: Dict[str, str] = option({}, help="ft field name -> column in the source")
     subset: Optional[str] = option(None, help="hub dataset config name")
     train_split: str = option("train", help="split of the source to train on")
@@ -176,13 +172,15 @@ class TrainingConfig:
     max_length: int = option(1024, ge=1, help="tokens per sequence (longer ones are truncated) or per packed row")
     packing: bool = option(False, help="pack several sequences into each row of max_length tokens")
     packing_strategy: str = option(
-        "bfd", choices=["bfd", "bfd_split"], help="best-fit decreasing; sequences isolated by position_ids")
+        "bfd", choices=["bfd", "bfd_split"], help="best-fit decreasing; sequences isolated by position_ids"
+    )
     padding_free: bool = option(False, help="flatten each batch into one row; bfd packing always is")
     neftune_noise_alpha: Optional[float] = option(None, gt=0, help="NEFTune embedding noise, e.g. 5; null: off")
     assistant_only_loss: bool = option(True, help="conversational data: loss on assistant turns only")
     completion_only_loss: Optional[bool] = option(None, help="prompt-completion data: null = TRL's default (on)")
     precision: str = option(
-        "auto", choices=["auto", "fp32", "bf16", "fp16"], help="training precision; auto: from the hardware")
+        "auto", choices=["auto", "fp32", "bf16", "fp16"], help="training precision; auto: from the hardware"
+    )
     activation_checkpointing: Optional[bool] = option(None, help="null: on with CUDA, off on CPU")
     activation_checkpointing_use_reentrant: bool = option(False, help="torch.utils.checkpoint's use_reentrant")
     use_liger_kernel: bool = option(False, help="Liger Triton kernels (GPU only, needs liger-kernel)")
@@ -197,7 +195,8 @@ class TrainingConfig:
     seed: int = option(42, ge=0, help="seed of the model initialization, dropout and data order")
     dataloader_num_workers: int = option(0, ge=0, help="data loading processes; 0: in the training process")
     resume: str = option(
-        "auto", help="auto (continue the run dir's last complete checkpoint), never, or a checkpoint path")
+        "auto", help="auto (continue the run dir's last complete checkpoint), never, or a checkpoint path"
+    )
     overwrite: bool = option(False, help="replace an existing run dir (made by a different config, or finished)")
 
 
@@ -215,7 +214,8 @@ class CallbacksConfig:
     sample_max_new_tokens: int = option(48, ge=1, help="tokens generated per sample prompt")
     throughput: bool = option(True, help="tokens/s and peak memory in every training log")
     early_stopping_patience: Optional[int] = option(
-        None, ge=1, help="evals without eval_loss improvement before stopping; null: off")
+        None, ge=1, help="evals without eval_loss improvement before stopping; null: off"
+    )
     early_stopping_threshold: float = option(0.0, ge=0, help="minimum eval_loss improvement that counts")
 
 
@@ -225,7 +225,8 @@ class DistributedConfig:
     outside `accelerate launch` started); any other strategy relaunches under `accelerate launch`."""
 
     strategy: str = option(
-        "single", choices=STRATEGIES, help="one process, or how to launch several (README: Scaling out)")
+        "single", choices=STRATEGIES, help="one process, or how to launch several (README: Scaling out)"
+    )
     num_processes: Optional[int] = option(None, ge=1, help="processes per machine; null: one per GPU")
     num_machines: int = option(1, ge=1, help="machines taking part")
     machine_rank: int = option(0, ge=0, help="this machine's rank; 0 hosts the rendezvous")

@@ -20,8 +20,15 @@ from ft.errors import FtError
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 ROLES = ("system", "user", "assistant")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "chatgpt": "assistant", "model": "assistant", "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
 
 # Fields each format reads: (required, optional). data.columns maps these names to source columns.
 FIELDS = {
@@ -47,7 +54,9 @@ def _from_sharegpt(row, cfg):
     for turn in row["conversations"]:
         role = SHAREGPT_ROLES.get(turn["from"])
         if role is None:
-            raise FtError(f"sharegpt turn has unknown 'from' value '{turn['from']}': expected one of {', '.join(SHAREGPT_ROLES)}")
+            raise FtError(
+                f"sharegpt turn has unknown 'from' value '{turn['from']}': expected one of {', '.join(SHAREGPT_ROLES)}"
+            )
         turns.append({"role": role, "content": turn["value"]})
     return {"messages": turns}
 
@@ -81,12 +90,16 @@ def _check_conversation(messages: list[dict], system_prompt: str | None) -> list
     if "assistant" not in roles:
         raise FtError("a conversation has no assistant turn, so nothing to learn: every row needs one")
     if "system" in roles[1:]:
-        raise FtError(f"a system turn is only allowed first, found one at turn {roles.index('system', 1) + 1}: "
-                      f"move it to the start or fold it into a user turn")
+        raise FtError(
+            f"a system turn is only allowed first, found one at turn {roles.index('system', 1) + 1}: "
+            f"move it to the start or fold it into a user turn"
+        )
     first = next(r for r in roles if r != "system")
     if first != "user":
-        raise FtError(f"a conversation must start with a user turn (after an optional system turn), not '{first}': "
-                      f"drop the leading {first} turn")
+        raise FtError(
+            f"a conversation must start with a user turn (after an optional system turn), not '{first}': "
+            f"drop the leading {first} turn"
+        )
     if system_prompt and roles[0] != "system":
         messages = [{"role": "system", "content": system_prompt}] + messages
     return messages
@@ -105,12 +118,17 @@ def load_raw(cfg: DataConfig):
             return load_dataset(cfg.source, cfg.subset)
         except Exception as e:  # offline, missing, private: datasets raises many kinds
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise FtError(f"cannot load the hub dataset data.source={cfg.source}: {reason}: check the id, "
-                          f"or download it and point data.source to a local file") from None
+            raise FtError(
+                f"cannot load the hub dataset data.source={cfg.source}: {reason}: check the id, "
+                f"or download it and point data.source to a local file"
+            ) from None
     files = sorted(p for p in path.rglob("*") if p.suffix in LOCAL_BUILDERS) if path.is_dir() else [path]
     builders = {LOCAL_BUILDERS.get(p.suffix) for p in files}
     if not files or None in builders or len(builders) > 1:
-        raise FtError(f"data.source={cfg.source}: need .jsonl/.json/.parquet/.csv files of a single kind, found {[p.name for p in files][:5]}")
+        raise FtError(
+            f"data.source={cfg.source}: need .jsonl/.json/.parquet/.csv files of a single kind, found "
+            f"{[p.name for p in files][:5]}"
+        )
     builder = builders.pop()
     try:
         with _quiet_loaders():  # their ERROR log would precede ft's one-line error
@@ -141,7 +159,9 @@ def to_trl_form(dataset, cfg: DataConfig):
     mapping = {src: ft_name for ft_name, src in cfg.columns.items() if src != ft_name}
     missing_sources = [src for src in mapping if src not in dataset.column_names]
     if missing_sources:
-        raise FtError(f"data.columns names columns {missing_sources} that the data lacks; its columns: {dataset.column_names}")
+        raise FtError(
+            f"data.columns names columns {missing_sources} that the data lacks; its columns: {dataset.column_names}"
+        )
     dataset = dataset.rename_columns(mapping)
     required, optional = FIELDS[cfg.format]
     missing = [name for name in required if name not in dataset.column_names]
@@ -188,8 +208,10 @@ def load(cfg: DataConfig):
     if cfg.max_examples is not None:
         train = train.select(range(min(cfg.max_examples, len(train))))
     if len(train) == 0:
-        raise FtError(f"the training split of data.source={cfg.source} is empty (after the eval split and "
-                      f"data.max_examples): give it examples, raise data.max_examples or lower data.eval_size")
+        raise FtError(
+            f"the training split of data.source={cfg.source} is empty (after the eval split and "
+            f"data.max_examples): give it examples, raise data.max_examples or lower data.eval_size"
+        )
     if evaluation is not None and len(evaluation) == 0:
         raise FtError(f"the eval split of data.source={cfg.source} is empty: give it examples, or set data.eval_size=0")
     return train, evaluation
@@ -207,7 +229,9 @@ def locate_bad_json(files: list[Path]) -> None:
             try:
                 json.loads(text)
             except ValueError as e:
-                raise FtError(f"{path} line {e.lineno}: invalid JSON ({e.msg}, column {e.colno}): fix the file") from None
+                raise FtError(
+                    f"{path} line {e.lineno}: invalid JSON ({e.msg}, column {e.colno}): fix the file"
+                ) from None
             continue
         rows = 0
         for number, line in enumerate(text.splitlines(), 1):
@@ -216,11 +240,15 @@ def locate_bad_json(files: list[Path]) -> None:
             try:
                 record = json.loads(line)
             except ValueError as e:
-                raise FtError(f"{path} line {number}: invalid JSON ({e.msg}, column {e.colno}): "
-                              f"fix or remove that line (one JSON object per line)") from None
+                raise FtError(
+                    f"{path} line {number}: invalid JSON ({e.msg}, column {e.colno}): "
+                    f"fix or remove that line (one JSON object per line)"
+                ) from None
             if not isinstance(record, dict):
-                raise FtError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}: "
-                              f"write one {{...}} object per line")
+                raise FtError(
+                    f"{path} line {number}: expected a JSON object, got {type(record).__name__}: "
+                    f"write one {{...}} object per line"
+                )
             rows += 1
         if rows == 0:
             raise FtError(f"{path} has no records: data.source needs at least one JSON object per line")

@@ -51,7 +51,12 @@ def generate(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
         instruction, answer = TASKS[tasks[len(rows) % len(tasks)]](rng)
         if instruction not in seen:
             seen.add(instruction)
-            rows.append({"messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}]})
+            rows.append(
+                {"messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}]}
+            )
     if len(rows) < num_examples:
-        raise FtError(f"data.synthetic.num_examples={num_examples} is more than the tasks {tasks} have distinct examples ({len(rows)})")
+        raise FtError(
+            f"data.synthetic.num_examples={num_examples} is more than the tasks {tasks} have distinct examples "
+            f"({len(rows)})"
+        )
     return rows

@@ -53,7 +53,9 @@ def example_prompt(cfg) -> str:
     if cfg.data.source == "synthetic":
         from ft.data import synthetic
 
-        return synthetic.generate(list(cfg.data.synthetic.tasks), 1, seed=cfg.data.synthetic.seed + 1)[0]["messages"][0]["content"]
+        return synthetic.generate(list(cfg.data.synthetic.tasks), 1, seed=cfg.data.synthetic.seed + 1)[0]["messages"][
+            0
+        ]["content"]
     return "Hello! What can you do?"
 
 
@@ -108,8 +110,16 @@ def _hardware(num_processes: int) -> str:
     return f"{num_processes} process(es) on CPU ({os.cpu_count()} cores)"
 
 
-def render(cfg, run_dir: Path, metrics: dict, log_history: list, train_size: int | None, eval_size: int | None,
-           num_processes: int = 1, adapter_ref: str | None = None) -> str:
+def render(
+    cfg,
+    run_dir: Path,
+    metrics: dict,
+    log_history: list,
+    train_size: int | None,
+    eval_size: int | None,
+    num_processes: int = 1,
+    adapter_ref: str | None = None,
+) -> str:
     from ft import models
 
     base_model = cfg.model.name_or_path if _is_hub_id(cfg.model.name_or_path) else models.resolve_path(cfg.model)
@@ -117,12 +127,18 @@ def render(cfg, run_dir: Path, metrics: dict, log_history: list, train_size: int
     t, p = cfg.training, cfg.peft
     train_losses = [row["loss"] for row in log_history if "loss" in row]
     eval_loss = metrics.get("eval_loss")
-    method = "full fine-tune" if p.method == "none" else (
-        f"{p.method.upper()} r={p.r}, alpha={p.lora_alpha}, dropout={p.lora_dropout}, target modules "
-        f"{p.target_modules}" + (f", fully trained modules {list(p.modules_to_save)}" if p.modules_to_save else "")
+    method = (
+        "full fine-tune"
+        if p.method == "none"
+        else (
+            f"{p.method.upper()} r={p.r}, alpha={p.lora_alpha}, dropout={p.lora_dropout}, target modules "
+            f"{p.target_modules}" + (f", fully trained modules {list(p.modules_to_save)}" if p.modules_to_save else "")
+        )
     )
     steps = t.max_steps if t.max_steps > 0 else f"{t.num_train_epochs} epoch(s)"
-    loss_on = "assistant turns only" if t.assistant_only_loss and data.is_conversational(cfg.data.format) else "all tokens"
+    loss_on = (
+        "assistant turns only" if t.assistant_only_loss and data.is_conversational(cfg.data.format) else "all tokens"
+    )
     examples = "packed sequences" if t.packing else "examples"
     lines = [
         "---",
@@ -165,7 +181,7 @@ def render(cfg, run_dir: Path, metrics: dict, log_history: list, train_size: int
         usage_snippet(cfg, base_model, adapter_ref).rstrip(),
         "```",
         "",
-        "Or with ft: `python -m ft generate run_dir=<this directory> prompt=\"...\"`, `python -m ft chat run_dir=...`,",
+        'Or with ft: `python -m ft generate run_dir=<this directory> prompt="..."`, `python -m ft chat run_dir=...`,',
         "`python -m ft eval run_dir=...`.",
         "",
         "## Recipe",
@@ -185,8 +201,17 @@ def write(cfg, run_dir: Path, trainer, metrics: dict) -> Path:
     path = Path(run_dir) / "README.md"
     train_size = len(trainer.train_dataset) if trainer.train_dataset is not None else None
     eval_size = len(trainer.eval_dataset) if trainer.eval_dataset is not None else None
-    path.write_text(render(cfg, run_dir, metrics, trainer.state.log_history, train_size, eval_size,
-                           num_processes=trainer.args.world_size))
+    path.write_text(
+        render(
+            cfg,
+            run_dir,
+            metrics,
+            trainer.state.log_history,
+            train_size,
+            eval_size,
+            num_processes=trainer.args.world_size,
+        )
+    )
     return path
 
 

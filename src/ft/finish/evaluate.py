@@ -28,8 +28,9 @@ from ft.options import option
 class EvalOptions:
     run_dir: str = option(help="the run directory `ft train` printed", metavar="DIR")
     max_examples: int | None = option(None, help="evaluate on the first N eval examples; unset or 0: all of them")
-    batch_size: int | None = option(None, help="eval batch size; unset: the run's "
-                                     "training.per_device_eval_batch_size (16 for exact match)")
+    batch_size: int | None = option(
+        None, help="eval batch size; unset: the run's training.per_device_eval_batch_size (16 for exact match)"
+    )
     exact_match_examples: int = option(64, help="eval examples scored by exact match, on synthetic data only")
     max_new_tokens: int = option(32, help="tokens generated per exact-match answer")
     base: bool = option(True, help="also measure the untrained base model")
@@ -40,12 +41,17 @@ def _features(row, tokenizer, cfg) -> dict:
     t = cfg.training
     if "messages" in row:
         assistant_only = t.assistant_only_loss
-        out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=assistant_only)
+        out = tokenizer.apply_chat_template(
+            row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=assistant_only
+        )
         ids = list(out["input_ids"])
         labels = [i if m else -100 for i, m in zip(ids, out["assistant_masks"])] if assistant_only else list(ids)
     elif "prompt" in row:
-        completion = row["completion"] if row["completion"].endswith(tokenizer.eos_token) else row["completion"] + tokenizer.eos_token
+        completion = (
+            row["completion"]
+            if row["completion"].endswith(tokenizer.eos_token)
+            else row["completion"] + tokenizer.eos_token
+        )
         prompt_ids = tokenizer(row["prompt"])["input_ids"]
         ids = tokenizer(row["prompt"] + completion)["input_ids"]
         prefix = 0
@@ -96,7 +102,9 @@ def eval_loss(model, dataloader, accelerator) -> tuple[float, int]:
     return total.item() / tokens, tokens
 
 
-def exact_match(model, tokenizer, rows: list[dict], accelerator, max_new_tokens: int, batch_size: int) -> tuple[int, int]:
+def exact_match(
+    model, tokenizer, rows: list[dict], accelerator, max_new_tokens: int, batch_size: int
+) -> tuple[int, int]:
     """(correct, total) over `rows` (conversations ending with the answer), split across processes."""
     import torch
 
@@ -104,14 +112,26 @@ def exact_match(model, tokenizer, rows: list[dict], accelerator, max_new_tokens:
     tokenizer.padding_side = "left"  # generation continues the prompt's right end
     with accelerator.split_between_processes(rows) as mine:
         for start in range(0, len(mine), batch_size):
-            chunk = mine[start:start + batch_size]
-            prompts = [tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False) for r in chunk]
-            inputs = tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt").to(accelerator.device)
+            chunk = mine[start : start + batch_size]
+            prompts = [
+                tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False)
+                for r in chunk
+            ]
+            inputs = tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt").to(
+                accelerator.device
+            )
             with torch.no_grad():
-                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                        top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
-                                        eos_token_id=tokenizer.eos_token_id)
-            answers = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+                output = model.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+            answers = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             correct += sum(a.strip() == r["messages"][-1]["content"].strip() for a, r in zip(answers, chunk))
     counts = accelerator.gather(torch.tensor([[correct, len(mine)]], device=accelerator.device)).sum(dim=0)
     return int(counts[0]), int(counts[1])
@@ -139,7 +159,9 @@ def evaluate(options: EvalOptions) -> dict:
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     _, eval_rows = data.load(cfg.data)
     if eval_rows is None:
-        raise FtError("the run's recipe has no eval split (data.eval_size=0, no data.eval_split): nothing to evaluate on")
+        raise FtError(
+            "the run's recipe has no eval split (data.eval_size=0, no data.eval_split): nothing to evaluate on"
+        )
     if max_examples:
         eval_rows = eval_rows.select(range(min(max_examples, len(eval_rows))))
     tokenizer = loading.load_tokenizer(run_dir)
@@ -147,8 +169,13 @@ def evaluate(options: EvalOptions) -> dict:
     features = [_features(row, tokenizer, cfg) for row in eval_rows]
     from torch.utils.data import DataLoader
 
-    loader = accelerator.prepare(DataLoader(features, batch_size=batch_size or cfg.training.per_device_eval_batch_size,
-                                            collate_fn=_collate(tokenizer.pad_token_id)))
+    loader = accelerator.prepare(
+        DataLoader(
+            features,
+            batch_size=batch_size or cfg.training.per_device_eval_batch_size,
+            collate_fn=_collate(tokenizer.pad_token_id),
+        )
+    )
     match_rows = []
     if cfg.data.source == "synthetic" and options.exact_match_examples > 0:
         match_rows = [eval_rows[i] for i in range(min(options.exact_match_examples, len(eval_rows)))]
@@ -157,8 +184,9 @@ def evaluate(options: EvalOptions) -> dict:
         loss, tokens = eval_loss(m, loader, accelerator)
         result = {"loss": loss, "perplexity": math.exp(min(loss, 700)), "tokens": tokens}
         if match_rows:
-            correct, total = exact_match(m, tokenizer, match_rows, accelerator, options.max_new_tokens,
-                                          batch_size or 16)
+            correct, total = exact_match(
+                m, tokenizer, match_rows, accelerator, options.max_new_tokens, batch_size or 16
+            )
             result.update(exact_match=correct / total, exact_match_correct=correct, exact_match_total=total)
         return result
 
@@ -184,6 +212,10 @@ def print_report(results: dict, cfg, run_dir) -> None:
     for name, r in rows:
         if r is None:
             continue
-        match = f"{100 * r['exact_match']:.1f}% ({r['exact_match_correct']}/{r['exact_match_total']})" if "exact_match" in r else "—"
+        match = (
+            f"{100 * r['exact_match']:.1f}% ({r['exact_match_correct']}/{r['exact_match_total']})"
+            if "exact_match" in r
+            else "—"
+        )
         print(f"{name:<24}{r['loss']:>10.4f}{r['perplexity']:>13.2f}{match:>20}")
     sys.stdout.flush()

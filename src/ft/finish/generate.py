@@ -17,13 +17,15 @@ from ft.options import option
 
 @dataclass(kw_only=True)
 class ChatOptions:
-    run_dir: str = option(help="the run directory `ft train` printed, or a merged / full model directory",
-                          metavar="DIR")
+    run_dir: str = option(
+        help="the run directory `ft train` printed, or a merged / full model directory", metavar="DIR"
+    )
     max_new_tokens: int = option(128, help="generate at most this many tokens per reply")
     temperature: float | None = option(None, help="sampling temperature; giving it turns sampling on")
     top_p: float | None = option(None, help="nucleus sampling probability; giving it turns sampling on")
-    do_sample: bool | None = option(None, help="sample (true) or decode greedily (false); "
-                                    "unset: sample if temperature or top_p is given")
+    do_sample: bool | None = option(
+        None, help="sample (true) or decode greedily (false); unset: sample if temperature or top_p is given"
+    )
     show_prompt: bool = option(False, help="print the rendered prompt (JSON-quoted) to stderr")
 
 
@@ -41,11 +43,19 @@ class Session:
         self.tokenizer = loading.load_tokenizer(self.run_dir)
         self.model = loading.load_model(self.run_dir, self.cfg)
         self.chat = data.is_conversational(self.cfg.data.format) and self.tokenizer.chat_template is not None
-        what = f"{loading.base_model_path(self.cfg)} + adapter {self.run_dir}" if loading.is_adapter(self.run_dir) else str(self.run_dir)
+        what = (
+            f"{loading.base_model_path(self.cfg)} + adapter {self.run_dir}"
+            if loading.is_adapter(self.run_dir)
+            else str(self.run_dir)
+        )
         print(f"ft: loaded {what} on {self.model.device}", file=sys.stderr, flush=True)
 
     def conversation(self, history: list[dict], user_text: str) -> list[dict]:
-        system = [{"role": "system", "content": self.cfg.data.system_prompt}] if self.cfg.data.system_prompt and not history else []
+        system = (
+            [{"role": "system", "content": self.cfg.data.system_prompt}]
+            if self.cfg.data.system_prompt and not history
+            else []
+        )
         return history + system + [{"role": "user", "content": user_text}]
 
     def render(self, messages: list[dict] | str) -> str:
@@ -62,10 +72,20 @@ class Session:
         if options.show_prompt:
             print(f"ft: prompt {json.dumps(text)}", file=sys.stderr, flush=True)
         # A chat template already writes the special tokens it wants (BOS included).
-        inputs = self.tokenizer(text, add_special_tokens=not isinstance(messages, list), return_tensors="pt").to(self.model.device)
-        sample = options.do_sample if options.do_sample is not None else (options.temperature is not None or options.top_p is not None)
-        kwargs = dict(max_new_tokens=options.max_new_tokens, do_sample=sample, pad_token_id=self.tokenizer.pad_token_id,
-                      eos_token_id=self._stop_ids())
+        inputs = self.tokenizer(text, add_special_tokens=not isinstance(messages, list), return_tensors="pt").to(
+            self.model.device
+        )
+        sample = (
+            options.do_sample
+            if options.do_sample is not None
+            else (options.temperature is not None or options.top_p is not None)
+        )
+        kwargs = dict(
+            max_new_tokens=options.max_new_tokens,
+            do_sample=sample,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self._stop_ids(),
+        )
         if sample:
             kwargs.update(temperature=options.temperature or 1.0, top_p=options.top_p or 1.0)
         else:  # greedy: drop sampling settings a base model's generation_config may carry
@@ -73,7 +93,7 @@ class Session:
         streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
         with torch.no_grad():
             output = self.model.generate(**inputs, streamer=streamer, **kwargs)
-        return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
     def _stop_ids(self) -> list[int]:
         """The template's end-of-turn token and the model's own EOS: training taught the former."""
@@ -94,12 +114,14 @@ EXIT_WORDS = ("exit", "quit", "/exit", "/quit")
 
 
 def chat(options: ChatOptions, lines=None) -> list[dict]:
-    """Read user turns line by line from `lines` (a text stream, stdin by default) until EOF or `exit`; `/reset` starts over.
-    Returns the conversation."""
+    """Read user turns line by line from `lines` (a text stream, stdin by default) until EOF or `exit`;
+    `/reset` starts over. Returns the conversation."""
     session = Session(options.run_dir)
     if not session.chat:
-        raise FtError(f"chat needs a run trained on conversations; {options.run_dir} was trained on "
-                      f"data.format={session.cfg.data.format}: use `ft generate`")
+        raise FtError(
+            f"chat needs a run trained on conversations; {options.run_dir} was trained on "
+            f"data.format={session.cfg.data.format}: use `ft generate`"
+        )
     lines = sys.stdin if lines is None else lines
     interactive = lines is sys.stdin and sys.stdin.isatty()
     if interactive:
@@ -123,4 +145,3 @@ def chat(options: ChatOptions, lines=None) -> list[dict]:
         reply = session.generate(messages, options)
         history = messages + [{"role": "assistant", "content": reply}]
     return history
-

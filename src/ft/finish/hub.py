@@ -16,12 +16,24 @@ from ft.options import option
 from ft.run import rundir
 
 ALLOWED = (
-    rundir.ADAPTER_CONFIG, rundir.ADAPTER_WEIGHTS,  # PEFT adapter
-    "config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
+    rundir.ADAPTER_CONFIG,
+    rundir.ADAPTER_WEIGHTS,  # PEFT adapter
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model-*-of-*.safetensors",
     "model.safetensors.index.json",  # full fine-tune / merged weights
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-    "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",  # tokenizer
-    rundir.CARD, rundir.LOSS_PLOT, rundir.CONFIG,  # model card, loss curve, resolved recipe
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",  # tokenizer
+    rundir.CARD,
+    rundir.LOSS_PLOT,
+    rundir.CONFIG,  # model card, loss curve, resolved recipe
 )
 
 
@@ -30,8 +42,9 @@ class PushOptions:
     """`ft push`'s arguments; `--dry-run` is a flag of the command, not an option of the upload."""
 
     run_dir: str = option(help="the run directory `ft train` printed", metavar="DIR")
-    repo_id: str | None = option(None, help="the Hub repo to push to; unset: the run's hub.repo_id",
-                                 metavar="owner/name")
+    repo_id: str | None = option(
+        None, help="the Hub repo to push to; unset: the run's hub.repo_id", metavar="owner/name"
+    )
     private: bool = option(False, help="create the repo private; an existing repo keeps its visibility")
     revision: str | None = option(None, help="the branch to push to, created if missing; unset: main", metavar="BRANCH")
 
@@ -39,7 +52,8 @@ class PushOptions:
 def files_to_upload(run_dir: Path) -> list[Path]:
     """The run dir's top-level regular files on the allow-list (no sub-directories, no links)."""
     return sorted(
-        p for p in Path(run_dir).iterdir()
+        p
+        for p in Path(run_dir).iterdir()
         if p.is_file() and not p.is_symlink() and any(fnmatch.fnmatch(p.name, pattern) for pattern in ALLOWED)
     )
 
@@ -115,17 +129,30 @@ class _hub_errors:
         if isinstance(error, HfHubHTTPError) and error.response is not None:
             status = error.response.status_code
             if status == 401:
-                raise FtError("the Hub rejected the token (401): run `hf auth login` again or set a valid HF_TOKEN") from None
+                raise FtError(
+                    "the Hub rejected the token (401): run `hf auth login` again or set a valid HF_TOKEN"
+                ) from None
             if status == 403:
-                raise FtError(f"no permission to write to {self.repo_id} (403): use a token with write access, or a repo in your namespace") from None
-            raise FtRemoteError(f"the Hub answered {status} while pushing to {self.repo_id}: {_first_line(error)}") from None
+                raise FtError(
+                    f"no permission to write to {self.repo_id} (403): use a token with write access, or a repo in your "
+                    "namespace"
+                ) from None
+            raise FtRemoteError(
+                f"the Hub answered {status} while pushing to {self.repo_id}: {_first_line(error)}"
+            ) from None
         if isinstance(error, ValueError) and "metadata" in str(error):
-            raise FtError(f"the Hub rejected README.md's metadata: {_first_line(error, skip=1)} (edit the run's README.md front-matter)") from None
+            raise FtError(
+                f"the Hub rejected README.md's metadata: {_first_line(error, skip=1)} (edit the run's README.md "
+                "front-matter)"
+            ) from None
         if isinstance(error, OSError) or type(error).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
-            raise FtRemoteError(f"cannot reach the Hub ({type(error).__name__}: {_first_line(error)}); the run is intact locally, retry with `python -m ft push`") from None
+            raise FtRemoteError(
+                f"cannot reach the Hub ({type(error).__name__}: {_first_line(error)}); the run is intact locally, "
+                "retry with `python -m ft push`"
+            ) from None
         return False
 
 
 def _first_line(error: BaseException, skip: int = 0) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines[skip:skip + 2]) if lines else type(error).__name__
+    return " ".join(lines[skip : skip + 2]) if lines else type(error).__name__

@@ -72,8 +72,9 @@ def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
     from peft import PeftModel, prepare_model_for_kbit_training
 
     quantization = models.quantization_config(cfg.peft, dtype)
-    base = models.load_model(cfg.model, dtype, device_map=device_map,
-                             **({"quantization_config": quantization} if quantization else {}))
+    base = models.load_model(
+        cfg.model, dtype, device_map=device_map, **({"quantization_config": quantization} if quantization else {})
+    )
     if quantization is not None and dequantize:
         base = base.dequantize(dtype=dtype)
     elif quantization is not None:

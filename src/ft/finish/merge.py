@@ -27,12 +27,20 @@ def merge(options: MergeOptions) -> Path:
     Written to a temporary directory first, renamed when complete."""
     run_dir = loading.check_run_dir(options.run_dir)
     if not (run_dir / rundir.CONFIG).is_file():
-        raise FtError(f"run_dir={run_dir} is not an ft run directory (no config.yaml): pass the directory `ft train` printed")
+        raise FtError(
+            f"run_dir={run_dir} is not an ft run directory (no config.yaml): pass the directory `ft train` printed"
+        )
     cfg = loading.load_config(run_dir)
     if cfg.peft.method == "none":
-        raise FtError(f"nothing to merge: {run_dir} is a full fine-tune (peft.method=none) and already a standalone model; load it with from_pretrained('{run_dir}')")
+        raise FtError(
+            f"nothing to merge: {run_dir} is a full fine-tune (peft.method=none) and already a standalone model; load "
+            f"it with from_pretrained('{run_dir}')"
+        )
     if cfg.peft.method == "llama_adapter":
-        raise FtError(f"cannot merge a Llama-Adapter run ({run_dir}): its adaption prompts are extra attention inputs, not weight updates; load it with PeftModel.from_pretrained(base, '{run_dir}')")
+        raise FtError(
+            f"cannot merge a Llama-Adapter run ({run_dir}): its adaption prompts are extra attention inputs, not "
+            f"weight updates; load it with PeftModel.from_pretrained(base, '{run_dir}')"
+        )
     if not (run_dir / rundir.ADAPTER_CONFIG).is_file():
         raise FtError(f"{run_dir} has no saved adapter (adapter_config.json): did the run finish?")
     out = Path(options.out).expanduser() if options.out else run_dir / rundir.MERGED

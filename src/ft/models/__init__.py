@@ -10,7 +10,9 @@ def resolve_path(cfg: ModelConfig) -> str:
     """Where from_pretrained loads from; builds the tiny model on first use."""
     if cfg.name_or_path == TINY_MODEL:
         return str(tiny.ensure(cfg.tiny))
-    return str(Path(cfg.name_or_path).expanduser()) if Path(cfg.name_or_path).expanduser().is_dir() else cfg.name_or_path
+    return (
+        str(Path(cfg.name_or_path).expanduser()) if Path(cfg.name_or_path).expanduser().is_dir() else cfg.name_or_path
+    )
 
 
 def load_tokenizer(cfg: ModelConfig):

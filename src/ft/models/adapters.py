@@ -53,6 +53,7 @@ def _ia3(cfg: PeftConfig, model_config, total_steps):
 
 def adalora_schedule(cfg: PeftConfig, total_steps: int) -> tuple[int, int]:
     """(tinit, tfinal) in steps; floats < 1 are fractions of the run."""
+
     def steps(value):
         return int(value * total_steps) if 0 < value < 1 else int(value)
 
@@ -89,7 +90,11 @@ def _llama_adapter(cfg: PeftConfig, model_config, total_steps):
     from peft import AdaptionPromptConfig
 
     if cfg.modules_to_save:
-        print(f"ft: warning: peft.modules_to_save={list(cfg.modules_to_save)} is ignored: Llama-Adapter trains only its prompts", flush=True)
+        print(
+            f"ft: warning: peft.modules_to_save={list(cfg.modules_to_save)} is ignored: Llama-Adapter trains only its "
+            "prompts",
+            flush=True,
+        )
     layers = cfg.adapter_layers or model_config.num_hidden_layers
     return AdaptionPromptConfig(task_type="CAUSAL_LM", adapter_len=cfg.adapter_len, adapter_layers=layers)
 
@@ -142,8 +147,11 @@ def linear_module_names(model) -> list[str]:
     import torch
 
     output = model.get_output_embeddings()
-    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear) and module is not output}
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not output
+    }
     return sorted(names)
 
 

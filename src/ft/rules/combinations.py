@@ -25,9 +25,13 @@ def check_combinations(cfg: FtConfig) -> None:
         raise FtError("set training.max_steps > 0 or training.num_train_epochs > 0")
     if training.resume not in ("auto", "never") and not Path(training.resume).expanduser().is_dir():
         raise FtError(f"training.resume={training.resume}: not auto, never, or an existing checkpoint directory")
-    if training.run_name is not None and (not training.run_name.strip(". ") or Path(training.run_name).name != training.run_name):
-        raise FtError(f"training.run_name='{training.run_name}' must be a plain directory name (no '/'): "
-                      f"put the parent directory in training.output_dir")
+    if training.run_name is not None and (
+        not training.run_name.strip(". ") or Path(training.run_name).name != training.run_name
+    ):
+        raise FtError(
+            f"training.run_name='{training.run_name}' must be a plain directory name (no '/'): "
+            f"put the parent directory in training.output_dir"
+        )
     if cfg.hub.push and not cfg.hub.repo_id:
         raise FtError("hub.push=true needs hub.repo_id=owner/name")
     if cfg.hub.repo_id:
@@ -47,17 +51,38 @@ def check_techniques(cfg: FtConfig) -> None:
                 f"(peft.method={cfg.peft.method}): use peft=none, or another optimizer (e.g. optim=adamw_8bit)"
             )
         if not optim.target_modules:
-            raise FtError(f"optim.name={optim.name} needs optim.target_modules (the Linear layers to project, e.g. [q_proj, v_proj])")
+            raise FtError(
+                f"optim.name={optim.name} needs optim.target_modules (the Linear layers to project, e.g. [q_proj, "
+                "v_proj])"
+            )
         if optim.name.endswith("layerwise") and training.gradient_accumulation_steps != 1:
-            raise FtError(f"optim.name={optim.name} steps during backward and cannot accumulate gradients: set training.gradient_accumulation_steps=1")
+            raise FtError(
+                f"optim.name={optim.name} steps during backward and cannot accumulate gradients: set "
+                "training.gradient_accumulation_steps=1"
+            )
     elif optim.target_modules:
-        raise FtError(f"optim.target_modules is for GaLore optimizers only (optim.name={optim.name}): remove it or use optim=galore")
+        raise FtError(
+            f"optim.target_modules is for GaLore optimizers only (optim.name={optim.name}): remove it or use "
+            "optim=galore"
+        )
     if training.padding_free and not training.packing:
-        raise FtError("training.padding_free=true without packing would not enforce training.max_length: set training.packing=true (bfd packing is padding-free)")
-    needs_eval = [name for name, on in (("callbacks.sample_prompts", bool(callbacks.sample_prompts)),
-                                        ("callbacks.early_stopping_patience", callbacks.early_stopping_patience is not None)) if on]
+        raise FtError(
+            "training.padding_free=true without packing would not enforce training.max_length: set "
+            "training.packing=true (bfd packing is padding-free)"
+        )
+    needs_eval = [
+        name
+        for name, on in (
+            ("callbacks.sample_prompts", bool(callbacks.sample_prompts)),
+            ("callbacks.early_stopping_patience", callbacks.early_stopping_patience is not None),
+        )
+        if on
+    ]
     if needs_eval and (training.eval_strategy == "no" or (cfg.data.eval_size == 0 and cfg.data.eval_split is None)):
-        raise FtError(f"{needs_eval[0]} acts at evaluation time, but this run never evaluates: set training.eval_strategy=steps and data.eval_size > 0")
+        raise FtError(
+            f"{needs_eval[0]} acts at evaluation time, but this run never evaluates: set training.eval_strategy=steps "
+            "and data.eval_size > 0"
+        )
 
 
 def check_peft(peft) -> None:
@@ -66,22 +91,41 @@ def check_peft(peft) -> None:
 
     quantized = peft.load_in_4bit or peft.load_in_8bit
     if peft.load_in_4bit and peft.load_in_8bit:
-        raise FtError("peft.load_in_4bit and peft.load_in_8bit are both true: choose one (peft=qlora or peft=qlora_8bit)")
+        raise FtError(
+            "peft.load_in_4bit and peft.load_in_8bit are both true: choose one (peft=qlora or peft=qlora_8bit)"
+        )
     if quantized and importlib.util.find_spec("bitsandbytes") is None:
-        raise FtError("a quantized base (peft.load_in_4bit / load_in_8bit) needs bitsandbytes: pip install 'bitsandbytes>=0.45' (or pip install -e '.[quant]')")
+        raise FtError(
+            "a quantized base (peft.load_in_4bit / load_in_8bit) needs bitsandbytes: pip install 'bitsandbytes>=0.45' "
+            "(or pip install -e '.[quant]')"
+        )
     if quantized and peft.method == "none":
-        raise FtError("a full fine-tune cannot train a 4-bit/8-bit quantized base: use peft=qlora (an adapter on the quantized base) or set peft.load_in_4bit=false peft.load_in_8bit=false")
-    lora_variants = {"use_dora": peft.use_dora, "loraplus_lr_ratio": peft.loraplus_lr_ratio,
-                     "init_lora_weights": peft.init_lora_weights if peft.init_lora_weights is not True else None}
+        raise FtError(
+            "a full fine-tune cannot train a 4-bit/8-bit quantized base: use peft=qlora (an adapter on the quantized "
+            "base) or set peft.load_in_4bit=false peft.load_in_8bit=false"
+        )
+    lora_variants = {
+        "use_dora": peft.use_dora,
+        "loraplus_lr_ratio": peft.loraplus_lr_ratio,
+        "init_lora_weights": peft.init_lora_weights if peft.init_lora_weights is not True else None,
+    }
     for key, value in lora_variants.items():
         if value and peft.method != "lora":
-            raise FtError(f"peft.{key}={value} is a LoRA variant but peft.method={peft.method}: use peft.method=lora or unset it")
+            raise FtError(
+                f"peft.{key}={value} is a LoRA variant but peft.method={peft.method}: use peft.method=lora or unset it"
+            )
     if peft.use_rslora and peft.method not in ("lora", "adalora"):
         raise FtError(f"peft.use_rslora is a LoRA variant but peft.method={peft.method}: use peft.method=lora")
     if str(peft.init_lora_weights).lower().startswith("pissa") and quantized:
-        raise FtError("PiSSA needs full-precision base weights to decompose: drop peft.load_in_4bit/load_in_8bit or use peft=qlora")
+        raise FtError(
+            "PiSSA needs full-precision base weights to decompose: drop peft.load_in_4bit/load_in_8bit or use "
+            "peft=qlora"
+        )
     if peft.method == "adalora" and peft.target_r > peft.init_r:
-        raise FtError(f"AdaLoRA prunes ranks from peft.init_r down to peft.target_r: need target_r <= init_r, got {peft.target_r} and {peft.init_r}")
+        raise FtError(
+            "AdaLoRA prunes ranks from peft.init_r down to peft.target_r: need target_r <= init_r, got "
+            f"{peft.target_r} and {peft.init_r}"
+        )
 
 
 def check_repo_id(repo_id: str, key: str = "repo_id", alternative: str | None = None) -> None:
@@ -93,4 +137,6 @@ def check_repo_id(repo_id: str, key: str = "repo_id", alternative: str | None = 
     except HFValidationError:
         if alternative:
             raise FtError(f"{key}='{repo_id}' is neither a hub id (owner/name) nor {alternative}") from None
-        raise FtError(f"{key}='{repo_id}' is not a valid Hub repo id: use owner/name, e.g. {key}=alice/my-adapter") from None
+        raise FtError(
+            f"{key}='{repo_id}' is not a valid Hub repo id: use owner/name, e.g. {key}=alice/my-adapter"
+        ) from None

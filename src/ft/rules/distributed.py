@@ -25,7 +25,10 @@ def _check_quantized(cfg: FtConfig) -> None:
     strategy, peft = cfg.distributed.strategy, cfg.peft
     if not (peft.load_in_4bit or peft.load_in_8bit):
         if strategy == "fsdp_qlora":
-            raise FtError("distributed=fsdp_qlora shards a 4-bit base: use it with peft=qlora, or distributed=fsdp for a full-precision base")
+            raise FtError(
+                "distributed=fsdp_qlora shards a 4-bit base: use it with peft=qlora, or distributed=fsdp for a "
+                "full-precision base"
+            )
         return
     if strategy in ("zero3", "zero3_offload"):
         raise FtError(
@@ -33,9 +36,13 @@ def _check_quantized(cfg: FtConfig) -> None:
             "support: use distributed=zero2 or ddp for QLoRA (or fsdp_qlora on GPUs)"
         )
     if strategy in FSDP and peft.load_in_8bit:
-        raise FtError(f"distributed={strategy} cannot shard an 8-bit base: use peft=qlora (4-bit) with distributed=fsdp_qlora")
+        raise FtError(
+            f"distributed={strategy} cannot shard an 8-bit base: use peft=qlora (4-bit) with distributed=fsdp_qlora"
+        )
     if strategy == "fsdp":
-        raise FtError("FSDP over a 4-bit base needs its weights stored in the compute dtype: use distributed=fsdp_qlora")
+        raise FtError(
+            "FSDP over a 4-bit base needs its weights stored in the compute dtype: use distributed=fsdp_qlora"
+        )
     storage, compute = peft.bnb_4bit_quant_storage, peft.bnb_4bit_compute_dtype
     if strategy == "fsdp_qlora" and "auto" not in (storage, compute) and storage != compute:
         raise FtError(

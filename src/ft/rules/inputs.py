@@ -31,9 +31,11 @@ def model_available(name: str, revision: str | None) -> None:
     if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
         return
     if constants.HF_HUB_OFFLINE:
-        raise FtError(f"model.name_or_path={name} is neither a local directory nor in the hub cache "
-                      f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1: download it first (hf download {name}), "
-                      f"point to a local directory, or unset HF_HUB_OFFLINE")
+        raise FtError(
+            f"model.name_or_path={name} is neither a local directory nor in the hub cache "
+            f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1: download it first (hf download {name}), "
+            f"point to a local directory, or unset HF_HUB_OFFLINE"
+        )
     hub_reachable(f"model.name_or_path={name}")
 
 
@@ -51,6 +53,8 @@ def hub_reachable(what: str) -> None:
     try:
         socket.create_connection((url.hostname, port), timeout=5).close()
     except OSError as e:
-        raise FtError(f"{what} is not cached locally and {url.hostname}:{port} cannot be reached "
-                      f"({e.strerror or e}): connect to the network, or use a local directory / set HF_HUB_OFFLINE=1 "
-                      f"with a cached copy") from None
+        raise FtError(
+            f"{what} is not cached locally and {url.hostname}:{port} cannot be reached "
+            f"({e.strerror or e}): connect to the network, or use a local directory / set HF_HUB_OFFLINE=1 "
+            f"with a cached copy"
+        ) from None

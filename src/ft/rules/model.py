@@ -34,7 +34,9 @@ def check_target_modules(cfg: PeftConfig, model) -> None:
         unknown = [] if any(re.fullmatch(cfg.target_modules, n) for n in module_names) else [cfg.target_modules]
     else:
         short = {n.rsplit(".", 1)[-1] for n in module_names}
-        unknown = [t for t in cfg.target_modules if t not in short and not any(n.endswith("." + t) for n in module_names)]
+        unknown = [
+            t for t in cfg.target_modules if t not in short and not any(n.endswith("." + t) for n in module_names)
+        ]
     if unknown:
         raise FtError(
             f"peft.target_modules: {', '.join(map(str, unknown))} not found in the model; its linear modules are: "

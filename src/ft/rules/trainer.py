@@ -16,16 +16,25 @@ def lengths(prepared, num_examples: int, max_length: int, packing: bool) -> None
     import pyarrow.compute as pc
 
     kept = len(prepared)
-    at_limit = pc.sum(pc.equal(pc.list_value_length(prepared.with_format("arrow")["input_ids"]), max_length)).as_py() if kept else 0
+    at_limit = (
+        pc.sum(pc.equal(pc.list_value_length(prepared.with_format("arrow")["input_ids"]), max_length)).as_py()
+        if kept
+        else 0
+    )
     dropped = num_examples - kept
     too_long = (at_limit or 0) + dropped
     if too_long >= num_examples:
-        raise FtError(f"all {num_examples} training examples are longer than training.max_length={max_length} tokens"
-                      f"{f' ({dropped} left with nothing to learn)' if dropped else ''}: raise training.max_length")
+        raise FtError(
+            f"all {num_examples} training examples are longer than training.max_length={max_length} tokens"
+            f"{f' ({dropped} left with nothing to learn)' if dropped else ''}: raise training.max_length"
+        )
     if too_long:
-        print(f"ft: warning: {too_long} of {num_examples} training examples are longer than training.max_length="
-              f"{max_length} tokens ({at_limit} truncated, {dropped} dropped with nothing left to learn): "
-              f"raise training.max_length to keep them whole", flush=True)
+        print(
+            f"ft: warning: {too_long} of {num_examples} training examples are longer than training.max_length="
+            f"{max_length} tokens ({at_limit} truncated, {dropped} dropped with nothing left to learn): "
+            f"raise training.max_length to keep them whole",
+            flush=True,
+        )
 
 
 def checkpoint_bytes(model) -> int:
@@ -51,9 +60,11 @@ def disk_space(trainer, cfg, run_dir: Path, num_examples: int) -> None:
     needed = kept * per_checkpoint + per_checkpoint // 3
     free = shutil.disk_usage(run_dir).free
     if needed > free:
-        raise FtError(f"not enough disk space in {run_dir.parent}: the run needs about {_size(needed)} "
-                      f"({kept} checkpoints of {_size(per_checkpoint)} + the final weights), {_size(free)} free: "
-                      f"free some space, lower training.save_total_limit, or set training.output_dir elsewhere")
+        raise FtError(
+            f"not enough disk space in {run_dir.parent}: the run needs about {_size(needed)} "
+            f"({kept} checkpoints of {_size(per_checkpoint)} + the final weights), {_size(free)} free: "
+            f"free some space, lower training.save_total_limit, or set training.output_dir elsewhere"
+        )
 
 
 def _size(n: float) -> str:

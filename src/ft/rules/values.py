@@ -19,7 +19,9 @@ def check_values(node, prefix: str = "") -> None:
         for item in value if isinstance(value, list) else [value]:
             if allowed is not None and item not in allowed:
                 shown = f"{key}={item}" if not isinstance(value, list) else f"{key}: '{item}'"
-                raise FtError(f"{shown} is not valid: {did_you_mean(str(item), allowed)}choose one of {', '.join(allowed)}")
+                raise FtError(
+                    f"{shown} is not valid: {did_you_mean(str(item), allowed)}choose one of {', '.join(allowed)}"
+                )
         for name, (symbol, holds) in BOUNDS.items():
             bound = f.metadata.get(name)
             if bound is not None and not holds(value, bound):

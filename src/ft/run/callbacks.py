@@ -1,10 +1,10 @@
 """ft's trainer callbacks, each switched on from the `callbacks` config section.
 
-    SampleGenerationCallback  greedy generations on fixed prompts at every evaluation: console,
-                              <run dir>/samples.jsonl, TensorBoard text, W&B table
-    ThroughputCallback        tokens/s and peak memory (GPU, or CPU RSS) added to every training log
-    transformers' EarlyStoppingCallback  stops when eval_loss stops improving
-    AdaLoraRankCallback       AdaLoRA's rank allocation every optimizer step (peft.method=adalora)
+SampleGenerationCallback  greedy generations on fixed prompts at every evaluation: console,
+                          <run dir>/samples.jsonl, TensorBoard text, W&B table
+ThroughputCallback        tokens/s and peak memory (GPU, or CPU RSS) added to every training log
+transformers' EarlyStoppingCallback  stops when eval_loss stops improving
+AdaLoraRankCallback       AdaLoRA's rank allocation every optimizer step (peft.method=adalora)
 """
 
 import json
@@ -33,12 +33,17 @@ class SampleGenerationCallback(TrainerCallback):
         completions = []
         try:
             for prompt in self.prompts:
-                ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                    return_tensors="pt", return_dict=True).to(model.device)
+                ids = tokenizer.apply_chat_template(
+                    [{"role": "user", "content": prompt}],
+                    add_generation_prompt=True,
+                    return_tensors="pt",
+                    return_dict=True,
+                ).to(model.device)
                 with torch.no_grad():
-                    out = model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                         pad_token_id=tokenizer.pad_token_id)
-                completions.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+                    out = model.generate(
+                        **ids, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                    )
+                completions.append(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
         finally:
             model.train(was_training)
         return completions
@@ -67,8 +72,10 @@ class SampleGenerationCallback(TrainerCallback):
             import wandb
 
             if wandb.run is not None:
-                table = wandb.Table(columns=["step", "prompt", "completion"],
-                                    data=[[r["step"], r["prompt"], r["completion"]] for r in rows])
+                table = wandb.Table(
+                    columns=["step", "prompt", "completion"],
+                    data=[[r["step"], r["prompt"], r["completion"]] for r in rows],
+                )
                 wandb.run.log({"samples": table}, commit=False)
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -95,7 +102,9 @@ class ThroughputCallback(TrainerCallback):
         if logs is None or "loss" not in logs or self._last_time is None:
             return  # eval and end-of-training summaries are not training steps
         now = time.perf_counter()
-        metrics = {"tokens_per_second": (state.num_input_tokens_seen - self._last_tokens) / max(now - self._last_time, 1e-9)}
+        metrics = {
+            "tokens_per_second": (state.num_input_tokens_seen - self._last_tokens) / max(now - self._last_time, 1e-9)
+        }
         metrics.update(memory_metrics())
         self._last_time, self._last_tokens = now, state.num_input_tokens_seen
         logs.update(metrics)

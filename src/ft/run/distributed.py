@@ -91,10 +91,17 @@ def accelerate_config(cfg: FtConfig, gpus: int) -> dict:
 def launch_command(cfg: FtConfig, config_file: Path, overrides: list[str]) -> list[str]:
     dist = cfg.distributed
     return [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(config_file),
-        "--machine_rank", str(dist.machine_rank),
-        "-m", "ft", "train", *overrides,
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config_file),
+        "--machine_rank",
+        str(dist.machine_rank),
+        "-m",
+        "ft",
+        "train",
+        *overrides,
     ]
 
 
@@ -103,7 +110,6 @@ def relaunch(cfg: FtConfig, run_dir: Path, overrides: list[str], gpus: int) -> i
     exit code. Every process it starts uses run_dir (passed down in FT_RUN_DIR)."""
     import yaml
 
-
     config = accelerate_config(cfg, gpus)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / LAUNCH_CONFIG
@@ -111,7 +117,9 @@ def relaunch(cfg: FtConfig, run_dir: Path, overrides: list[str], gpus: int) -> i
     staging.write_text(yaml.safe_dump(config, sort_keys=False))
     staging.replace(config_file)  # atomic: nodes sharing the run dir write the same content
     command = launch_command(cfg, config_file, overrides)
-    print(f"ft: launching {config['num_processes']} processes on {cfg.distributed.num_machines} machine(s):", flush=True)
+    print(
+        f"ft: launching {config['num_processes']} processes on {cfg.distributed.num_machines} machine(s):", flush=True
+    )
     print(f"ft:   {RUN_DIR_ENV}={shlex.quote(str(run_dir))} {shlex.join(command)}", flush=True)
     return subprocess.run(command, env={**os.environ, RUN_DIR_ENV: str(run_dir)}).returncode
 

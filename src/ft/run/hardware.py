@@ -31,7 +31,10 @@ def precision(requested: str, hw: Hardware) -> str:
             return "fp32"
         return "bf16" if hw.bf16 else "fp16"
     if requested in ("bf16", "fp16") and hw.device == "cpu":
-        raise FtError(f"training.precision={requested} needs a GPU; this machine has none: use training.precision=auto (fp32 on CPU)")
+        raise FtError(
+            f"training.precision={requested} needs a GPU; this machine has none: use training.precision=auto (fp32 on "
+            "CPU)"
+        )
     if requested == "bf16" and not hw.bf16:
         raise FtError("training.precision=bf16: this GPU has no bf16 support: use training.precision=fp16 or auto")
     return requested
@@ -41,11 +44,13 @@ def torch_dtype(model_dtype: str, run_precision: str):
     """The dtype to load weights in: model.dtype, or with `auto` the run's precision."""
     import torch
 
-    name = model_dtype if model_dtype != "auto" else {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[run_precision]
+    name = (
+        model_dtype
+        if model_dtype != "auto"
+        else {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[run_precision]
+    )
     return getattr(torch, name)
 
 
 def activation_checkpointing(requested: bool | None, hw: Hardware) -> bool:
     return hw.device == "cuda" if requested is None else requested
-
-

@@ -41,8 +41,12 @@ class PreemptionCallback(TrainerCallback):
             print(f"ft: {name} again: aborting now, without saving", file=sys.stderr, flush=True)
             raise KeyboardInterrupt
         self.received = name
-        print(f"ft: {name} received: finishing this step, saving a checkpoint, then stopping "
-              f"(send it again to abort without saving)", file=sys.stderr, flush=True)
+        print(
+            f"ft: {name} received: finishing this step, saving a checkpoint, then stopping "
+            f"(send it again to abort without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @contextlib.contextmanager
     def handling_signals(self):

@@ -107,33 +107,45 @@ def plan(run_dir: Path, config_yaml: str, resume: str, overwrite: bool) -> RunPl
         path_checkpoint = Path(resume).expanduser().resolve()
         reason = incomplete_reason(path_checkpoint) if path_checkpoint.is_dir() else "no such directory"
         if reason:
-            raise FtError(f"training.resume={resume} is not a complete checkpoint ({reason}): "
-                          f"name a checkpoint-<step> directory, or use training.resume=auto")
+            raise FtError(
+                f"training.resume={resume} is not a complete checkpoint ({reason}): "
+                f"name a checkpoint-<step> directory, or use training.resume=auto"
+            )
 
     if not rundir.holds_files(run_dir):
         return RunPlan(checkpoint=str(path_checkpoint) if path_checkpoint else None)
 
     new_name = "set another training.run_name"
     if not (run_dir / rundir.CONFIG).is_file():
-        raise FtError(f"run directory {run_dir} already exists and was not made by ft (no config.yaml): "
-                      f"{new_name} or move it away")
+        raise FtError(
+            f"run directory {run_dir} already exists and was not made by ft (no config.yaml): "
+            f"{new_name} or move it away"
+        )
     if overwrite:
         if path_checkpoint and run_dir.resolve() in path_checkpoint.parents:
-            raise FtError(f"training.overwrite=true would delete training.resume={resume}: copy the checkpoint elsewhere first")
+            raise FtError(
+                f"training.overwrite=true would delete training.resume={resume}: copy the checkpoint elsewhere first"
+            )
         print(f"ft: training.overwrite=true: replacing the earlier run in {run_dir}", flush=True)
         return RunPlan(checkpoint=str(path_checkpoint) if path_checkpoint else None, replace=True)
 
     differences = config_differences((run_dir / rundir.CONFIG).read_text(), config_yaml)
     if differences:
         shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-        raise FtError(f"run directory {run_dir} already exists with a different config ({shown}): "
-                      f"rerun with the same config to continue it, {new_name}, or add training.overwrite=true to replace it")
+        raise FtError(
+            f"run directory {run_dir} already exists with a different config ({shown}): "
+            f"rerun with the same config to continue it, {new_name}, or add training.overwrite=true to replace it"
+        )
     if (run_dir / rundir.TRAINER_STATE).is_file():
-        raise FtError(f"run directory {run_dir} already exists and holds a finished run: "
-                      f"{new_name}, or add training.overwrite=true to train it again")
+        raise FtError(
+            f"run directory {run_dir} already exists and holds a finished run: "
+            f"{new_name}, or add training.overwrite=true to train it again"
+        )
     if resume == "never":
-        raise FtError(f"run directory {run_dir} already exists with an unfinished run: continue it with "
-                      f"training.resume=auto, {new_name}, or add training.overwrite=true to start over")
+        raise FtError(
+            f"run directory {run_dir} already exists with an unfinished run: continue it with "
+            f"training.resume=auto, {new_name}, or add training.overwrite=true to start over"
+        )
     if path_checkpoint:
         print(f"ft: resuming {run_dir} from {path_checkpoint}", flush=True)
         return RunPlan(checkpoint=str(path_checkpoint), existing=True)
@@ -153,6 +165,10 @@ def resume_command(command: list[str] | None, run_dir: Path, cfg) -> str:
     if cfg.training.run_name is None:  # a timestamped name: only resumable when named explicitly
         extra.append(f"training.run_name={run_dir.name}")
     if command is None:
-        return "rerun the same command" + (f" with {' '.join(extra)}" if extra else "") + " (training.resume=auto is the default)"
+        return (
+            "rerun the same command"
+            + (f" with {' '.join(extra)}" if extra else "")
+            + " (training.resume=auto is the default)"
+        )
     kept = [arg for arg in command if not arg.lstrip("+~").startswith(("training.overwrite=", "training.resume="))]
     return shlex.join([*kept, *extra])

@@ -1,16 +1,16 @@
 """The run directory: where it is, and the files ft writes there besides the trainer's own.
 
-    <output_dir>/<run_name>/
-        adapter_config.json, adapter_model.safetensors   the adapter (model.safetensors if full FT)
-        tokenizer.json, tokenizer_config.json, chat_template.jinja
-        config.yaml                                       the resolved config
-        trainer_state.json, {base,train,eval,all}_results.json
-        tensorboard/                                      TensorBoard event files
-        loss.png                                          train / eval loss curves
-        README.md                                         the model card (ft.finish.card)
-        checkpoint-<step>/                                resumable checkpoints
-        samples.jsonl, wandb/, mlruns/                    when those callbacks / loggers are on
-        accelerate_config.yaml                            when ft relaunched itself (ft.run.distributed)
+<output_dir>/<run_name>/
+    adapter_config.json, adapter_model.safetensors   the adapter (model.safetensors if full FT)
+    tokenizer.json, tokenizer_config.json, chat_template.jinja
+    config.yaml                                       the resolved config
+    trainer_state.json, {base,train,eval,all}_results.json
+    tensorboard/                                      TensorBoard event files
+    loss.png                                          train / eval loss curves
+    README.md                                         the model card (ft.finish.card)
+    checkpoint-<step>/                                resumable checkpoints
+    samples.jsonl, wandb/, mlruns/                    when those callbacks / loggers are on
+    accelerate_config.yaml                            when ft relaunched itself (ft.run.distributed)
 """
 
 import contextlib
@@ -70,13 +70,17 @@ def new_run_dir(run_dir: Path, config_yaml: str, plan=None, create: bool = True)
             (run_dir / CONFIG).write_text(config_yaml)
         return
     if holds_files(run_dir):
-        raise FtError(f"run directory {run_dir} already exists and is not empty: set another training.run_name or remove it")
+        raise FtError(
+            f"run directory {run_dir} already exists and is not empty: set another training.run_name or remove it"
+        )
     created = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG).write_text(config_yaml)
     except OSError as e:
-        raise FtError(f"cannot write the run directory {run_dir} ({e.strerror}): set training.output_dir to a writable place") from None
+        raise FtError(
+            f"cannot write the run directory {run_dir} ({e.strerror}): set training.output_dir to a writable place"
+        ) from None
     try:
         yield run_dir
     except BaseException:
@@ -93,7 +97,9 @@ def _check_writable(run_dir: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise FtError(f"cannot write the run directory {run_dir} ({e.strerror}): set training.output_dir to a writable place") from None
+        raise FtError(
+            f"cannot write the run directory {run_dir} ({e.strerror}): set training.output_dir to a writable place"
+        ) from None
 
 
 def plot_loss(log_history: list[dict], path: Path) -> None:

@@ -86,8 +86,11 @@ class Run:
         if preemption.received:
             step = trainer.state.global_step
             if main:
-                print(f"ft: stopped by {preemption.received} at step {step}; checkpoint saved to "
-                      f"{run_dir / f'{rundir.CHECKPOINT_PREFIX}{step}'}\nft: to resume: {how_to_resume}", flush=True)
+                print(
+                    f"ft: stopped by {preemption.received} at step {step}; checkpoint saved to "
+                    f"{run_dir / f'{rundir.CHECKPOINT_PREFIX}{step}'}\nft: to resume: {how_to_resume}",
+                    flush=True,
+                )
             return Result(run_dir=run_dir, trainer=trainer, metrics={})
         metrics = _evaluate(trainer, train_output)
         trainer.save_model(str(run_dir))  # every rank: ZeRO-3 gathers the weights; rank 0 writes
@@ -153,10 +156,15 @@ def _print_trainable(model) -> None:
 
 
 def _print_summary(run_dir: Path, metrics: dict) -> None:
-    lines = [f"ft: done in {metrics.get('train_runtime', 0):.1f}s, train loss {metrics.get('train_loss', float('nan')):.4f}"]
+    lines = [
+        f"ft: done in {metrics.get('train_runtime', 0):.1f}s, train loss {metrics.get('train_loss', float('nan')):.4f}"
+    ]
     if "base_loss" in metrics and "eval_loss" in metrics:
         ratio = metrics["eval_loss"] / metrics["base_loss"]
-        lines.append(f"ft: eval loss {metrics['base_loss']:.4f} (untrained) -> {metrics['eval_loss']:.4f} (trained), ratio {ratio:.2f}")
+        lines.append(
+            f"ft: eval loss {metrics['base_loss']:.4f} (untrained) -> {metrics['eval_loss']:.4f} (trained), ratio "
+            f"{ratio:.2f}"
+        )
     elif "eval_loss" in metrics:
         lines.append(f"ft: eval loss {metrics['eval_loss']:.4f}")
     lines.append(f"ft: saved to {run_dir}")

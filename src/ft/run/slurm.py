@@ -23,6 +23,7 @@ class SbatchOptions:
     port: int = option(29500, help="rendezvous port on the first node")
     output: str | None = option(None, help="write the script to this file; unset: print it", metavar="PATH")
 
+
 TEMPLATE = """#!/bin/bash
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={nodes}

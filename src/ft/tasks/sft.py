@@ -56,7 +56,9 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=adapters.build_peft_config(cfg.peft, model_config, session.total_optimizer_steps(cfg, len(train_dataset))),
+        peft_config=adapters.build_peft_config(
+            cfg.peft, model_config, session.total_optimizer_steps(cfg, len(train_dataset))
+        ),
         callbacks=callbacks.build(cfg, run_dir),
     )
     if quantization is not None:

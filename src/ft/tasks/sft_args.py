@@ -35,7 +35,9 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool, resumi
         adam_beta2=o.adam_beta2,
         adam_epsilon=o.adam_epsilon,
         max_grad_norm=o.max_grad_norm,
-        optim_target_modules=list(o.target_modules) if isinstance(o.target_modules, (list, tuple)) else o.target_modules,
+        optim_target_modules=list(o.target_modules)
+        if isinstance(o.target_modules, (list, tuple))
+        else o.target_modules,
         max_length=t.max_length,
         packing=t.packing,
         packing_strategy=t.packing_strategy,
@@ -49,7 +51,9 @@ def sft_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool, resumi
         fp16=precision == "fp16",
         use_cpu=hw.device == "cpu",
         activation_checkpointing=checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": t.activation_checkpointing_use_reentrant} if checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": t.activation_checkpointing_use_reentrant}
+        if checkpointing
+        else None,
         eval_strategy=t.eval_strategy if has_eval else "no",
         # The untrained model's eval, run by the trainer itself: a separate evaluate() before
         # train() leaves the model unwrapped, so DDP would silently train unsynchronised replicas.
