@@ -208,7 +208,7 @@ class LoggingConfig:
 
 @dataclass
 class CallbacksConfig:
-    """ft's trainer callbacks (src/ft/callbacks.py)."""
+    """ft's trainer callbacks (src/ft/run/callbacks.py)."""
 
     sample_prompts: List[str] = option([], help="prompts generated greedily at every eval")
     sample_max_new_tokens: int = option(48, ge=1, help="tokens generated per sample prompt")
