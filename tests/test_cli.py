@@ -82,11 +82,10 @@ def _options_classes():
 @pytest.mark.parametrize("command", ["generate", "chat", "eval", "merge", "push", "sbatch"])
 def test_command_help_lists_every_option_with_its_default(command):
     import dataclasses
-    import os
 
     from ft.options import is_required, shown
 
-    result = run_ft(command, "--help", env={**os.environ, "COLUMNS": "200"})  # one line per option
+    result = run_ft(command, "--help", env_extra={"COLUMNS": "200"})  # one line per option
     assert result.returncode == 0, result.stderr
     usage, lines = result.stdout.split("\n\n")[0], result.stdout.splitlines()
     for field in dataclasses.fields(_options_classes()[command]):

@@ -1,7 +1,6 @@
 """Tokens stay out of everything a run writes or prints; remote code only when asked for; weights
 only as safetensors."""
 
-import os
 import re
 
 import pytest
@@ -14,7 +13,7 @@ WANDB_SECRET = "PLANTEDwandbKEY0123456789abcdef0123456789"
 
 @pytest.mark.slow
 def test_tokens_never_reach_files_or_logs_and_weights_are_safetensors(tmp_path):
-    env = {**os.environ, "HF_TOKEN": HF_SECRET, "HUGGING_FACE_HUB_TOKEN": HF_SECRET, "WANDB_API_KEY": WANDB_SECRET}
+    secrets = {"HF_TOKEN": HF_SECRET, "HUGGING_FACE_HUB_TOKEN": HF_SECRET, "WANDB_API_KEY": WANDB_SECRET}
     overrides = [o for o in QUICK if o not in ("logging=none", "training.save_strategy=no")]
     result = run_ft(
         "train",
@@ -24,7 +23,7 @@ def test_tokens_never_reach_files_or_logs_and_weights_are_safetensors(tmp_path):
         "training.max_length=30",
         f"training.output_dir={tmp_path}",
         "training.run_name=secret",
-        env=env,
+        env_extra=secrets,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
