@@ -1,6 +1,8 @@
 """Every recipe and every option of every config group composes and validates (nothing loads)."""
 
 import dataclasses
+import inspect
+import re
 
 import pytest
 
@@ -96,6 +98,7 @@ def test_copied_library_names_match_the_installed_libraries():
     from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
+    from trl import DPOTrainer
 
     from ft.config import names, schema
     from ft.data import synthetic
@@ -105,3 +108,4 @@ def test_copied_library_names_match_the_installed_libraries():
     assert names.REPORT_TO == [*INTEGRATION_TO_CALLBACK, "none"]
     assert all(isinstance(getattr(torch, name), torch.dtype) for name in names.TORCH_DTYPES + names.BNB_STORAGE_DTYPES)
     assert schema.SYNTHETIC_TASKS == list(synthetic.TASKS)
+    assert names.DPO_LOSSES == re.findall(r'loss_type == "(\w+)"', inspect.getsource(DPOTrainer))

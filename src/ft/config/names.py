@@ -77,3 +77,20 @@ REPORT_TO = [  # transformers.integrations.integration_utils.INTEGRATION_TO_CALL
     "kubeflow",
     "none",
 ]
+DPO_LOSSES = [  # the loss_type values trl.DPOTrainer's loss dispatches on
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+]

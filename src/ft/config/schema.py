@@ -8,12 +8,13 @@ against the `choices` and bounds declared here before anything heavy is imported
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
+from ft.config.names import BNB_STORAGE_DTYPES, DPO_LOSSES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
 from ft.options import option
 
 TINY_MODEL = "tiny"  # model.name_or_path value that selects the offline tiny Llama
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
-TASKS = ["sft"]  # modules of ft.tasks
+TASKS = ["sft", "dpo"]  # modules of ft.tasks
+PREFERENCE_TASKS = ["dpo"]  # the tasks that train on data.format=preference
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
 
 
@@ -43,6 +44,9 @@ class ModelConfig:
     )
     trust_remote_code: bool = option(False, help="run modelling code shipped with a hub model")
     chat_template: Optional[str] = option(None, help="a Jinja template replacing the tokenizer's")
+    adapter: Optional[str] = option(
+        None, help="a finished run's directory: continue training its adapter (its peft settings replace peft.*)"
+    )
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
@@ -143,7 +147,7 @@ class DataConfig:
     source: str = option("synthetic", help='"synthetic", a hub dataset id, or a local file / directory')
     format: str = option(
         "messages",
-        choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text"],
+        choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text", "preference"],
         help="how the source's rows look (README: Data)",
     )
     columns: Dict[str, str] = option({}, help="ft field name -> column in the source")
@@ -198,6 +202,23 @@ class TrainingConfig:
         "auto", help="auto (continue the run dir's last complete checkpoint), never, or a checkpoint path"
     )
     overwrite: bool = option(False, help="replace an existing run dir (made by a different config, or finished)")
+
+
+@dataclass
+class PreferenceConfig:
+    """Preference training (task=dpo): TRL's DPOConfig settings. The sequence length is training.max_length
+    (TRL 1.16 has no separate prompt length); the reference model is the base with the adapter switched off,
+    or, with model.adapter, a frozen copy of the starting adapter."""
+
+    beta: float = option(0.1, gt=0, help="how far the policy may move from the reference: higher stays closer")
+    loss_type: str = option("sigmoid", choices=DPO_LOSSES, help="the DPO loss (TRL's loss_type): sigmoid is DPO")
+    label_smoothing: float = option(
+        0.0, ge=0, lt=0.5, help="robust / exo_pair: the assumed probability that a preference label is flipped"
+    )
+    use_weighting: bool = option(False, help="WPO: weight each pair by the policy's length-normalized probability")
+    precompute_ref_log_probs: bool = option(
+        False, help="compute the reference log-probs once before training (faster steps, a pass over the data)"
+    )
 
 
 @dataclass
@@ -257,5 +278,6 @@ class FtConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     recipe: Optional[str] = option(None, help="the recipe's name, recorded from the recipe=NAME choice")

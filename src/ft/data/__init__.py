@@ -7,6 +7,7 @@ format into one of TRL's dataset forms:
     conversational     {"messages": [{"role": ..., "content": ...}, ...]}   messages, alpaca, sharegpt
     prompt-completion  {"prompt": str, "completion": str}                 prompt_completion
     language modeling  {"text": str}                                      text
+    preference         {"prompt", "chosen", "rejected"}: strings or turns    preference (ft.data.preference)
 """
 
 import contextlib
@@ -15,7 +16,7 @@ import logging
 from pathlib import Path
 
 from ft.config.schema import DataConfig
-from ft.data import synthetic
+from ft.data import preference, synthetic
 from ft.errors import FtError
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -37,6 +38,7 @@ FIELDS = {
     "sharegpt": (["conversations"], []),
     "prompt_completion": (["prompt", "completion"], []),
     "text": (["text"], []),
+    "preference": (list(preference.FIELDS), []),
 }
 
 
@@ -75,6 +77,7 @@ CONVERTERS = {
     "sharegpt": _from_sharegpt,
     "prompt_completion": _from_prompt_completion,
     "text": _from_text,
+    "preference": lambda row, cfg: preference.from_preference(row, cfg.system_prompt),
 }
 
 
@@ -110,7 +113,8 @@ def load_raw(cfg: DataConfig):
     from datasets import Dataset, DatasetDict, load_dataset
 
     if cfg.source == "synthetic":
-        rows = synthetic.generate(list(cfg.synthetic.tasks), cfg.synthetic.num_examples, cfg.synthetic.seed)
+        make = synthetic.generate_preferences if cfg.format == "preference" else synthetic.generate
+        rows = make(list(cfg.synthetic.tasks), cfg.synthetic.num_examples, cfg.synthetic.seed)
         return DatasetDict({"train": Dataset.from_list(rows)})
     path = Path(cfg.source).expanduser()
     if not path.exists():
@@ -181,7 +185,7 @@ def to_trl_form(dataset, cfg: DataConfig):
             return out
         except FtError as e:
             raise FtError(f"data row {index}: {e}") from None
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             raise FtError(f"data row {index}: malformed {cfg.format} row ({type(e).__name__}: {e})") from None
 
     return dataset.map(convert_row, with_indices=True, remove_columns=dataset.column_names, desc="ft: converting")

@@ -1,6 +1,8 @@
 """Deterministic synthetic instruction tasks: something learnable offline, with an eval set.
 
 Each task turns a `random.Random` into one (instruction, answer) pair. Same seed, same examples.
+For preference training each example also gets a wrong answer (a near miss of the right one) from
+its own generator, so the prompts are the same as SFT's for the same seed.
 """
 
 import random
@@ -58,5 +60,42 @@ def generate(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
         raise FtError(
             f"data.synthetic.num_examples={num_examples} is more than the tasks {tasks} have distinct examples "
             f"({len(rows)})"
+        )
+    return rows
+
+
+def _wrong_add(answer: str, rng: random.Random) -> str:
+    return str(int(answer) + rng.choice([-10, -2, -1, 1, 2, 10]))
+
+
+def _wrong_sort(answer: str, rng: random.Random) -> str:
+    digits = answer.split()
+    rng.shuffle(digits)
+    return " ".join(digits)
+
+
+WRONG = {
+    "add": _wrong_add,
+    "reverse": lambda answer, rng: answer[::-1],  # the letters as given, not reversed
+    "upper": lambda answer, rng: answer.lower(),  # as given, not capitalized
+    "sort": _wrong_sort,
+}
+
+
+def generate_preferences(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
+    """generate()'s examples as preference pairs: chosen the right answer, rejected a wrong one."""
+    rng = random.Random(f"wrong-{seed}")
+    rows = []
+    for index, row in enumerate(generate(tasks, num_examples, seed)):
+        prompt, answer = row["messages"][0], row["messages"][1]["content"]
+        wrong = WRONG[tasks[index % len(tasks)]](answer, rng)
+        if wrong == answer:  # a palindrome, digits already in order or all alike
+            wrong = f"{answer} {answer}"
+        rows.append(
+            {
+                "prompt": [prompt],
+                "chosen": [{"role": "assistant", "content": answer}],
+                "rejected": [{"role": "assistant", "content": wrong}],
+            }
         )
     return rows

@@ -35,7 +35,7 @@ def _is_hub_id(name: str) -> bool:
 
 def metadata(cfg, base_model: str) -> dict:
     is_adapter = cfg.peft.method != "none"
-    tags = ["ft", "trl", "sft"] + ([cfg.peft.method, "peft"] if is_adapter else ["full-fine-tune"])
+    tags = ["ft", "trl", cfg.task] + ([cfg.peft.method, "peft"] if is_adapter else ["full-fine-tune"])
     meta = {
         "base_model": base_model,
         "library_name": "peft" if is_adapter else "transformers",
@@ -148,7 +148,7 @@ def render(
         f"# {Path(run_dir).name}",
         "",
         f"A {'PEFT adapter' if p.method != 'none' else 'fine-tuned model'} for `{base_model}`, trained with "
-        "ft (TRL SFTTrainer + PEFT) from the recipe "
+        f"ft (TRL {cfg.task.upper()} trainer + PEFT) from the recipe "
         f"`{cfg.recipe}`.",
         "",
         "## Results",

@@ -13,13 +13,14 @@ A failed rule raises FtError: one line naming the problem and the fix (the CLI e
 
 from pathlib import Path
 
-from ft.rules import combinations, distributed, inputs, machine, model, trainer, values
+from ft.rules import combinations, distributed, inputs, machine, model, tasks, trainer, values
 
 
 def check_config(cfg) -> None:
     values.check_values(cfg)
     distributed.check_config(cfg)
     combinations.check_combinations(cfg)
+    tasks.check_task(cfg)
 
 
 def check_machine(cfg, hw, launching: bool = False) -> None:

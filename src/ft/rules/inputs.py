@@ -14,12 +14,30 @@ def check_sources(cfg) -> None:
     """Before the run dir is touched or anything loads: is the model there, can the hub be reached.
     (What the hardware can do is ft.run.hardware.check_requirements.)"""
     model_available(cfg.model.name_or_path, cfg.model.revision)
+    if cfg.model.adapter:
+        adapter_available(cfg.model.adapter)
     source = cfg.data.source
     if source != "synthetic" and not Path(source).expanduser().exists():
         from huggingface_hub import constants
 
         if not constants.HF_HUB_OFFLINE and not os.environ.get("HF_DATASETS_OFFLINE"):
             hub_reachable(f"data.source={source}")
+
+
+def adapter_available(path: str) -> None:
+    """model.adapter: a directory PEFT saved an adapter in (a finished ft run's directory is one)."""
+    import json
+
+    config = Path(path).expanduser() / "adapter_config.json"
+    if not config.is_file():
+        raise FtError(
+            f"model.adapter={path} holds no adapter (no adapter_config.json): point it to a finished run's "
+            f"directory, e.g. runs/<sft run>"
+        )
+    try:
+        json.loads(config.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FtError(f"model.adapter={path}: adapter_config.json is not valid JSON ({e})") from None
 
 
 def model_available(name: str, revision: str | None) -> None:

@@ -1,0 +1,62 @@
+"""The `preference` format: one prompt and two answers to it, `chosen` preferred to `rejected`.
+
+Plain text (all three strings) stays plain text, TRL's standard preference form. Anything
+conversational becomes TRL's conversational form: `prompt` a list of turns ending with a user turn
+(a string is one user turn), `chosen` and `rejected` assistant turns (a string is one turn).
+"""
+
+from ft.errors import FtError
+
+FIELDS = ("prompt", "chosen", "rejected")
+PROMPT_ROLES = ("system", "user", "assistant")
+
+
+def from_preference(row: dict, system_prompt: str | None) -> dict:
+    for name in FIELDS:
+        if row.get(name) is None:
+            raise FtError(f"'{name}' is missing: every preference row needs a prompt, a chosen and a rejected answer")
+        if _is_empty(row[name]):
+            raise FtError(f"'{name}' is empty: every preference row needs a prompt, a chosen and a rejected answer")
+    if all(isinstance(row[name], str) for name in FIELDS):
+        out = {name: row[name] for name in FIELDS}
+    else:
+        out = {
+            "prompt": _prompt_turns(row["prompt"], system_prompt),
+            "chosen": _answer_turns(row["chosen"], "chosen"),
+            "rejected": _answer_turns(row["rejected"], "rejected"),
+        }
+    if out["chosen"] == out["rejected"]:
+        raise FtError("chosen and rejected are the same answer, so there is nothing to prefer: fix or drop the row")
+    return out
+
+
+def _is_empty(value) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return not value or any(not str(turn.get("content") or "").strip() for turn in value)
+
+
+def _turns(value, default_role: str) -> list[dict]:
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    return [{"role": turn["role"], "content": turn["content"]} for turn in value]
+
+
+def _prompt_turns(value, system_prompt: str | None) -> list[dict]:
+    turns = _turns(value, "user")
+    roles = [turn["role"] for turn in turns]
+    bad = [role for role in roles if role not in PROMPT_ROLES]
+    if bad:
+        raise FtError(f"unknown role '{bad[0]}' in the prompt: roles must be one of {', '.join(PROMPT_ROLES)}")
+    if roles[-1] != "user":
+        raise FtError(f"the prompt must end with a user turn, not '{roles[-1]}': the answers reply to it")
+    if system_prompt and roles[0] != "system":
+        turns = [{"role": "system", "content": system_prompt}, *turns]
+    return turns
+
+
+def _answer_turns(value, name: str) -> list[dict]:
+    turns = _turns(value, "assistant")
+    if any(turn["role"] != "assistant" for turn in turns):
+        raise FtError(f"'{name}' must be assistant turns only: put the conversation so far in the prompt")
+    return turns

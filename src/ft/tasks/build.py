@@ -1,0 +1,106 @@
+"""The steps every task takes to build its trainer, in order; a task's module calls them around its
+own TRL trainer (tasks/sft.py, tasks/dpo.py):
+
+    inputs(cfg)                          data (in TRL's form) and tokenizer
+    base_model(cfg, hw)                  model config checked, weights loaded (4/8-bit for QLoRA), k-bit prepared,
+                                         the adapter of model.adapter attached (training continues it)
+    peft_config(cfg, base, n)            the new adapter for TRL to attach; None when model.adapter brought one
+    logging_env(cfg, run_dir)            where TensorBoard / W&B / MLflow write
+    finish(trainer, cfg, base, run_dir)  QLoRA dtypes, callback order, LoRA+ optimizer, PiSSA init, the trainer rules
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Only light modules here: a task runs its quick checks before transformers (and bitsandbytes) load.
+from ft import data, models, rules
+from ft.errors import FtError
+from ft.models import adapters
+from ft.run import distributed, hardware, rundir, session
+
+
+@dataclass
+class Base:
+    model: object
+    config: object  # the transformers model config
+    dtype: object  # torch dtype of the weights
+    quantization: object  # BitsAndBytesConfig or None
+
+
+def inputs(cfg):
+    """(train, eval or None, tokenizer), read and converted once when several processes start."""
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():  # read, convert (and build the tiny model) once
+        train_dataset, eval_dataset = data.load(cfg.data)
+        tokenizer = models.load_tokenizer(cfg.model)
+    return train_dataset, eval_dataset, tokenizer
+
+
+def base_model(cfg, hw: hardware.Hardware) -> Base:
+    dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
+    model_config = models.load_config(cfg.model)
+    rules.check_model_config(cfg, model_config)
+    quantization = models.quantization_config(cfg.peft, dtype, fsdp=cfg.distributed.strategy in distributed.FSDP)
+    # on every rank at once: ZeRO-3 loading is collective
+    model = models.load_model(cfg.model, dtype, **({"quantization_config": quantization} if quantization else {}))
+    if quantization is not None:
+        models.disable_4bit_cpu_repack(model)
+    rules.check_loaded_model(cfg, model)
+    adapters.prepare_base(cfg.peft, model)
+    if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
+        from peft import prepare_model_for_kbit_training
+
+        checkpointing = hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    if cfg.model.adapter:
+        model = _attach_adapter(model, cfg.model.adapter, cfg.model.name_or_path)
+    return Base(model, model_config, dtype, quantization)
+
+
+def _attach_adapter(model, path: str, base_name: str):
+    """The finished run's adapter, trainable: this run continues training it."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, str(Path(path).expanduser()), is_trainable=True)
+    except (RuntimeError, ValueError, KeyError) as e:  # shape mismatches, modules the base lacks
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FtError(
+            f"model.adapter={path} does not fit model.name_or_path={base_name}: {reason}: "
+            f"start from an adapter trained on this base model"
+        ) from None
+
+
+def peft_config(cfg, base: Base, num_examples: int):
+    if cfg.model.adapter:
+        return None
+    return adapters.build_peft_config(cfg.peft, base.config, session.total_optimizer_steps(cfg, num_examples))
+
+
+def logging_env(cfg, run_dir: Path) -> None:
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / rundir.TENSORBOARD)
+    os.environ.setdefault("WANDB_PROJECT", cfg.logging.project)
+    os.environ["WANDB_DIR"] = str(run_dir)
+    if "mlflow" in cfg.logging.report_to:  # a local store in the run dir unless the user has a server
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (run_dir / rundir.MLFLOW).resolve().as_uri())
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 wants a database for that
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
+
+
+def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int):
+    """The trainer made ready to train; the last rules checked on the tokenized data."""
+    from ft.run import callbacks
+
+    if base.quantization is not None:
+        adapters.match_compute_dtype(trainer.model, base.dtype)
+    throughput = trainer.callback_handler.pop_callback(callbacks.ThroughputCallback)
+    if throughput is not None:  # first, so that TensorBoard / W&B / the console see its numbers
+        trainer.callback_handler.callbacks.insert(0, throughput)
+    if cfg.peft.loraplus_lr_ratio:  # same as Trainer(optimizers=(...)), which needs the PEFT model first
+        trainer.optimizer = adapters.loraplus_optimizer(trainer, cfg.peft.loraplus_lr_ratio)
+    if adapters.is_pissa(cfg.peft) and not cfg.model.adapter:
+        adapters.save_pissa_init(trainer.model, run_dir)
+    rules.check_trainer(trainer, cfg, run_dir, num_examples)
+    return trainer
