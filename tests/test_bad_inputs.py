@@ -41,6 +41,23 @@ def _messages_file(tmp: Path, bad_row: dict) -> list[str]:
     return [f"data.source={_jsonl(tmp, rows)}", "data.eval_size=0"]
 
 
+def _pairs(bad: dict) -> list[dict]:
+    """Preference rows, the fourth (row 3) changed by `bad`."""
+    good = {"prompt": "What is 1 + 1?", "chosen": "2", "rejected": "3"}
+    return [good] * 3 + [good | bad] + [good] * 4
+
+
+def _other_adapter(tmp: Path) -> Path:
+    """A LoRA adapter saved for a tiny Llama of another width."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    shape = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, vocab_size=1024)
+    model = get_peft_model(LlamaForCausalLM(LlamaConfig(**shape)), LoraConfig(r=4, target_modules="all-linear"))
+    model.save_pretrained(tmp / "other_adapter")
+    return tmp / "other_adapter"
+
+
 def _existing_run(out: Path, extra: list[str], **files: str) -> list[str]:
     """A run dir as an earlier run of `extra` would have left it (config.yaml + the given files)."""
     cfg = config.compose([*QUICK, *extra, f"training.output_dir={out}", f"training.run_name={RUN}"])
@@ -215,6 +232,46 @@ CASES = [
             "training.save_steps=1",
             "training.save_total_limit=null",
         ],
+        after_loading=True,
+    ),
+    # preference training (task=dpo)
+    Case(
+        "preference_data_for_sft",
+        ["data.format=preference", "task=sft cannot train on", "use task=dpo"],
+        ["data.format=preference"],
+    ),
+    Case("sft_data_for_dpo", ["task=dpo trains on preference pairs", "data.format=preference"], ["task=dpo"]),
+    Case(
+        "messages_file_as_preference",
+        ["needs column(s) ['prompt', 'chosen', 'rejected']", "the data has ['messages']"],
+        ["recipe=tiny_dpo", *QUICK],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [_chat('user', 'assistant')] * 4)}", "data.eval_size=0"],
+        after_loading=True,
+    ),
+    Case(
+        "preference_chosen_equals_rejected",
+        ["data row 3", "chosen and rejected are the same answer"],
+        ["recipe=tiny_dpo", *QUICK],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _pairs({'chosen': 'x', 'rejected': 'x'}))}"],
+        after_loading=True,
+    ),
+    Case(
+        "preference_empty_prompt",
+        ["data row 3", "'prompt' is empty"],
+        ["recipe=tiny_dpo", *QUICK],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _pairs({'prompt': ''}))}"],
+        after_loading=True,
+    ),
+    Case(
+        "adapter_missing",
+        ["model.adapter=/no/such/run holds no adapter", "finished run"],
+        ["model.adapter=/no/such/run"],
+    ),
+    Case(
+        "adapter_of_another_model",
+        ["does not fit model.name_or_path=tiny", "size mismatch"],
+        ["recipe=tiny_dpo", *QUICK],
+        setup=lambda tmp, out: [f"model.adapter={_other_adapter(tmp)}"],
         after_loading=True,
     ),
     # impossible combinations

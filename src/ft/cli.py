@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="fine-tune a model from a recipe and key=value overrides",
-        description="Compose a recipe from the config groups and overrides, then train with the task's TRL trainer (SFT, DPO).",
+        description="Compose a recipe from the config groups and overrides, then train with the task's TRL "
+        "trainer (SFT, DPO).",
         epilog=_train_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

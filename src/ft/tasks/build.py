@@ -66,7 +66,8 @@ def _attach_adapter(model, path: str, base_name: str):
     try:
         return PeftModel.from_pretrained(model, str(Path(path).expanduser()), is_trainable=True)
     except (RuntimeError, ValueError, KeyError) as e:  # shape mismatches, modules the base lacks
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        reason = next((line for line in lines if "mismatch" in line), lines[0]).rstrip(".")
         raise FtError(
             f"model.adapter={path} does not fit model.name_or_path={base_name}: {reason}: "
             f"start from an adapter trained on this base model"
