@@ -1,9 +1,9 @@
 """One training run, as every task runs it: the quick checks, the run directory (rank 0 decides:
 new, continued from a checkpoint, or replaced), training under preemption handling, and the finish
-(metrics, weights, loss plot, summary, model card, optional push). A task builds its trainer
-between `start` and `Run.train`:
+(metrics, weights, loss plot, summary, model card, optional push). A task hands its
+`build_trainer(cfg, run_dir, resuming=...)` to `train`, which runs:
 
-    run = session.start(cfg, command)
+    run = start(cfg, command)
     with run.setup():                        # the run dir exists; removed again if setup fails
         trainer = build_trainer(cfg, run.run_dir, resuming=run.resuming)
     return run.train(trainer)
@@ -26,6 +26,14 @@ class Result:
     run_dir: Path
     trainer: object  # the task's transformers Trainer; its .model is the trained (PEFT) model
     metrics: dict
+
+
+def train(cfg, command: list[str] | None, build_trainer) -> Result:
+    """A task's whole run: `build_trainer(cfg, run_dir, resuming=...)` builds its trainer in the new run dir."""
+    run = start(cfg, command)
+    with run.setup():
+        trainer = build_trainer(cfg, run.run_dir, resuming=run.resuming)
+    return run.train(trainer)
 
 
 def start(cfg, command: list[str] | None = None) -> "Run":

@@ -5,6 +5,7 @@ own TRL trainer (tasks/sft.py, tasks/dpo.py):
     base_model(cfg, hw)                  model config checked, weights loaded (4/8-bit for QLoRA), k-bit prepared,
                                          the adapter of model.adapter attached (training continues it)
     peft_config(cfg, base, n)            the new adapter for TRL to attach; None when model.adapter brought one
+    trainer(cls, args, cfg, ...)         the TRL trainer class on them, with ft's callbacks; then:
     logging_env(cfg, run_dir)            where TensorBoard / W&B / MLflow write
     finish(trainer, cfg, base, run_dir)  QLoRA dtypes, callback order, LoRA+ optimizer, PiSSA init, the trainer rules
 """
@@ -88,6 +89,24 @@ def logging_env(cfg, run_dir: Path) -> None:
         os.environ.setdefault("MLFLOW_TRACKING_URI", (run_dir / rundir.MLFLOW).resolve().as_uri())
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 wants a database for that
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
+
+
+def trainer(trainer_class, args, cfg, run_dir: Path, inputs: tuple, base: Base):
+    """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready."""
+    from ft.run import callbacks
+
+    train_dataset, eval_dataset, tokenizer = inputs
+    logging_env(cfg, run_dir)
+    made = trainer_class(
+        model=base.model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg, base, len(train_dataset)),
+        callbacks=callbacks.build(cfg, run_dir),
+    )
+    return finish(made, cfg, base, run_dir, len(train_dataset))
 
 
 def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int):
