@@ -6,13 +6,14 @@ from pathlib import Path
 
 from ft.config.schema import TINY_MODEL
 from ft.errors import FtError
+from ft.run import rundir
 
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def check_sources(cfg) -> None:
     """Before the run dir is touched or anything loads: is the model there, can the hub be reached.
-    (What the hardware can do is ft.run.hardware.check_requirements.)"""
+    (What the machine can do is ft.rules.machine.)"""
     model_available(cfg.model.name_or_path, cfg.model.revision)
     if cfg.model.adapter:
         adapter_available(cfg.model.adapter)
@@ -28,7 +29,7 @@ def adapter_available(path: str) -> None:
     """model.adapter: a directory PEFT saved an adapter in (a finished ft run's directory is one)."""
     import json
 
-    config = Path(path).expanduser() / "adapter_config.json"
+    config = Path(path).expanduser() / rundir.ADAPTER_CONFIG
     if not config.is_file():
         raise FtError(
             f"model.adapter={path} holds no adapter (no adapter_config.json): point it to a finished run's "
