@@ -42,7 +42,7 @@ def check_combinations(cfg: FtConfig) -> None:
 
 def check_techniques(cfg: FtConfig) -> None:
     """Optimizer / packing / callback combinations. Hardware needs (CUDA, flash-attn, Liger) are
-    checked by ft.run.hardware.check_requirements when training starts, so GPU recipes compose anywhere."""
+    checked by ft.rules.machine when training starts, so GPU recipes compose anywhere."""
     optim, training, callbacks = cfg.optim, cfg.training, cfg.callbacks
     if optim.name.startswith("galore"):
         if cfg.peft.method != "none":
