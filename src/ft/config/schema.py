@@ -222,6 +222,7 @@ class PreferenceConfig:
     precompute_ref_log_probs: bool = option(
         False, help="compute the reference log-probs once before training (faster steps, a pass over the data)"
     )
+    simpo_gamma: float = option(0.5, ge=0, help="simpo: the target margin between the chosen and rejected rewards")
     center_rewards_coefficient: Optional[float] = option(
         None, ge=0, help="reward: weight of a penalty on the mean reward squared (keeps rewards centred); null: off"
     )
