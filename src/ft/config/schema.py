@@ -222,6 +222,8 @@ class PreferenceConfig:
     precompute_ref_log_probs: bool = option(
         False, help="compute the reference log-probs once before training (faster steps, a pass over the data)"
     )
+    desirable_weight: float = option(1.0, gt=0, help="kto: weight of the losses on good (label true) completions")
+    undesirable_weight: float = option(1.0, gt=0, help="kto: weight of the losses on bad (label false) completions")
     simpo_gamma: float = option(0.5, ge=0, help="simpo: the target margin between the chosen and rejected rewards")
     center_rewards_coefficient: Optional[float] = option(
         None, ge=0, help="reward: weight of a penalty on the mean reward squared (keeps rewards centred); null: off"

@@ -26,6 +26,11 @@ def check_task(cfg) -> None:
             )
     if task == "reward" and cfg.peft.method == "llama_adapter":
         raise FtError("peft.method=llama_adapter adapts a causal LM, not a reward model: use peft=lora for task=reward")
+    if task == "kto" and cfg.training.per_device_train_batch_size < 2:
+        raise FtError(
+            "task=kto estimates its KL term from the other completions of a batch: set "
+            "training.per_device_train_batch_size to 2 or more"
+        )
     if task != "sft" and (cfg.training.packing or cfg.training.padding_free):
         raise FtError(f"training.packing and training.padding_free are for task=sft only: unset them for task={task}")
     if cfg.model.adapter and cfg.peft.method == "none":
