@@ -13,12 +13,13 @@ DEMANDS = [
 
 def check_task(cfg) -> None:
     task, fmt = cfg.task, cfg.data.format
-    for tasks, needed, rows in DEMANDS:
+    for tasks, needed, rows in DEMANDS:  # first what the task demands, then whose format it was given
         if task in tasks and fmt != needed:
             raise FtError(
                 f"task={task} trains on {rows}, not data.format={fmt}: set data.format={needed}, "
                 f"or start from recipe=tiny_{task}"
             )
+    for tasks, needed, rows in DEMANDS:
         if task not in tasks and fmt == needed:
             raise FtError(
                 f"data.format={needed} holds {rows}, which task={task} cannot train on: "
