@@ -8,6 +8,7 @@ from conftest import write_jsonl
 from ft import config, data, models
 from ft.data import synthetic
 from ft.errors import FtError
+from ft.finish import loading
 from ft.tasks import kto, orpo, reward, simpo
 
 TASKS = ["add", "reverse", "upper", "sort"]
@@ -94,6 +95,8 @@ def test_reward_model_ranks_held_out_pairs(tmp_path):
     # even in 150 steps: 15 of 23 additions ranked right, 39 of 41 other pairs)
     # 0.75 is well above chance and leaves margin for run-to-run noise
     assert start["eval_accuracy"] < 0.7 and end["eval_accuracy"] >= 0.75
+    with pytest.raises(FtError, match="is a reward model"):  # generate / chat / eval / merge need an LM head
+        loading.load_model(result.run_dir, loading.load_config(result.run_dir))
 
 
 def _logits(model, tokenizer):
