@@ -48,6 +48,10 @@ def base_model(cfg, hw: hardware.Hardware, num_labels: int | None = None) -> Bas
     rules.check_model_config(cfg, model_config)
     quantization = models.quantization_config(cfg.peft, dtype, fsdp=cfg.distributed.strategy in distributed.FSDP)
     # on every rank at once: ZeRO-3 loading is collective
+    if num_labels is not None:  # the new head is initialized at random: the same head for the same seed
+        from transformers import set_seed
+
+        set_seed(cfg.training.seed)
     loading = {"quantization_config": quantization} if quantization else {}
     model = models.load_model(cfg.model, dtype, num_labels, **loading)
     if quantization is not None:
