@@ -47,6 +47,12 @@ def _pairs(bad: dict) -> list[dict]:
     return [good] * 3 + [good | bad] + [good] * 4
 
 
+def _unpaired(bad: dict) -> list[dict]:
+    """Unpaired rows (KTO), the fourth (row 3) changed by `bad`."""
+    good = {"prompt": "What is 1 + 1?", "completion": "2", "label": True}
+    return [good] * 3 + [good | bad] + [good] * 4
+
+
 def _other_adapter(tmp: Path) -> Path:
     """A LoRA adapter saved for a tiny Llama of another width."""
     from peft import LoraConfig, get_peft_model
@@ -260,6 +266,42 @@ CASES = [
         ["data row 3", "'prompt' is empty"],
         ["recipe=tiny_dpo", *QUICK],
         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _pairs({'prompt': ''}))}"],
+        after_loading=True,
+    ),
+    # the other preference methods (task=reward / orpo / simpo / kto)
+    Case("sft_data_for_reward", ["task=reward trains on preference pairs", "data.format=preference"], ["task=reward"]),
+    Case("sft_data_for_orpo", ["task=orpo trains on preference pairs", "recipe=tiny_orpo"], ["task=orpo"]),
+    Case("sft_data_for_simpo", ["task=simpo trains on preference pairs", "recipe=tiny_simpo"], ["task=simpo"]),
+    Case(
+        "pairs_for_kto",
+        ["task=kto trains on single answers labelled good or bad", "data.format=unpaired"],
+        ["recipe=tiny_dpo", "task=kto"],
+    ),
+    Case(
+        "unpaired_data_for_sft",
+        ["data.format=unpaired holds single answers labelled", "task=sft cannot train on", "use task=kto"],
+        ["data.format=unpaired"],
+    ),
+    Case(
+        "unpaired_data_for_dpo",
+        ["task=dpo trains on preference pairs", "not data.format=unpaired"],
+        ["recipe=tiny_kto", "task=dpo"],
+    ),
+    Case(
+        "kto_batch_of_one",
+        ["task=kto", "per_device_train_batch_size to 2"],
+        ["recipe=tiny_kto", "training.per_device_train_batch_size=1"],
+    ),
+    Case(
+        "reward_llama_adapter",
+        ["llama_adapter adapts a causal LM", "peft=lora"],
+        ["recipe=tiny_reward", "peft=llama_adapter"],
+    ),
+    Case(
+        "unpaired_label_not_bool",
+        ["data row 3", "'label' is 'yes', not true or false"],
+        ["recipe=tiny_kto", *QUICK],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _unpaired({'label': 'yes'}))}"],
         after_loading=True,
     ),
     Case(

@@ -8,6 +8,7 @@ format into one of TRL's dataset forms:
     prompt-completion  {"prompt": str, "completion": str}                 prompt_completion
     language modeling  {"text": str}                                      text
     preference         {"prompt", "chosen", "rejected"}: strings or turns    preference (ft.data.preference)
+    unpaired           {"prompt", "completion", "label"}: label a bool       unpaired (ft.data.preference)
 """
 
 import contextlib
@@ -39,6 +40,7 @@ FIELDS = {
     "prompt_completion": (["prompt", "completion"], []),
     "text": (["text"], []),
     "preference": (list(preference.FIELDS), []),
+    "unpaired": (list(preference.UNPAIRED_FIELDS), []),
 }
 
 
@@ -78,6 +80,7 @@ CONVERTERS = {
     "prompt_completion": _from_prompt_completion,
     "text": _from_text,
     "preference": lambda row, cfg: preference.from_preference(row, cfg.system_prompt),
+    "unpaired": lambda row, cfg: preference.from_unpaired(row, cfg.system_prompt),
 }
 
 
@@ -113,7 +116,9 @@ def load_raw(cfg: DataConfig):
     from datasets import Dataset, DatasetDict, load_dataset
 
     if cfg.source == "synthetic":
-        make = synthetic.generate_preferences if cfg.format == "preference" else synthetic.generate
+        make = {"preference": synthetic.generate_preferences, "unpaired": synthetic.generate_unpaired}.get(
+            cfg.format, synthetic.generate
+        )
         rows = make(list(cfg.synthetic.tasks), cfg.synthetic.num_examples, cfg.synthetic.seed)
         return DatasetDict({"train": Dataset.from_list(rows)})
     path = Path(cfg.source).expanduser()

@@ -1,13 +1,15 @@
-"""The `preference` format: one prompt and two answers to it, `chosen` preferred to `rejected`.
+"""The `preference` format: one prompt and two answers to it, `chosen` preferred to `rejected`; and
+the `unpaired` format (KTO): one prompt, one `completion`, and a `label`, true for a good answer.
 
-Plain text (all three strings) stays plain text, TRL's standard preference form. Anything
-conversational becomes TRL's conversational form: `prompt` a list of turns ending with a user turn
-(a string is one user turn), `chosen` and `rejected` assistant turns (a string is one turn).
+Plain text (all strings) stays plain text, TRL's standard form. Anything conversational becomes
+TRL's conversational form: `prompt` a list of turns ending with a user turn (a string is one user
+turn), the answers assistant turns (a string is one turn).
 """
 
 from ft.errors import FtError
 
 FIELDS = ("prompt", "chosen", "rejected")
+UNPAIRED_FIELDS = ("prompt", "completion", "label")
 PROMPT_ROLES = ("system", "user", "assistant")
 
 
@@ -28,6 +30,21 @@ def from_preference(row: dict, system_prompt: str | None) -> dict:
     if out["chosen"] == out["rejected"]:
         raise FtError("chosen and rejected are the same answer, so there is nothing to prefer: fix or drop the row")
     return out
+
+
+def from_unpaired(row: dict, system_prompt: str | None) -> dict:
+    for name in ("prompt", "completion"):
+        if row.get(name) is None or _is_empty(row[name]):
+            state = "missing" if row.get(name) is None else "empty"
+            raise FtError(f"'{name}' is {state}: every unpaired row needs a prompt, a completion and a label")
+    if not isinstance(row.get("label"), bool):
+        raise FtError(
+            f"'label' is {row.get('label')!r}, not true or false: true marks a good completion, false a bad one"
+        )
+    if isinstance(row["prompt"], str) and isinstance(row["completion"], str):
+        return {"prompt": row["prompt"], "completion": row["completion"], "label": row["label"]}
+    prompt = _prompt_turns(row["prompt"], system_prompt)
+    return {"prompt": prompt, "completion": _answer_turns(row["completion"], "completion"), "label": row["label"]}
 
 
 def _is_empty(value) -> bool:

@@ -2,7 +2,8 @@
 
 Each task turns a `random.Random` into one (instruction, answer) pair. Same seed, same examples.
 For preference training each example also gets a wrong answer (a near miss of the right one) from
-its own generator, so the prompts are the same as SFT's for the same seed.
+its own generator, so the prompts are the same as SFT's for the same seed; for KTO (unpaired) every
+other example keeps its right answer, labelled true, and the others their wrong one, labelled false.
 """
 
 import random
@@ -98,4 +99,14 @@ def generate_preferences(tasks: list[str], num_examples: int, seed: int) -> list
                 "rejected": [{"role": "assistant", "content": wrong}],
             }
         )
+    return rows
+
+
+def generate_unpaired(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
+    """generate_preferences()'s pairs as single labelled answers (KTO): every other example gets its
+    right answer (label true), the others their wrong one (label false)."""
+    rows = []
+    for index, pair in enumerate(generate_preferences(tasks, num_examples, seed)):
+        good = index % 2 == 0
+        rows.append({"prompt": pair["prompt"], "completion": pair["chosen" if good else "rejected"], "label": good})
     return rows

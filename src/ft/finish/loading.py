@@ -62,6 +62,11 @@ def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
 
     from ft import models
 
+    if cfg.task == "reward":
+        raise FtError(
+            f"{run_dir} is a reward model (task=reward): it scores answers and has no language-model head to "
+            f"generate with; load it with AutoModelForSequenceClassification (num_labels=1) and PeftModel"
+        )
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     if cfg.model.dtype != "auto":
         dtype = getattr(torch, cfg.model.dtype)

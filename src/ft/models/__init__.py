@@ -28,13 +28,18 @@ def load_tokenizer(cfg: ModelConfig):
     return tokenizer
 
 
-def load_model(cfg: ModelConfig, dtype, **kwargs):
-    """AutoModelForCausalLM with the configured attention; extra kwargs go to from_pretrained."""
-    from transformers import AutoModelForCausalLM
+def load_model(cfg: ModelConfig, dtype, num_labels: int | None = None, **kwargs):
+    """AutoModelForCausalLM with the configured attention; extra kwargs go to from_pretrained. With
+    `num_labels`, AutoModelForSequenceClassification instead: the same body under a new, randomly
+    initialized linear head (`score`) with that many outputs, e.g. 1 for a reward model."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     if cfg.trust_remote_code:
         print(f"ft: warning: model.trust_remote_code=true runs Python code shipped with {cfg.name_or_path}")
-    return AutoModelForCausalLM.from_pretrained(
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    auto_class = AutoModelForCausalLM if num_labels is None else AutoModelForSequenceClassification
+    return auto_class.from_pretrained(
         resolve_path(cfg),
         revision=cfg.revision,
         dtype=dtype,

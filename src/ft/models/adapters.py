@@ -22,11 +22,11 @@ def _modules_to_save(cfg: PeftConfig):
     return list(cfg.modules_to_save) if cfg.modules_to_save else None
 
 
-def _lora(cfg: PeftConfig, model_config, total_steps):
+def _lora(cfg: PeftConfig, model_config, total_steps, task_type):
     from peft import LoraConfig
 
     return LoraConfig(
-        task_type="CAUSAL_LM",
+        task_type=task_type,
         r=cfg.r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
@@ -39,12 +39,12 @@ def _lora(cfg: PeftConfig, model_config, total_steps):
     )
 
 
-def _ia3(cfg: PeftConfig, model_config, total_steps):
+def _ia3(cfg: PeftConfig, model_config, total_steps, task_type):
     from peft import IA3Config
 
     feedforward = list(cfg.feedforward_modules) if cfg.feedforward_modules else None
     return IA3Config(
-        task_type="CAUSAL_LM",
+        task_type=task_type,
         target_modules=_targets(cfg),
         feedforward_modules=feedforward,
         modules_to_save=_modules_to_save(cfg),
@@ -66,12 +66,12 @@ def adalora_schedule(cfg: PeftConfig, total_steps: int) -> tuple[int, int]:
     return tinit, tfinal
 
 
-def _adalora(cfg: PeftConfig, model_config, total_steps):
+def _adalora(cfg: PeftConfig, model_config, total_steps, task_type):
     from peft import AdaLoraConfig
 
     tinit, tfinal = adalora_schedule(cfg, total_steps)
     return AdaLoraConfig(
-        task_type="CAUSAL_LM",
+        task_type=task_type,
         init_r=cfg.init_r,
         target_r=cfg.target_r,
         tinit=tinit,
@@ -86,7 +86,7 @@ def _adalora(cfg: PeftConfig, model_config, total_steps):
     )
 
 
-def _llama_adapter(cfg: PeftConfig, model_config, total_steps):
+def _llama_adapter(cfg: PeftConfig, model_config, total_steps, task_type):
     from peft import AdaptionPromptConfig
 
     if cfg.modules_to_save:
@@ -102,12 +102,13 @@ def _llama_adapter(cfg: PeftConfig, model_config, total_steps):
 BUILDERS = {"lora": _lora, "ia3": _ia3, "adalora": _adalora, "llama_adapter": _llama_adapter}
 
 
-def build_peft_config(cfg: PeftConfig, model_config=None, total_steps: int | None = None):
+def build_peft_config(cfg: PeftConfig, model_config=None, total_steps: int | None = None, task_type: str = "CAUSAL_LM"):
     """A peft.PeftConfig, or None for a full fine-tune. `model_config` (the transformers config) sizes
-    Llama-Adapter; `total_steps` (optimizer steps of the run) schedules AdaLoRA."""
+    Llama-Adapter; `total_steps` (optimizer steps of the run) schedules AdaLoRA; `task_type` is PEFT's:
+    CAUSAL_LM, or SEQ_CLS for a reward model (PEFT then trains its new score head in full too)."""
     if cfg.method == "none":
         return None
-    return BUILDERS[cfg.method](cfg, model_config, total_steps)
+    return BUILDERS[cfg.method](cfg, model_config, total_steps, task_type)
 
 
 def prepare_base(cfg: PeftConfig, model) -> None:

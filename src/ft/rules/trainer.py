@@ -10,21 +10,29 @@ from ft.errors import FtError
 def lengths(prepared, num_examples: int, max_length: int, packing: bool) -> None:
     """After TRL tokenized the training set: error when no example fits training.max_length, a count
     and a warning when some do not. SFT truncates to max_length and drops the examples left with no
-    trainable token; DPO drops those whose prompt alone fills it and truncates the rest per batch."""
+    trainable token; DPO drops those whose prompt alone fills it and truncates the rest per batch; the
+    reward trainer drops pairs with an answer over it."""
     if packing or not max_length:
         return
     import pyarrow.compute as pc
 
     kept = len(prepared)
     table = prepared.with_format("arrow")
-    if "input_ids" in prepared.column_names:  # SFT: already truncated, so a full row was cut
+    columns = prepared.column_names
+    if "input_ids" in columns:  # SFT: already truncated, so a full row was cut
         at_limit = pc.sum(pc.equal(pc.list_value_length(table["input_ids"]), max_length)).as_py() if kept else 0
-    else:  # preference pairs: the prompt with the longer of the two answers
-        prompt = pc.list_value_length(table["prompt_ids"])
+    elif "chosen_ids" in columns:  # pairs: the longer answer (with the prompt for DPO; reward: in the answers)
         longest = pc.max_element_wise(
             pc.list_value_length(table["chosen_ids"]), pc.list_value_length(table["rejected_ids"])
         )
-        at_limit = pc.sum(pc.greater(pc.add(prompt, longest), max_length)).as_py() if kept else 0
+        if "prompt_ids" in columns:
+            longest = pc.add(pc.list_value_length(table["prompt_ids"]), longest)
+        at_limit = pc.sum(pc.greater(longest, max_length)).as_py() if kept else 0
+    elif "completion_ids" in columns:  # KTO: the prompt with its one answer
+        total = pc.add(pc.list_value_length(table["prompt_ids"]), pc.list_value_length(table["completion_ids"]))
+        at_limit = pc.sum(pc.greater(total, max_length)).as_py() if kept else 0
+    else:  # ORPO / SimPO (TRL's experimental trainers) truncate when they tokenize, and drop nothing
+        at_limit = 0
     dropped = num_examples - kept
     too_long = (at_limit or 0) + dropped
     if too_long >= num_examples:

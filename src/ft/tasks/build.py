@@ -2,8 +2,9 @@
 own TRL trainer (tasks/sft.py, tasks/dpo.py):
 
     inputs(cfg)                          data (in TRL's form) and tokenizer
-    base_model(cfg, hw)                  model config checked, weights loaded (4/8-bit for QLoRA), k-bit prepared,
-                                         the adapter of model.adapter attached (training continues it)
+    base_model(cfg, hw, num_labels)      model config checked, weights loaded (4/8-bit for QLoRA; with num_labels
+                                         under a classification head), k-bit prepared, the adapter of
+                                         model.adapter attached (training continues it)
     peft_config(cfg, base, n)            the new adapter for TRL to attach; None when model.adapter brought one
     trainer(cls, args, cfg, ...)         the TRL trainer class on them, with ft's callbacks; then:
     logging_env(cfg, run_dir)            where TensorBoard / W&B / MLflow write
@@ -27,6 +28,7 @@ class Base:
     config: object  # the transformers model config
     dtype: object  # torch dtype of the weights
     quantization: object  # BitsAndBytesConfig or None
+    task_type: str = "CAUSAL_LM"  # PEFT's: SEQ_CLS under a classification head (a reward model)
 
 
 def inputs(cfg):
@@ -39,13 +41,19 @@ def inputs(cfg):
     return train_dataset, eval_dataset, tokenizer
 
 
-def base_model(cfg, hw: hardware.Hardware) -> Base:
+def base_model(cfg, hw: hardware.Hardware, num_labels: int | None = None) -> Base:
+    """The model to train; `num_labels`: a sequence-classification model with that many outputs."""
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model_config = models.load_config(cfg.model)
     rules.check_model_config(cfg, model_config)
     quantization = models.quantization_config(cfg.peft, dtype, fsdp=cfg.distributed.strategy in distributed.FSDP)
     # on every rank at once: ZeRO-3 loading is collective
-    model = models.load_model(cfg.model, dtype, **({"quantization_config": quantization} if quantization else {}))
+    if num_labels is not None:  # the new head is initialized at random: the same head for the same seed
+        from transformers import set_seed
+
+        set_seed(cfg.training.seed)
+    loading = {"quantization_config": quantization} if quantization else {}
+    model = models.load_model(cfg.model, dtype, num_labels, **loading)
     if quantization is not None:
         models.disable_4bit_cpu_repack(model)
     rules.check_loaded_model(cfg, model)
@@ -57,7 +65,7 @@ def base_model(cfg, hw: hardware.Hardware) -> Base:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     if cfg.model.adapter:
         model = _attach_adapter(model, cfg.model.adapter, cfg.model.name_or_path)
-    return Base(model, model_config, dtype, quantization)
+    return Base(model, model_config, dtype, quantization, "CAUSAL_LM" if num_labels is None else "SEQ_CLS")
 
 
 def _attach_adapter(model, path: str, base_name: str):
@@ -78,7 +86,8 @@ def _attach_adapter(model, path: str, base_name: str):
 def peft_config(cfg, base: Base, num_examples: int):
     if cfg.model.adapter:
         return None
-    return adapters.build_peft_config(cfg.peft, base.config, session.total_optimizer_steps(cfg, num_examples))
+    steps = session.total_optimizer_steps(cfg, num_examples)
+    return adapters.build_peft_config(cfg.peft, base.config, steps, base.task_type)
 
 
 def logging_env(cfg, run_dir: Path) -> None:
