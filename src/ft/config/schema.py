@@ -8,13 +8,14 @@ against the `choices` and bounds declared here before anything heavy is imported
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ft.config.names import BNB_STORAGE_DTYPES, DPO_LOSSES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
+from ft.config.names import BNB_STORAGE_DTYPES, DPO_LOSSES, GRPO_LOSSES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
 from ft.options import option
 
 TINY_MODEL = "tiny"  # model.name_or_path value that selects the offline tiny Llama
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
-TASKS = ["sft", "dpo"]  # modules of ft.tasks
+TASKS = ["sft", "dpo", "grpo"]  # modules of ft.tasks
 PREFERENCE_TASKS = ["dpo"]  # the tasks that train on data.format=preference
+PROMPT_TASKS = ["grpo"]  # the tasks that train on data.format=prompts (they generate the answers)
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
 
 
@@ -147,7 +148,7 @@ class DataConfig:
     source: str = option("synthetic", help='"synthetic", a hub dataset id, or a local file / directory')
     format: str = option(
         "messages",
-        choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text", "preference"],
+        choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text", "preference", "prompts"],
         help="how the source's rows look (README: Data)",
     )
     columns: Dict[str, str] = option({}, help="ft field name -> column in the source")
@@ -222,6 +223,21 @@ class PreferenceConfig:
 
 
 @dataclass
+class GrpoConfig:
+    """GRPO (task=grpo): TRL's GRPOConfig settings (README: Reinforcement learning (GRPO))."""
+
+    rewards: List[str] = option(["exact_match"], help="reward functions: exact_match, bare_answer, or module:function")
+    reward_weights: Optional[List[float]] = option(None, help="one weight per reward function; null: all 1.0")
+    num_generations: int = option(4, ge=2, help="completions per prompt (a group); the batch must divide by it")
+    max_completion_length: int = option(16, ge=1, help="tokens generated per completion at most")
+    temperature: float = option(1.0, gt=0, help="sampling temperature of the generations")
+    top_p: float = option(1.0, gt=0, le=1, help="nucleus sampling: the smallest token set with this probability")
+    beta: float = option(0.0, ge=0, help="KL penalty to the reference (adapter off); 0: no reference pass")
+    loss_type: str = option("dapo", choices=GRPO_LOSSES, help="how token losses are aggregated (TRL's loss_type)")
+    scale_rewards: str = option("group", choices=["group", "batch", "none"], help="divide advantages by the std of")
+
+
+@dataclass
 class LoggingConfig:
     report_to: List[str] = option(["tensorboard"], choices=REPORT_TO, help="experiment trackers to log to")
     project: str = option("ft", help="W&B / trackio project name")
@@ -279,5 +295,6 @@ class FtConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     recipe: Optional[str] = option(None, help="the recipe's name, recorded from the recipe=NAME choice")

@@ -8,6 +8,7 @@ format into one of TRL's dataset forms:
     prompt-completion  {"prompt": str, "completion": str}                 prompt_completion
     language modeling  {"text": str}                                      text
     preference         {"prompt", "chosen", "rejected"}: strings or turns    preference (ft.data.preference)
+    prompts            {"prompt": str or turns, other columns kept}         prompts (ft.data.prompts)
 """
 
 import contextlib
@@ -16,7 +17,7 @@ import logging
 from pathlib import Path
 
 from ft.config.schema import DataConfig
-from ft.data import preference, synthetic
+from ft.data import preference, prompts, synthetic
 from ft.errors import FtError
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -39,6 +40,7 @@ FIELDS = {
     "prompt_completion": (["prompt", "completion"], []),
     "text": (["text"], []),
     "preference": (list(preference.FIELDS), []),
+    "prompts": (["prompt"], []),
 }
 
 
@@ -78,6 +80,7 @@ CONVERTERS = {
     "prompt_completion": _from_prompt_completion,
     "text": _from_text,
     "preference": lambda row, cfg: preference.from_preference(row, cfg.system_prompt),
+    "prompts": lambda row, cfg: prompts.from_prompts(row, cfg.system_prompt),
 }
 
 
@@ -113,7 +116,9 @@ def load_raw(cfg: DataConfig):
     from datasets import Dataset, DatasetDict, load_dataset
 
     if cfg.source == "synthetic":
-        make = synthetic.generate_preferences if cfg.format == "preference" else synthetic.generate
+        make = {"preference": synthetic.generate_preferences, "prompts": synthetic.generate_prompts}.get(
+            cfg.format, synthetic.generate
+        )
         rows = make(list(cfg.synthetic.tasks), cfg.synthetic.num_examples, cfg.synthetic.seed)
         return DatasetDict({"train": Dataset.from_list(rows)})
     path = Path(cfg.source).expanduser()

@@ -15,13 +15,13 @@ def from_preference(row: dict, system_prompt: str | None) -> dict:
     for name in FIELDS:
         if row.get(name) is None:
             raise FtError(f"'{name}' is missing: every preference row needs a prompt, a chosen and a rejected answer")
-        if _is_empty(row[name]):
+        if is_empty(row[name]):
             raise FtError(f"'{name}' is empty: every preference row needs a prompt, a chosen and a rejected answer")
     if all(isinstance(row[name], str) for name in FIELDS):
         out = {name: row[name] for name in FIELDS}
     else:
         out = {
-            "prompt": _prompt_turns(row["prompt"], system_prompt),
+            "prompt": prompt_turns(row["prompt"], system_prompt),
             "chosen": _answer_turns(row["chosen"], "chosen"),
             "rejected": _answer_turns(row["rejected"], "rejected"),
         }
@@ -30,7 +30,7 @@ def from_preference(row: dict, system_prompt: str | None) -> dict:
     return out
 
 
-def _is_empty(value) -> bool:
+def is_empty(value) -> bool:
     if isinstance(value, str):
         return not value.strip()
     return not value or any(not str(turn.get("content") or "").strip() for turn in value)
@@ -42,7 +42,7 @@ def _turns(value, default_role: str) -> list[dict]:
     return [{"role": turn["role"], "content": turn["content"]} for turn in value]
 
 
-def _prompt_turns(value, system_prompt: str | None) -> list[dict]:
+def prompt_turns(value, system_prompt: str | None) -> list[dict]:
     turns = _turns(value, "user")
     roles = [turn["role"] for turn in turns]
     bad = [role for role in roles if role not in PROMPT_ROLES]

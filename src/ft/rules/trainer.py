@@ -11,8 +11,8 @@ def lengths(prepared, num_examples: int, max_length: int, packing: bool) -> None
     """After TRL tokenized the training set: error when no example fits training.max_length, a count
     and a warning when some do not. SFT truncates to max_length and drops the examples left with no
     trainable token; DPO drops those whose prompt alone fills it and truncates the rest per batch."""
-    if packing or not max_length:
-        return
+    if packing or not max_length or not {"input_ids", "prompt_ids"} & set(prepared.column_names):
+        return  # GRPO's prompts are tokenized per batch, as they are generated from
     import pyarrow.compute as pc
 
     kept = len(prepared)
