@@ -170,7 +170,12 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
     lines = [
         f"ft: done in {metrics.get('train_runtime', 0):.1f}s, train loss {metrics.get('train_loss', float('nan')):.4f}"
     ]
-    if metrics.get("base_loss") and "eval_loss" in metrics:  # GRPO's starts at 0
+    if "eval_reward" in metrics:  # GRPO: its eval loss is no measure of the model
+        lines.append(
+            f"ft: eval mean reward {metrics.get('base_reward', float('nan')):.4f} (start) -> "
+            f"{metrics['eval_reward']:.4f}"
+        )
+    elif "base_loss" in metrics and "eval_loss" in metrics:
         ratio = metrics["eval_loss"] / metrics["base_loss"]
         lines.append(
             f"ft: eval loss {metrics['base_loss']:.4f} (untrained) -> {metrics['eval_loss']:.4f} (trained), ratio "
@@ -178,7 +183,5 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         )
     elif "eval_loss" in metrics:
         lines.append(f"ft: eval loss {metrics['eval_loss']:.4f}")
-    if "base_reward" in metrics and "eval_reward" in metrics:
-        lines.append(f"ft: eval mean reward {metrics['base_reward']:.4f} (start) -> {metrics['eval_reward']:.4f}")
     lines.append(f"ft: saved to {run_dir}")
     print("\n".join(lines), flush=True)
