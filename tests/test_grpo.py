@@ -78,9 +78,11 @@ def test_grpo_after_sft_trains_on_a_reward_signal(tmp_path):
     initialised tiny model almost never writes an exact answer, so GRPO from scratch gets no reward signal
     (measured: 0.008 held-out mean reward after 100 SFT steps). The held-out mean reward is TRL's
     eval_reward: exact match of 4 sampled completions per held-out prompt of the `upper` task, at the start
-    (eval_on_start) and at the end. Measured (250 SFT steps, then the recipe): 0.30 at the start; 0.28
-    after 40 GRPO steps at lr 1e-4, 0.19 after 20 at lr 5e-4. GRPO did not raise it within a CPU-test
-    budget, so this asserts the signal and that the policy did not collapse, not an improvement."""
+    (eval_on_start) and at the end, over 128 samples: two evals of the same model differed by 0.06. Measured:
+    0.16 -> 0.21 in this test (20 GRPO steps at lr 1e-4, 35 s); with a two-stage SFT, 0.30 -> 0.28 after 40
+    steps and 0.30 -> 0.19 after 20 at lr 5e-4. No gain beyond that noise within a CPU-test budget, so this
+    asserts the reward signal and that the policy did not collapse (thresholds 0.05: well above the 0.008
+    of an under-trained model, well below every measurement), not an improvement."""
     out = tmp_path / "runs"
     sft_cfg = config.compose(
         ["logging=none", f"training.output_dir={out}", "training.run_name=sft", "training.save_strategy=no"]
@@ -92,7 +94,7 @@ def test_grpo_after_sft_trains_on_a_reward_signal(tmp_path):
     start, end = result.metrics["base_reward"], result.metrics["eval_reward"]
     steps = [row for row in result.trainer.state.log_history if "frac_reward_zero_std" in row]
     print(f"held-out mean reward (exact match) {start:.3f} -> {end:.3f}, GRPO time {result.metrics['train_runtime']}")
-    assert start >= 0.1  # SFT gives GRPO something to reward
+    assert start >= 0.05  # SFT gives GRPO something to reward
     assert any(row["frac_reward_zero_std"] < 1 for row in steps)  # some groups' completions scored differently
-    assert end >= 0.1  # measured 0.19 to 0.28: the policy did not collapse
+    assert end >= 0.05  # measured 0.19 to 0.28: the policy did not collapse (a collapsed one scores ~0)
     assert (result.run_dir / "adapter_model.safetensors").is_file()
