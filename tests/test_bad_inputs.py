@@ -316,6 +316,38 @@ CASES = [
         setup=lambda tmp, out: [f"model.adapter={_other_adapter(tmp)}"],
         after_loading=True,
     ),
+    # reinforcement learning (task=grpo)
+    Case(
+        "prompts_data_for_sft",
+        ["data.format=prompts holds prompts without answers", "task=sft cannot train on", "use task=grpo"],
+        ["data.format=prompts"],
+    ),
+    Case("sft_data_for_grpo", ["task=grpo trains on prompts", "data.format=prompts"], ["task=grpo"]),
+    Case(
+        "grpo_reward_unknown",
+        ["grpo.rewards: 'exact' is not a built-in reward", "exact_match", "module:function"],
+        ["recipe=tiny_grpo", "grpo.rewards=[exact]"],
+    ),
+    Case(
+        "grpo_reward_module_missing",
+        ["grpo.rewards: cannot import no_such_module for no_such_module:score", "PYTHONPATH"],
+        ["recipe=tiny_grpo", "grpo.rewards=[no_such_module:score]"],
+    ),
+    Case(
+        "grpo_reward_function_missing",
+        ["grpo.rewards: module json has no function no_such"],
+        ["recipe=tiny_grpo", "grpo.rewards=[exact_match,json:no_such]"],
+    ),
+    Case(
+        "grpo_reward_weights_count",
+        ["grpo.reward_weights has 2 weights for 1 reward functions"],
+        ["recipe=tiny_grpo", "grpo.reward_weights=[1.0,0.5]"],
+    ),
+    Case(
+        "grpo_batch_not_whole_groups",
+        ["training.per_device_train_batch_size * gradient_accumulation_steps=6", "grpo.num_generations=4"],
+        ["recipe=tiny_grpo", "training.per_device_train_batch_size=6"],
+    ),
     # impossible combinations
     Case("galore_with_adapter", ["GaLore is a full-parameter optimizer", "peft=none"], ["optim=galore", "peft=lora"]),
     Case("zero3_with_4bit_base", ["partitions every parameter", "zero2"], ["peft=qlora", "distributed=zero3"]),
@@ -383,7 +415,15 @@ HEAVY = {"transformers", "bitsandbytes", "peft", "trl", "datasets"}
 
 @pytest.mark.parametrize(
     "case_id",
-    ["optimizer_typo", "zero_rank", "flash_attn_on_cpu", "hub_model_offline", "not_an_ft_dir", "galore_with_adapter"],
+    [
+        "optimizer_typo",
+        "zero_rank",
+        "flash_attn_on_cpu",
+        "hub_model_offline",
+        "not_an_ft_dir",
+        "galore_with_adapter",
+        "grpo_reward_module_missing",
+    ],
 )
 def test_quick_refusals_come_before_the_heavy_imports(case_id, tmp_path):
     """In a fresh interpreter, where importing bitsandbytes prints to stderr on some CPUs: the refusal is

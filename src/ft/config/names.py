@@ -94,3 +94,5 @@ DPO_LOSSES = [  # the loss_type values trl.DPOTrainer's loss dispatches on
     "sft",
     "sigmoid_norm",
 ]
+
+GRPO_LOSSES = ["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo"]  # trl.GRPOConfig's loss_type

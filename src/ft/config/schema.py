@@ -8,14 +8,16 @@ against the `choices` and bounds declared here before anything heavy is imported
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ft.config.names import BNB_STORAGE_DTYPES, DPO_LOSSES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
+from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
+from ft.config.task_schema import GrpoConfig, PreferenceConfig
 from ft.options import option
 
 TINY_MODEL = "tiny"  # model.name_or_path value that selects the offline tiny Llama
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
-TASKS = ["sft", "dpo", "reward", "orpo", "simpo", "kto"]  # modules of ft.tasks
+TASKS = ["sft", "dpo", "reward", "orpo", "simpo", "kto", "grpo"]  # modules of ft.tasks
 PREFERENCE_TASKS = ["dpo", "reward", "orpo", "simpo"]  # the tasks that train on data.format=preference
 UNPAIRED_TASKS = ["kto"]  # the tasks that train on data.format=unpaired
+PROMPT_TASKS = ["grpo"]  # the tasks that train on data.format=prompts (they generate the answers)
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
 
 
@@ -148,7 +150,7 @@ class DataConfig:
     source: str = option("synthetic", help='"synthetic", a hub dataset id, or a local file / directory')
     format: str = option(
         "messages",
-        choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text", "preference", "unpaired"],
+        choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text", "preference", "unpaired", "prompts"],
         help="how the source's rows look (README: Data)",
     )
     columns: Dict[str, str] = option({}, help="ft field name -> column in the source")
@@ -203,31 +205,6 @@ class TrainingConfig:
         "auto", help="auto (continue the run dir's last complete checkpoint), never, or a checkpoint path"
     )
     overwrite: bool = option(False, help="replace an existing run dir (made by a different config, or finished)")
-
-
-@dataclass
-class PreferenceConfig:
-    """Preference training (task=dpo, reward, orpo, simpo, kto): TRL's settings. The sequence length is
-    training.max_length; the reference model (dpo, kto) is the base with the adapter switched off, or, with
-    model.adapter, a frozen copy of the starting adapter."""
-
-    beta: float = option(
-        0.1, gt=0, help="dpo/kto: how far from the reference (higher stays closer); orpo: lambda; simpo: reward scale"
-    )
-    loss_type: str = option("sigmoid", choices=DPO_LOSSES, help="the DPO loss (TRL's loss_type): sigmoid is DPO")
-    label_smoothing: float = option(
-        0.0, ge=0, lt=0.5, help="robust / exo_pair: the assumed probability that a preference label is flipped"
-    )
-    use_weighting: bool = option(False, help="WPO: weight each pair by the policy's length-normalized probability")
-    precompute_ref_log_probs: bool = option(
-        False, help="compute the reference log-probs once before training (faster steps, a pass over the data)"
-    )
-    desirable_weight: float = option(1.0, gt=0, help="kto: weight of the losses on good (label true) completions")
-    undesirable_weight: float = option(1.0, gt=0, help="kto: weight of the losses on bad (label false) completions")
-    simpo_gamma: float = option(0.5, ge=0, help="simpo: the target margin between the chosen and rejected rewards")
-    center_rewards_coefficient: Optional[float] = option(
-        None, ge=0, help="reward: weight of a penalty on the mean reward squared (keeps rewards centred); null: off"
-    )
 
 
 @dataclass
@@ -288,5 +265,6 @@ class FtConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     recipe: Optional[str] = option(None, help="the recipe's name, recorded from the recipe=NAME choice")

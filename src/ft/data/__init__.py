@@ -9,6 +9,7 @@ format into one of TRL's dataset forms:
     language modeling  {"text": str}                                      text
     preference         {"prompt", "chosen", "rejected"}: strings or turns    preference (ft.data.preference)
     unpaired           {"prompt", "completion", "label"}: label a bool       unpaired (ft.data.preference)
+    prompts            {"prompt": str or turns, other columns kept}         prompts (ft.data.prompts)
 """
 
 import contextlib
@@ -17,7 +18,7 @@ import logging
 from pathlib import Path
 
 from ft.config.schema import DataConfig
-from ft.data import preference, synthetic
+from ft.data import preference, prompts, synthetic
 from ft.errors import FtError
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -41,6 +42,7 @@ FIELDS = {
     "text": (["text"], []),
     "preference": (list(preference.FIELDS), []),
     "unpaired": (list(preference.UNPAIRED_FIELDS), []),
+    "prompts": (["prompt"], []),
 }
 
 
@@ -81,6 +83,7 @@ CONVERTERS = {
     "text": _from_text,
     "preference": lambda row, cfg: preference.from_preference(row, cfg.system_prompt),
     "unpaired": lambda row, cfg: preference.from_unpaired(row, cfg.system_prompt),
+    "prompts": lambda row, cfg: prompts.from_prompts(row, cfg.system_prompt),
 }
 
 
@@ -116,9 +119,11 @@ def load_raw(cfg: DataConfig):
     from datasets import Dataset, DatasetDict, load_dataset
 
     if cfg.source == "synthetic":
-        make = {"preference": synthetic.generate_preferences, "unpaired": synthetic.generate_unpaired}.get(
-            cfg.format, synthetic.generate
-        )
+        make = {
+            "preference": synthetic.generate_preferences,
+            "unpaired": synthetic.generate_unpaired,
+            "prompts": synthetic.generate_prompts,
+        }.get(cfg.format, synthetic.generate)
         rows = make(list(cfg.synthetic.tasks), cfg.synthetic.num_examples, cfg.synthetic.seed)
         return DatasetDict({"train": Dataset.from_list(rows)})
     path = Path(cfg.source).expanduser()

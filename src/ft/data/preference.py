@@ -17,13 +17,13 @@ def from_preference(row: dict, system_prompt: str | None) -> dict:
     for name in FIELDS:
         if row.get(name) is None:
             raise FtError(f"'{name}' is missing: every preference row needs a prompt, a chosen and a rejected answer")
-        if _is_empty(row[name]):
+        if is_empty(row[name]):
             raise FtError(f"'{name}' is empty: every preference row needs a prompt, a chosen and a rejected answer")
     if all(isinstance(row[name], str) for name in FIELDS):
         out = {name: row[name] for name in FIELDS}
     else:
         out = {
-            "prompt": _prompt_turns(row["prompt"], system_prompt),
+            "prompt": prompt_turns(row["prompt"], system_prompt),
             "chosen": _answer_turns(row["chosen"], "chosen"),
             "rejected": _answer_turns(row["rejected"], "rejected"),
         }
@@ -34,7 +34,7 @@ def from_preference(row: dict, system_prompt: str | None) -> dict:
 
 def from_unpaired(row: dict, system_prompt: str | None) -> dict:
     for name in ("prompt", "completion"):
-        if row.get(name) is None or _is_empty(row[name]):
+        if row.get(name) is None or is_empty(row[name]):
             state = "missing" if row.get(name) is None else "empty"
             raise FtError(f"'{name}' is {state}: every unpaired row needs a prompt, a completion and a label")
     if not isinstance(row.get("label"), bool):
@@ -43,11 +43,11 @@ def from_unpaired(row: dict, system_prompt: str | None) -> dict:
         )
     if isinstance(row["prompt"], str) and isinstance(row["completion"], str):
         return {"prompt": row["prompt"], "completion": row["completion"], "label": row["label"]}
-    prompt = _prompt_turns(row["prompt"], system_prompt)
+    prompt = prompt_turns(row["prompt"], system_prompt)
     return {"prompt": prompt, "completion": _answer_turns(row["completion"], "completion"), "label": row["label"]}
 
 
-def _is_empty(value) -> bool:
+def is_empty(value) -> bool:
     if isinstance(value, str):
         return not value.strip()
     return not value or any(not str(turn.get("content") or "").strip() for turn in value)
@@ -59,7 +59,7 @@ def _turns(value, default_role: str) -> list[dict]:
     return [{"role": turn["role"], "content": turn["content"]} for turn in value]
 
 
-def _prompt_turns(value, system_prompt: str | None) -> list[dict]:
+def prompt_turns(value, system_prompt: str | None) -> list[dict]:
     turns = _turns(value, "user")
     roles = [turn["role"] for turn in turns]
     bad = [role for role in roles if role not in PROMPT_ROLES]

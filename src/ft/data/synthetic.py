@@ -1,6 +1,7 @@
 """Deterministic synthetic instruction tasks: something learnable offline, with an eval set.
 
 Each task turns a `random.Random` into one (instruction, answer) pair. Same seed, same examples.
+For GRPO each example is its prompt and its answer (for the reward functions to check).
 For preference training each example also gets a wrong answer (a near miss of the right one) from
 its own generator, so the prompts are the same as SFT's for the same seed; for KTO (unpaired) every
 other example keeps its right answer, labelled true, and the others their wrong one, labelled false.
@@ -110,3 +111,11 @@ def generate_unpaired(tasks: list[str], num_examples: int, seed: int) -> list[di
         good = index % 2 == 0
         rows.append({"prompt": pair["prompt"], "completion": pair["chosen" if good else "rejected"], "label": good})
     return rows
+
+
+def generate_prompts(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
+    """generate()'s examples as prompts for GRPO, with the reference answer the rewards compare against."""
+    return [
+        {"prompt": row["messages"][:1], "answer": row["messages"][1]["content"]}
+        for row in generate(tasks, num_examples, seed)
+    ]

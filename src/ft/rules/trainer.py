@@ -12,8 +12,8 @@ def lengths(prepared, num_examples: int, max_length: int, packing: bool) -> None
     and a warning when some do not. SFT truncates to max_length and drops the examples left with no
     trainable token; DPO drops those whose prompt alone fills it and truncates the rest per batch; the
     reward trainer drops pairs with an answer over it."""
-    if packing or not max_length:
-        return
+    if packing or not max_length or not {"input_ids", "prompt_ids", "chosen_ids"} & set(prepared.column_names):
+        return  # GRPO's prompts are tokenized per batch, as they are generated from
     import pyarrow.compute as pc
 
     kept = len(prepared)

@@ -114,12 +114,13 @@ class Run:
 
 
 def _evaluate(trainer, train_output) -> dict:
-    """The train metrics, the untrained model's eval loss (from eval_on_start) and the final eval."""
+    """The train metrics, the untrained model's eval loss (and, for GRPO, mean reward) from eval_on_start,
+    and the final eval."""
     metrics = dict(train_output.metrics)
-    base_loss = _untrained_eval_loss(trainer.state.log_history)
-    if base_loss is not None:
-        metrics["base_loss"] = base_loss
-        trainer.save_metrics("base", {"base_loss": base_loss})
+    base = _untrained_eval(trainer.state.log_history)
+    if base:
+        metrics.update(base)
+        trainer.save_metrics("base", base)
     trainer.save_metrics("train", train_output.metrics)
     if trainer.eval_dataset is not None:
         final_eval = trainer.evaluate()
@@ -139,9 +140,11 @@ def total_optimizer_steps(cfg, num_examples: int) -> int:
     return math.ceil(t.num_train_epochs * per_epoch)
 
 
-def _untrained_eval_loss(log_history: list[dict]) -> float | None:
-    """The step-0 evaluation (eval_on_start); a resumed run finds it in the restored log."""
-    return next((row["eval_loss"] for row in log_history if "eval_loss" in row and row.get("step") == 0), None)
+def _untrained_eval(log_history: list[dict]) -> dict:
+    """base_loss (and base_reward) of the step-0 evaluation (eval_on_start); a resumed run finds it in the
+    restored log."""
+    start = next((row for row in log_history if "eval_loss" in row and row.get("step") == 0), {})
+    return {f"base_{key}": start[f"eval_{key}"] for key in ("loss", "reward") if f"eval_{key}" in start}
 
 
 def _finish(cfg, run_dir: Path, trainer, metrics: dict) -> None:
@@ -167,7 +170,12 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
     lines = [
         f"ft: done in {metrics.get('train_runtime', 0):.1f}s, train loss {metrics.get('train_loss', float('nan')):.4f}"
     ]
-    if "base_loss" in metrics and "eval_loss" in metrics:
+    if "eval_reward" in metrics:  # GRPO: its eval loss is no measure of the model
+        lines.append(
+            f"ft: eval mean reward {metrics.get('base_reward', float('nan')):.4f} (start) -> "
+            f"{metrics['eval_reward']:.4f}"
+        )
+    elif "base_loss" in metrics and "eval_loss" in metrics:
         ratio = metrics["eval_loss"] / metrics["base_loss"]
         lines.append(
             f"ft: eval loss {metrics['base_loss']:.4f} (untrained) -> {metrics['eval_loss']:.4f} (trained), ratio "

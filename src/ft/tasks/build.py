@@ -1,5 +1,5 @@
 """The steps every task takes to build its trainer, in order; a task's module calls them around its
-own TRL trainer (tasks/sft.py, tasks/dpo.py):
+own TRL trainer (tasks/sft.py, tasks/dpo.py, tasks/grpo.py):
 
     inputs(cfg)                          data (in TRL's form) and tokenizer
     base_model(cfg, hw, num_labels)      model config checked, weights loaded (4/8-bit for QLoRA; with num_labels
@@ -100,8 +100,9 @@ def logging_env(cfg, run_dir: Path) -> None:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
 
 
-def trainer(trainer_class, args, cfg, run_dir: Path, inputs: tuple, base: Base):
-    """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready."""
+def trainer(trainer_class, args, cfg, run_dir: Path, inputs: tuple, base: Base, **task_kwargs):
+    """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready.
+    `task_kwargs`: what only this trainer takes (GRPOTrainer's reward_funcs)."""
     from ft.run import callbacks
 
     train_dataset, eval_dataset, tokenizer = inputs
@@ -114,6 +115,7 @@ def trainer(trainer_class, args, cfg, run_dir: Path, inputs: tuple, base: Base):
         processing_class=tokenizer,
         peft_config=peft_config(cfg, base, len(train_dataset)),
         callbacks=callbacks.build(cfg, run_dir),
+        **task_kwargs,
     )
     return finish(made, cfg, base, run_dir, len(train_dataset))
 

@@ -1,0 +1,15 @@
+"""The `prompts` format (task=grpo): a prompt to generate answers to, and any other columns, which TRL
+hands to the reward functions as keywords (the synthetic prompts carry `answer`, the reference answer).
+
+A string prompt stays plain text; a list of turns is TRL's conversational form, ending with a user turn.
+"""
+
+from ft.data import preference
+from ft.errors import FtError
+
+
+def from_prompts(row: dict, system_prompt: str | None) -> dict:
+    prompt = row.get("prompt")
+    if prompt is None or preference.is_empty(prompt):
+        raise FtError("'prompt' is missing or empty: every row needs a prompt to generate answers to")
+    return {**row, "prompt": prompt if isinstance(prompt, str) else preference.prompt_turns(prompt, system_prompt)}

@@ -1,0 +1,70 @@
+"""Reward functions for task=grpo (`grpo.rewards`): ft's built-ins, or the user's `module:function`.
+
+TRL calls each one with `prompts`, `completions` (strings, or lists of turns for conversational prompts),
+`completion_ids` and every other column of the data as a keyword (the synthetic prompts carry `answer`,
+the reference answer), and takes one float per completion. Write your own the same way:
+
+    def short(completions, **kwargs):
+        return [1.0 if len(text(c)) < 20 else 0.0 for c in completions]
+"""
+
+import functools
+import importlib
+import sys
+
+from ft.errors import FtError
+
+
+def text(completion) -> str:
+    """A completion's text: conversational completions are a list holding the assistant turn."""
+    return completion if isinstance(completion, str) else completion[-1]["content"]
+
+
+def exact_match(completions, answer=None, **kwargs) -> list[float]:
+    """1.0 when the completion is the reference answer of its prompt (whitespace around it aside)."""
+    if answer is None:
+        raise FtError("exact_match compares with the data's 'answer' column, which it lacks: add one to every row")
+    return [float(text(c).strip() == str(a).strip()) for c, a in zip(completions, answer)]
+
+
+def bare_answer(completions, **kwargs) -> list[float]:
+    """1.0 when the completion is one non-empty line: an answer with nothing around it."""
+    return [float(len(text(c).strip().splitlines()) == 1) for c in completions]
+
+
+BUILTIN = {"exact_match": exact_match, "bare_answer": bare_answer}
+
+
+def resolve(name: str):
+    """The function `name` stands for: a built-in, or `module:function` imported from the user's code."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    module_name, _, function_name = name.partition(":")
+    if not module_name or not function_name:
+        raise FtError(f"grpo.rewards: '{name}' is not a built-in reward ({', '.join(BUILTIN)}) nor a module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise FtError(f"grpo.rewards: cannot import {module_name} for {name} ({e}): put it on PYTHONPATH") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise FtError(f"grpo.rewards: module {module_name} has no function {function_name}")
+    return function
+
+
+def load(names: list[str]) -> list:
+    """The reward functions, each stopping the run with one line naming it when it raises."""
+    return [_named_on_error(name, resolve(name)) for name in names]
+
+
+def _named_on_error(name: str, function):
+    @functools.wraps(function)  # TRL logs each reward under the function's __name__
+    def reward(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as e:
+            reason = (str(e).splitlines() or [""])[0]
+            print(file=sys.stderr, flush=True)  # end the training progress bar's line: the error gets its own
+            raise FtError(f"reward function {name} failed: {type(e).__name__}: {reason}") from None
+
+    return reward
