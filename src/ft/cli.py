@@ -271,11 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except FtError as e:
-        print(f"ft: error: {e}", file=sys.stderr)
-        return 2
+        message, code = f"ft: error: {e}", 2
     except FtRemoteError as e:
-        print(f"ft: error: {e}", file=sys.stderr)
-        return 1
+        message, code = f"ft: error: {e}", 1
     except KeyboardInterrupt:
-        print("ft: interrupted", file=sys.stderr)
-        return 130
+        message, code = "ft: interrupted", 130
+    # The failed work is released now, not at exit: a progress bar it held prints its last state when
+    # closed, and the error must be the last line.
+    import gc
+
+    gc.collect()
+    print(message, file=sys.stderr)
+    return code

@@ -12,7 +12,7 @@ TASK_FORMATS = {
     "unpaired": (
         UNPAIRED_TASKS,
         "single answers labelled good or bad",
-        "labelled single answers",
+        "single answers labelled good or bad",
         "rows prompt/completion/label",
     ),
     "prompts": (PROMPT_TASKS, "prompts it answers itself", "prompts without answers", "rows with a prompt"),

@@ -12,11 +12,13 @@ new, continued from a checkpoint, or replaced), training under preemption handli
 import contextlib
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ft import rules
 from ft.config import to_yaml
+from ft.errors import FtError
 from ft.models import adapters
 from ft.run import distributed, hardware, resume, rundir
 
@@ -90,7 +92,11 @@ class Run:
         preemption = PreemptionCallback()
         trainer.add_callback(preemption)
         with preemption.handling_signals():
-            train_output = trainer.train(resume_from_checkpoint=self.checkpoint)
+            try:
+                train_output = trainer.train(resume_from_checkpoint=self.checkpoint)
+            except FtError:  # raised mid-step (e.g. by a reward function): end the progress bar's line first
+                print(file=sys.stderr, flush=True)
+                raise
         if preemption.received:
             step = trainer.state.global_step
             if main:

@@ -10,7 +10,6 @@ the reference answer), and takes one float per completion. Write your own the sa
 
 import functools
 import importlib
-import sys
 
 from ft.errors import FtError
 
@@ -64,7 +63,6 @@ def _named_on_error(name: str, function):
             return function(*args, **kwargs)
         except Exception as e:
             reason = (str(e).splitlines() or [""])[0]
-            print(file=sys.stderr, flush=True)  # end the training progress bar's line: the error gets its own
             raise FtError(f"reward function {name} failed: {type(e).__name__}: {reason}") from None
 
     return reward
