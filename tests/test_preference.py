@@ -141,3 +141,24 @@ def test_dpo_after_sft_raises_held_out_preference_accuracy(tmp_path):
     assert end["eval_rewards/accuracies"] >= 0.6
     assert end["eval_loss"] < start["eval_loss"]
     assert (result.run_dir / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_qlora_dpo_trains_a_4bit_base(tmp_path):
+    """DPO on a 4-bit base (QLoRA): the base layers stay Linear4bit, the adapter learns, the eval loss falls."""
+    import bitsandbytes as bnb
+
+    cfg = _compose(
+        tmp_path,
+        "peft=qlora",
+        "training.run_name=qdpo",
+        "training.max_steps=10",
+        "training.eval_steps=1000",
+        "training.save_strategy=no",
+        "data.synthetic.num_examples=200",
+        "data.eval_size=32",
+    )
+    result = dpo.train(cfg)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in result.trainer.model.modules())
+    assert result.metrics["eval_loss"] < result.metrics["base_loss"]
+    assert (result.run_dir / "adapter_model.safetensors").is_file()
