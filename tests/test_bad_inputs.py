@@ -41,15 +41,12 @@ def _messages_file(tmp: Path, bad_row: dict) -> list[str]:
     return [f"data.source={_jsonl(tmp, rows)}", "data.eval_size=0"]
 
 
-def _pairs(bad: dict) -> list[dict]:
-    """Preference rows, the fourth (row 3) changed by `bad`."""
-    good = {"prompt": "What is 1 + 1?", "chosen": "2", "rejected": "3"}
-    return [good] * 3 + [good | bad] + [good] * 4
+PAIR = {"prompt": "What is 1 + 1?", "chosen": "2", "rejected": "3"}  # a good preference row
+UNPAIRED = {"prompt": "What is 1 + 1?", "completion": "2", "label": True}  # a good unpaired (KTO) row
 
 
-def _unpaired(bad: dict) -> list[dict]:
-    """Unpaired rows (KTO), the fourth (row 3) changed by `bad`."""
-    good = {"prompt": "What is 1 + 1?", "completion": "2", "label": True}
+def _row_3_bad(good: dict, bad: dict) -> list[dict]:
+    """Eight copies of `good`, the fourth (row 3) changed by `bad`."""
     return [good] * 3 + [good | bad] + [good] * 4
 
 
@@ -258,14 +255,14 @@ CASES = [
         "preference_chosen_equals_rejected",
         ["data row 3", "chosen and rejected are the same answer"],
         ["recipe=tiny_dpo", *QUICK],
-        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _pairs({'chosen': 'x', 'rejected': 'x'}))}"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _row_3_bad(PAIR, {'chosen': 'x', 'rejected': 'x'}))}"],
         after_loading=True,
     ),
     Case(
         "preference_empty_prompt",
         ["data row 3", "'prompt' is empty"],
         ["recipe=tiny_dpo", *QUICK],
-        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _pairs({'prompt': ''}))}"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _row_3_bad(PAIR, {'prompt': ''}))}"],
         after_loading=True,
     ),
     # the other preference methods (task=reward / orpo / simpo / kto)
@@ -301,7 +298,7 @@ CASES = [
         "unpaired_label_not_bool",
         ["data row 3", "'label' is 'yes', not true or false"],
         ["recipe=tiny_kto", *QUICK],
-        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _unpaired({'label': 'yes'}))}"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _row_3_bad(UNPAIRED, {'label': 'yes'}))}"],
         after_loading=True,
     ),
     Case(

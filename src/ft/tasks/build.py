@@ -1,13 +1,14 @@
-"""The steps every task takes to build its trainer, in order; a task's module calls them around its
-own TRL trainer (tasks/sft.py, tasks/dpo.py, tasks/grpo.py):
+"""How every task builds its trainer: `trainer(TRLTrainer, make_args, cfg, run_dir, resuming)` takes
+these steps in order (a task's module names its TRL trainer and config, e.g. tasks/dpo.py):
 
     inputs(cfg)                          data (in TRL's form) and tokenizer
+    make_args(cfg, hw, ...)              the task's TRL config
     base_model(cfg, hw, num_labels)      model config checked, weights loaded (4/8-bit for QLoRA; with num_labels
                                          under a classification head), k-bit prepared, the adapter of
                                          model.adapter attached (training continues it)
     peft_config(cfg, base, n)            the new adapter for TRL to attach; None when model.adapter brought one
-    trainer(cls, args, cfg, ...)         the TRL trainer class on them, with ft's callbacks; then:
     logging_env(cfg, run_dir)            where TensorBoard / W&B / MLflow write
+    TRLTrainer(...)                      on all of the above, with ft's callbacks; then
     finish(trainer, cfg, base, run_dir)  QLoRA dtypes, callback order, LoRA+ optimizer, PiSSA init, the trainer rules
 """
 
@@ -100,12 +101,16 @@ def logging_env(cfg, run_dir: Path) -> None:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
 
 
-def trainer(trainer_class, args, cfg, run_dir: Path, inputs: tuple, base: Base, **task_kwargs):
+def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_labels=None, **task_kwargs):
     """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready.
-    `task_kwargs`: what only this trainer takes (GRPOTrainer's reward_funcs)."""
+    `make_args(cfg, hw, run_dir, has_eval, resuming)`: the task's TRL config; `num_labels`: a classification
+    head on the base (a reward model); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
     from ft.run import callbacks
 
-    train_dataset, eval_dataset, tokenizer = inputs
+    hw = hardware.detect()
+    train_dataset, eval_dataset, tokenizer = inputs(cfg)
+    args = make_args(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
+    base = base_model(cfg, hw, num_labels)
     logging_env(cfg, run_dir)
     made = trainer_class(
         model=base.model,

@@ -36,12 +36,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready DPOTrainer (pairs tokenized, model wrapped); nothing trained yet."""
     from trl import DPOTrainer
 
-    hw = hardware.detect()
-    train_dataset, eval_dataset, tokenizer = build.inputs(cfg)
-    args = dpo_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
-    return build.trainer(
-        DPOTrainer, args, cfg, run_dir, (train_dataset, eval_dataset, tokenizer), build.base_model(cfg, hw)
-    )
+    return build.trainer(DPOTrainer, dpo_config, cfg, run_dir, resuming)
 
 
 def train(cfg, command: list[str] | None = None) -> session.Result:

@@ -39,12 +39,9 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready GRPOTrainer (reward functions loaded, model wrapped); nothing trained yet."""
     from trl import GRPOTrainer
 
-    hw = hardware.detect()
-    train_dataset, eval_dataset, tokenizer = build.inputs(cfg)
-    args = grpo_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
-    inputs = (train_dataset, eval_dataset, tokenizer)
-    reward_funcs = rewards.load(list(cfg.grpo.rewards))
-    return build.trainer(GRPOTrainer, args, cfg, run_dir, inputs, build.base_model(cfg, hw), reward_funcs=reward_funcs)
+    return build.trainer(
+        GRPOTrainer, grpo_config, cfg, run_dir, resuming, reward_funcs=rewards.load(list(cfg.grpo.rewards))
+    )
 
 
 def train(cfg, command: list[str] | None = None) -> session.Result:

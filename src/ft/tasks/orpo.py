@@ -29,12 +29,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready ORPOTrainer (pairs tokenized, model wrapped); nothing trained yet."""
     from trl.experimental.orpo import ORPOTrainer
 
-    hw = hardware.detect()
-    train_dataset, eval_dataset, tokenizer = build.inputs(cfg)
-    args = orpo_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
-    return build.trainer(
-        ORPOTrainer, args, cfg, run_dir, (train_dataset, eval_dataset, tokenizer), build.base_model(cfg, hw)
-    )
+    return build.trainer(ORPOTrainer, orpo_config, cfg, run_dir, resuming)
 
 
 def train(cfg, command: list[str] | None = None) -> session.Result:

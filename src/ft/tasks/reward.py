@@ -31,11 +31,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready RewardTrainer (pairs tokenized, model wrapped); nothing trained yet."""
     from trl import RewardTrainer
 
-    hw = hardware.detect()
-    train_dataset, eval_dataset, tokenizer = build.inputs(cfg)
-    args = reward_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
-    base = build.base_model(cfg, hw, num_labels=1)
-    return build.trainer(RewardTrainer, args, cfg, run_dir, (train_dataset, eval_dataset, tokenizer), base)
+    return build.trainer(RewardTrainer, reward_config, cfg, run_dir, resuming, num_labels=1)
 
 
 def train(cfg, command: list[str] | None = None) -> session.Result:

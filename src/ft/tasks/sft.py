@@ -10,7 +10,7 @@ The steps every task shares are in ft.tasks.build.
 from pathlib import Path
 
 # Only light modules here: train() runs its quick checks before transformers (and bitsandbytes) load.
-from ft.run import hardware, session
+from ft.run import session
 from ft.tasks import build, sft_args
 
 
@@ -18,12 +18,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready SFTTrainer (data prepared, model wrapped); nothing trained yet."""
     from trl import SFTTrainer
 
-    hw = hardware.detect()
-    train_dataset, eval_dataset, tokenizer = build.inputs(cfg)
-    args = sft_args.sft_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
-    return build.trainer(
-        SFTTrainer, args, cfg, run_dir, (train_dataset, eval_dataset, tokenizer), build.base_model(cfg, hw)
-    )
+    return build.trainer(SFTTrainer, sft_args.sft_config, cfg, run_dir, resuming)
 
 
 def train(cfg, command: list[str] | None = None) -> session.Result:

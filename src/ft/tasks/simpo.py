@@ -35,12 +35,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready CPOTrainer (pairs tokenized, model wrapped); nothing trained yet."""
     from trl.experimental.cpo import CPOTrainer
 
-    hw = hardware.detect()
-    train_dataset, eval_dataset, tokenizer = build.inputs(cfg)
-    args = simpo_config(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
-    return build.trainer(
-        CPOTrainer, args, cfg, run_dir, (train_dataset, eval_dataset, tokenizer), build.base_model(cfg, hw)
-    )
+    return build.trainer(CPOTrainer, simpo_config, cfg, run_dir, resuming)
 
 
 def train(cfg, command: list[str] | None = None) -> session.Result:
