@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from ft.config.schema import TINY_MODEL, ModelConfig, PeftConfig
-from ft.models import tiny
+from ft.models import adapters, tiny
 
 
 def resolve_path(cfg: ModelConfig) -> str:
@@ -60,7 +60,7 @@ def quantization_config(peft: PeftConfig, dtype, fsdp: bool = False):
     """The BitsAndBytesConfig for a k-bit base (QLoRA), or None. `dtype` is the run's compute dtype.
     FSDP shards parameters by dtype, so under FSDP the packed 4-bit weights are stored in the compute
     dtype (bnb_4bit_quant_storage) instead of uint8."""
-    if not (peft.load_in_4bit or peft.load_in_8bit):
+    if not adapters.is_quantized(peft):
         return None
     import torch
     from transformers import BitsAndBytesConfig

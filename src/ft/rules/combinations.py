@@ -4,6 +4,7 @@ from pathlib import Path
 
 from ft.config.schema import SYNTHETIC_TASKS, TINY_MODEL, FtConfig
 from ft.errors import FtError
+from ft.models import adapters
 
 
 def check_combinations(cfg: FtConfig) -> None:
@@ -89,7 +90,7 @@ def check_peft(peft) -> None:
     """PEFT method combinations; architecture rules that need the model's config are in ft.models.adapters."""
     import importlib.util
 
-    quantized = peft.load_in_4bit or peft.load_in_8bit
+    quantized = adapters.is_quantized(peft)
     if peft.load_in_4bit and peft.load_in_8bit:
         raise FtError(
             "peft.load_in_4bit and peft.load_in_8bit are both true: choose one (peft=qlora or peft=qlora_8bit)"

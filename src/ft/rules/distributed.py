@@ -4,6 +4,7 @@ import os
 
 from ft.config.schema import FtConfig
 from ft.errors import FtError
+from ft.models import adapters
 from ft.run.distributed import DEEPSPEED, FSDP
 
 
@@ -23,7 +24,7 @@ def check_config(cfg: FtConfig) -> None:
 def _check_quantized(cfg: FtConfig) -> None:
     """Which engines can shard a bitsandbytes-quantized base, and how."""
     strategy, peft = cfg.distributed.strategy, cfg.peft
-    if not (peft.load_in_4bit or peft.load_in_8bit):
+    if not adapters.is_quantized(peft):
         if strategy == "fsdp_qlora":
             raise FtError(
                 "distributed=fsdp_qlora shards a 4-bit base: use it with peft=qlora, or distributed=fsdp for a "
