@@ -25,31 +25,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ft: error: {message} (see: python -m ft --help)\n")
 
 
-def _train_epilog() -> str:
-    import textwrap
-
-    from ft import config
-    from ft.config import reference
-
-    groups = "\n".join(f"  {g:<12} {', '.join(config.group_options(g))}" for g in config.GROUPS)
-    keys = "\n".join(
-        textwrap.fill(
-            f"{key}={default}  {f'({allowed})  ' if allowed else ''}{help_text}",
-            width=100,
-            initial_indent="  ",
-            subsequent_indent="      ",
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        for key, default, allowed, help_text in reference.reference()
-    )
-    return (
-        f"config groups and their options (choose with GROUP=OPTION):\n{groups}\n\n"
-        f"config keys (set with key=value; shown with their default, allowed values and meaning):\n{keys}\n\n"
-        + USAGE_EXAMPLES
-    )
-
-
 def cmd_train(args) -> int:
     from ft import config
 
@@ -125,25 +100,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from ft.finish import hub, loading
+    from ft.finish import hub
 
-    options = _options(args)
-    run_dir = loading.check_run_dir(options.run_dir)
-    repo_id = options.repo_id or loading.load_config(run_dir).hub.repo_id
-    if not repo_id:
-        raise FtError("push: repo_id=owner/name is required (or hub.repo_id in the run's config)")
-    files = hub.push(run_dir, repo_id, private=options.private, revision=options.revision, dry_run=args.dry_run)
-    if args.dry_run:
-        left_out = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if p.name not in files)
-        print(f"ft: would upload {len(files)} files from {run_dir} to {repo_id}:")
-        for name in files:
-            print(f"  {name}  ({(run_dir / name).stat().st_size:,} bytes)")
-        print(f"ft: left out: {', '.join(left_out) or 'nothing'}")
-    else:
-        print(
-            f"ft: pushed {len(files)} files from {run_dir} to {repo_id} ({options.revision or 'main'}): "
-            f"{', '.join(files)}"
-        )
+    hub.push_command(_options(args), dry_run=args.dry_run)
     return 0
 
 
@@ -180,12 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    from ft.config import reference
+
     train = commands.add_parser(
         "train",
         help="fine-tune a model from a recipe and key=value overrides",
         description="Compose a recipe from the config groups and overrides, then train with the task's TRL "
         "trainer (SFT, DPO).",
-        epilog=_train_epilog(),
+        epilog=reference.train_epilog(USAGE_EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME, GROUP=OPTION or a.b.c=VALUE")

@@ -3,6 +3,7 @@
 
 import dataclasses
 import itertools
+import textwrap
 
 from ft.config import CONF_DIR
 from ft.config.schema import FtConfig
@@ -74,3 +75,26 @@ def readme_with_reference(readme: str) -> str:
 def write_reference() -> None:
     """Regenerate the config reference in README.md from the schema."""
     README.write_text(readme_with_reference(README.read_text()))
+
+
+def train_epilog(examples: str) -> str:
+    """`ft train --help`'s epilog: the config groups with their options, then every key."""
+    from ft import config
+
+    groups = "\n".join(f"  {g:<12} {', '.join(config.group_options(g))}" for g in config.GROUPS)
+    keys = "\n".join(
+        textwrap.fill(
+            f"{key}={default}  {f'({allowed})  ' if allowed else ''}{help_text}",
+            width=100,
+            initial_indent="  ",
+            subsequent_indent="      ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for key, default, allowed, help_text in reference()
+    )
+    return (
+        f"config groups and their options (choose with GROUP=OPTION):\n{groups}\n\n"
+        f"config keys (set with key=value; shown with their default, allowed values and meaning):\n{keys}\n\n"
+        + examples
+    )

@@ -107,6 +107,28 @@ def push(run_dir, repo_id: str, private: bool = False, revision: str | None = No
     return [p.name for p in files]
 
 
+def push_command(options: PushOptions, dry_run: bool) -> None:
+    """`ft push`: push (or with dry_run, list) the run's files and say what happened."""
+    from ft.finish import loading
+
+    run_dir = loading.check_run_dir(options.run_dir)
+    repo_id = options.repo_id or loading.load_config(run_dir).hub.repo_id
+    if not repo_id:
+        raise FtError("push: repo_id=owner/name is required (or hub.repo_id in the run's config)")
+    files = push(run_dir, repo_id, private=options.private, revision=options.revision, dry_run=dry_run)
+    if dry_run:
+        left_out = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if p.name not in files)
+        print(f"ft: would upload {len(files)} files from {run_dir} to {repo_id}:")
+        for name in files:
+            print(f"  {name}  ({(run_dir / name).stat().st_size:,} bytes)")
+        print(f"ft: left out: {', '.join(left_out) or 'nothing'}")
+    else:
+        print(
+            f"ft: pushed {len(files)} files from {run_dir} to {repo_id} ({options.revision or 'main'}): "
+            f"{', '.join(files)}"
+        )
+
+
 class _hub_errors:
     """Turn huggingface_hub's failures into one line: FtError for what the user can fix (token,
     permission, repo id, metadata), FtRemoteError for the network and the server."""
