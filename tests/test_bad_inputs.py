@@ -341,6 +341,17 @@ CASES = [
         ["recipe=tiny_grpo", "grpo.reward_weights=[1.0,0.5]"],
     ),
     Case(
+        "grpo_reward_raises",  # json.loads called with keywords only: TypeError, on a trial call before training
+        ["reward function json:loads failed: TypeError"],
+        ["recipe=tiny_grpo", "grpo.rewards=[json:loads]", "data.synthetic.num_examples=40"],
+        after_loading=True,
+    ),
+    Case(
+        "grpo_vllm_on_cpu",
+        ["grpo.use_vllm=true needs a CUDA GPU", "grpo.use_vllm=false"],
+        ["recipe=tiny_grpo", "grpo.use_vllm=true"],
+    ),
+    Case(
         "grpo_batch_not_whole_groups",
         ["training.per_device_train_batch_size * gradient_accumulation_steps=6", "grpo.num_generations=4"],
         ["recipe=tiny_grpo", "training.per_device_train_batch_size=6"],

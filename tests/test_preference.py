@@ -41,6 +41,37 @@ def test_plain_and_conversational_rows_with_renamed_columns(tmp_path):
         )
 
 
+def test_implicit_prompt_is_the_turns_both_conversations_begin_with(tmp_path):
+    user = {"role": "user", "content": "What is 2 + 2?"}
+    row = {
+        "chosen": [user, {"role": "assistant", "content": "4"}],
+        "rejected": [user, {"role": "assistant", "content": "22"}],
+    }
+    path = write_jsonl(tmp_path / "pairs.jsonl", [row] * 4)
+    train, _ = data.load(_compose(tmp_path, f"data.source={path}", "data.eval_size=0").data)
+    assert train[0] == {"prompt": [user], "chosen": row["chosen"][1:], "rejected": row["rejected"][1:]}
+    assert set(train.column_names) == {"prompt", "chosen", "rejected"}
+
+
+@pytest.mark.parametrize(
+    "row, expected",
+    [
+        ({"chosen": "c", "rejected": "r"}, "plain-text chosen/rejected without a prompt column"),
+        (
+            {"chosen": [{"role": "user", "content": "a"}], "rejected": [{"role": "user", "content": "b"}]},
+            "share no prompt",
+        ),
+    ],
+)
+def test_bad_implicit_prompt_row_names_the_row(row, expected, tmp_path):
+    good = {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "c"}]}
+    good["rejected"] = [good["chosen"][0], {"role": "assistant", "content": "r"}]
+    path = write_jsonl(tmp_path / "pairs.jsonl", [good] * 3 + [row])
+    with pytest.raises(FtError, match="data row 3: ") as raised:
+        data.load(_compose(tmp_path, f"data.source={path}", "data.eval_size=0").data)
+    assert expected in str(raised.value) and "\n" not in str(raised.value)
+
+
 @pytest.mark.parametrize(
     "row, expected",
     [

@@ -46,3 +46,12 @@ class GrpoConfig:
     beta: float = option(0.0, ge=0, help="KL penalty to the reference (adapter off); 0: no reference pass")
     loss_type: str = option("dapo", choices=GRPO_LOSSES, help="how token losses are aggregated (TRL's loss_type)")
     scale_rewards: str = option("group", choices=["group", "batch", "none"], help="divide advantages by the std of")
+    use_vllm: bool = option(False, help="generate with vLLM (CUDA GPU and the vllm package); false: transformers")
+    vllm_mode: str = option(
+        "colocate",
+        choices=["colocate", "server"],
+        help="colocate: in the training processes; server: trl vllm-serve",
+    )
+    vllm_gpu_memory_utilization: float = option(
+        0.3, gt=0, le=1, help="colocate: share of each GPU's memory vLLM may take for weights and KV cache"
+    )

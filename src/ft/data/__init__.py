@@ -40,7 +40,7 @@ FIELDS = {
     "sharegpt": (["conversations"], []),
     "prompt_completion": (["prompt", "completion"], []),
     "text": (["text"], []),
-    "preference": (list(preference.FIELDS), []),
+    "preference": (["chosen", "rejected"], ["prompt"]),
     "unpaired": (list(preference.UNPAIRED_FIELDS), []),
     "prompts": (["prompt"], []),
 }

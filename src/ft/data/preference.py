@@ -1,7 +1,8 @@
 """The `preference` format: one prompt and two answers to it, `chosen` preferred to `rejected`; and
 the `unpaired` format (KTO): one prompt, one `completion`, and a `label`, true for a good answer.
 
-Plain text (all strings) stays plain text, TRL's standard form. Anything conversational becomes
+The prompt may be implicit (no prompt column): chosen and rejected are then whole conversations,
+and the turns they begin with are the prompt. Plain text (all strings) stays plain text, TRL's standard form. Anything conversational becomes
 TRL's conversational form: `prompt` a list of turns ending with a user turn (a string is one user
 turn), the answers assistant turns (a string is one turn).
 """
@@ -14,6 +15,8 @@ PROMPT_ROLES = ("system", "user", "assistant")
 
 
 def from_preference(row: dict, system_prompt: str | None) -> dict:
+    if "prompt" not in row:  # the source has no prompt column: the conversations share it
+        row = _split_implicit_prompt(row)
     for name in FIELDS:
         if row.get(name) is None:
             raise FtError(f"'{name}' is missing: every preference row needs a prompt, a chosen and a rejected answer")
@@ -30,6 +33,21 @@ def from_preference(row: dict, system_prompt: str | None) -> dict:
     if out["chosen"] == out["rejected"]:
         raise FtError("chosen and rejected are the same answer, so there is nothing to prefer: fix or drop the row")
     return out
+
+
+def _split_implicit_prompt(row: dict) -> dict:
+    """chosen and rejected as whole conversations: the turns both begin with are the prompt (TRL's extract_prompt)."""
+    from trl.data_utils import extract_prompt
+
+    if any(isinstance(row.get(name), str) for name in ("chosen", "rejected")):
+        raise FtError(
+            "plain-text chosen/rejected without a prompt column: add the prompt as a column (data.columns.prompt) or "
+            "give chosen and rejected as conversations that begin with the same user turns"
+        )
+    split = extract_prompt({"chosen": row["chosen"], "rejected": row["rejected"]})
+    if not split["prompt"]:
+        raise FtError("chosen and rejected begin with different turns, so they share no prompt: fix or drop the row")
+    return split
 
 
 def from_unpaired(row: dict, system_prompt: str | None) -> dict:

@@ -66,11 +66,15 @@ def generate(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
     return rows
 
 
-def _wrong_add(answer: str, rng: random.Random) -> str:
-    return str(int(answer) + rng.choice([-10, -2, -1, 1, 2, 10]))
+# Each task's typical mistake, systematic so that a preference for the right answer can generalise to
+# held-out prompts (a tiny model cannot learn to tell a sum from its neighbour, but it can learn that
+# gluing the operands together is wrong).
+def _wrong_add(instruction: str, answer: str, rng: random.Random) -> str:
+    a, b = instruction.removeprefix("What is ").removesuffix("?").split(" + ")
+    return a + b  # the operands concatenated
 
 
-def _wrong_sort(answer: str, rng: random.Random) -> str:
+def _wrong_sort(instruction: str, answer: str, rng: random.Random) -> str:
     digits = answer.split()
     rng.shuffle(digits)
     return " ".join(digits)
@@ -78,8 +82,8 @@ def _wrong_sort(answer: str, rng: random.Random) -> str:
 
 WRONG = {
     "add": _wrong_add,
-    "reverse": lambda answer, rng: answer[::-1],  # the letters as given, not reversed
-    "upper": lambda answer, rng: answer.lower(),  # as given, not capitalized
+    "reverse": lambda instruction, answer, rng: answer[::-1],  # the letters as given, not reversed
+    "upper": lambda instruction, answer, rng: answer.lower(),  # as given, not capitalized
     "sort": _wrong_sort,
 }
 
@@ -90,8 +94,8 @@ def generate_preferences(tasks: list[str], num_examples: int, seed: int) -> list
     rows = []
     for index, row in enumerate(generate(tasks, num_examples, seed)):
         prompt, answer = row["messages"][0], row["messages"][1]["content"]
-        wrong = WRONG[tasks[index % len(tasks)]](answer, rng)
-        if wrong == answer:  # a palindrome, digits already in order or all alike
+        wrong = WRONG[tasks[index % len(tasks)]](prompt["content"], answer, rng)
+        if wrong == answer:  # a palindrome, digits already in order or all alike, 0 + 0
             wrong = f"{answer} {answer}"
         rows.append(
             {

@@ -40,6 +40,14 @@ def check_requirements(cfg, hw: Hardware) -> None:
                 f"optim.name={optim} (GaLore with 8-bit state) needs a CUDA GPU; this machine has none: use "
                 "optim=galore"
             )
+    if cfg.task == "grpo" and cfg.grpo.use_vllm:
+        if hw.device != "cuda":
+            raise FtError(
+                "grpo.use_vllm=true needs a CUDA GPU; this machine has none: set grpo.use_vllm=false (generation "
+                "with transformers)"
+            )
+        if not _installed("vllm"):
+            raise FtError("grpo.use_vllm=true needs vllm: pip install vllm, or set grpo.use_vllm=false")
     if ("8bit" in optim or "bnb" in optim) and not _installed("bitsandbytes"):
         raise FtError(f"optim.name={optim} needs bitsandbytes: pip install -e '.[quant]'")
     if "wandb" in cfg.logging.report_to:

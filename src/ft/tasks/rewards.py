@@ -56,6 +56,24 @@ def load(names: list[str]) -> list:
     return [_named_on_error(name, resolve(name)) for name in names]
 
 
+def try_on(functions: list, row: dict) -> None:
+    """Call each reward function once, as TRL will, on `row`'s prompt with an empty completion: a function
+    that raises stops the run now, before training, with the run directory removed again."""
+    conversational = not isinstance(row["prompt"], str)
+    completion = [{"role": "assistant", "content": ""}] if conversational else ""
+    columns = {key: [value] for key, value in row.items() if key != "prompt"}
+    for function in functions:
+        function(
+            prompts=[row["prompt"]],
+            completions=[completion],
+            completion_ids=[[]],
+            **columns,
+            trainer_state=None,
+            log_extra=lambda *args, **kwargs: None,
+            log_metric=lambda *args, **kwargs: None,
+        )
+
+
 def _named_on_error(name: str, function):
     @functools.wraps(function)  # TRL logs each reward under the function's __name__
     def reward(*args, **kwargs):
