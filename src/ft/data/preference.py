@@ -2,9 +2,9 @@
 the `unpaired` format (KTO): one prompt, one `completion`, and a `label`, true for a good answer.
 
 The prompt may be implicit (no prompt column): chosen and rejected are then whole conversations,
-and the turns they begin with are the prompt. Plain text (all strings) stays plain text, TRL's standard form. Anything conversational becomes
-TRL's conversational form: `prompt` a list of turns ending with a user turn (a string is one user
-turn), the answers assistant turns (a string is one turn).
+and the turns they begin with are the prompt. Plain text (all strings) stays plain text, TRL's
+standard form. Anything conversational becomes TRL's conversational form: `prompt` a list of turns
+ending with a user turn (a string is one user turn), the answers assistant turns (a string is one turn).
 """
 
 from ft.errors import FtError
