@@ -59,6 +59,12 @@ def test_builtin_rewards_on_plain_and_conversational_completions():
     assert rewards.bare_answer(["42", "42\nbecause", "  "]) == [1.0, 0.0, 0.0]
     with pytest.raises(FtError, match="'answer' column"):
         rewards.exact_match(["4"])
+    gsm8k = "Natalia sold 48/2 = 24 clips in May.\n#### 72"
+    assert rewards.last_number(["So 1,072 in all.", "It is 72.", "no idea"], answer=["1072", gsm8k, gsm8k]) == [
+        1.0,
+        1.0,
+        0.0,
+    ]
     assert rewards.resolve("json:dumps").__name__ == "dumps"  # module:function of the user's
 
 

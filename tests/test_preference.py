@@ -11,6 +11,7 @@ from conftest import NO_EVAL, write_jsonl
 from ft import config, data, models
 from ft.data import synthetic
 from ft.errors import FtError
+from ft.finish import evaluate
 from ft.tasks import dpo, sft
 
 TASKS = ["add", "reverse", "upper", "sort"]
@@ -172,6 +173,26 @@ def test_dpo_after_sft_raises_held_out_preference_accuracy(tmp_path):
     assert end["eval_rewards/accuracies"] >= 0.6
     assert end["eval_loss"] < start["eval_loss"]
     assert (result.run_dir / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_ft_eval_reward_accuracy_is_trls_and_the_card_shows_it(tmp_path):
+    """A DPO run from the base (no model.adapter), so its reference is the base with the adapter off, which is
+    also ft eval's: ft eval's reward accuracy, computed apart from TRL, must match TRL's final
+    eval_rewards/accuracies."""
+    cfg = _compose(tmp_path, "training.run_name=dpo", "training.max_steps=20", "data.eval_size=32")
+    cfg.training.save_strategy, cfg.training.eval_steps = "no", 1000
+    result = dpo.train(cfg)
+    accuracy = result.metrics["eval_rewards/accuracies"]
+    card = (result.run_dir / "README.md").read_text()
+    assert f"held-out preference accuracy (implicit reward of chosen > rejected), trained | {accuracy:.4f}" in card
+    assert "held-out preference accuracy (implicit reward of chosen > rejected), at the start | 0.0000" in card
+    scored = evaluate.evaluate(evaluate.EvalOptions(run_dir=str(result.run_dir)))
+    print(
+        f"ft eval: reward accuracy {scored['trained']['reward_accuracy']:.3f} (TRL: {accuracy:.3f}), preference "
+        f"accuracy {scored['base']['preference_accuracy']:.3f} (base) -> {scored['trained']['preference_accuracy']:.3f}"
+    )
+    assert scored["trained"]["reward_accuracy"] == pytest.approx(accuracy, abs=1 / 32 + 1e-9)  # measured: equal
 
 
 @pytest.mark.slow

@@ -37,7 +37,9 @@ class PreferenceConfig:
 class GrpoConfig:
     """GRPO (task=grpo): TRL's GRPOConfig settings (README: Reinforcement learning (GRPO))."""
 
-    rewards: List[str] = option(["exact_match"], help="reward functions: exact_match, bare_answer, or module:function")
+    rewards: List[str] = option(
+        ["exact_match"], help="reward functions: exact_match, bare_answer, last_number, or module:function"
+    )
     reward_weights: Optional[List[float]] = option(None, help="one weight per reward function; null: all 1.0")
     num_generations: int = option(4, ge=2, help="completions per prompt (a group); the batch must divide by it")
     max_completion_length: int = option(16, ge=1, help="tokens generated per completion at most")

@@ -96,6 +96,25 @@ def usage_snippet(cfg, base_model: str, adapter: str) -> str:
     return imports + "\n" + load + "\n" + encode + generate
 
 
+# Each task's own eval metrics (TRL's names without eval_), shown at the start and trained when present.
+METHOD_METRICS = {
+    "rewards/accuracies": "held-out preference accuracy (implicit reward of chosen > rejected)",
+    "rewards/margins": "mean implicit reward margin, chosen - rejected",
+    "accuracy": "held-out pairwise accuracy (chosen scored higher)",
+    "margin": "mean reward margin, chosen - rejected",
+    "reward": "mean reward on held-out prompts",
+}
+
+
+def _method_rows(metrics: dict) -> list[str]:
+    rows = []
+    for key, label in METHOD_METRICS.items():
+        if f"eval_{key}" in metrics:
+            rows.append(f"| {label}, at the start | {_fmt(metrics.get(f'base_{key}'))} |")
+            rows.append(f"| {label}, trained | {_fmt(metrics[f'eval_{key}'])} |")
+    return rows
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "—"
 
@@ -160,6 +179,7 @@ def render(
         f"| eval perplexity, trained | {_fmt(math.exp(eval_loss)) if eval_loss is not None else '—'} |",
         f"| final train loss (last logged) | {_fmt(train_losses[-1] if train_losses else None)} |",
         f"| mean train loss over the run | {_fmt(metrics.get('train_loss'))} |",
+        *_method_rows(metrics),
         "",
         "![loss curve](loss.png)",
         "",

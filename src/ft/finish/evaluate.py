@@ -14,6 +14,7 @@ pretrained=BASE,peft=RUN_DIR` yourself for benchmark suites.
 """
 
 import contextlib
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from ft import data
 from ft.errors import FtError
 from ft.finish import loading
 from ft.options import option
+
+PAIRED_TASKS = ("dpo", "orpo", "simpo")  # scored on pairs (ft.finish.preference_eval); reward models cannot load
 
 
 @dataclass(kw_only=True)
@@ -156,6 +159,11 @@ def evaluate(options: EvalOptions) -> dict:
     run_dir = loading.check_run_dir(options.run_dir)
     max_examples, batch_size = options.max_examples, options.batch_size
     cfg = loading.load_config(run_dir)
+    if cfg.task == "kto":
+        raise FtError(
+            "ft eval scores preference pairs, and a KTO run's eval data is single answers labelled good or bad: its "
+            "eval metrics (rewards, KL) are in the run's eval_results.json and model card"
+        )
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     _, eval_rows = data.load(cfg.data)
     if eval_rows is None:
@@ -166,6 +174,10 @@ def evaluate(options: EvalOptions) -> dict:
         eval_rows = eval_rows.select(range(min(max_examples, len(eval_rows))))
     tokenizer = loading.load_tokenizer(run_dir)
     model = loading.load_model(run_dir, cfg, device_map={"": accelerator.device})
+    if cfg.task in PAIRED_TASKS:
+        return _evaluate_pairs(model, tokenizer, eval_rows, cfg, run_dir, batch_size, options.base)
+    if cfg.task == "grpo":  # the prompts with their reference answers, when the data has them
+        eval_rows = _prompts_as_conversations(eval_rows)
     features = [_features(row, tokenizer, cfg) for row in eval_rows]
     from torch.utils.data import DataLoader
 
@@ -203,6 +215,36 @@ def evaluate(options: EvalOptions) -> dict:
     if accelerator.is_main_process:
         print_report(results, cfg, run_dir)
     return results
+
+
+def _evaluate_pairs(model, tokenizer, eval_rows, cfg, run_dir, batch_size, base: bool) -> dict:
+    from ft.finish import preference_eval
+
+    rows, size = list(eval_rows), batch_size or cfg.training.per_device_eval_batch_size
+    collate = _collate(tokenizer.pad_token_id)
+    measure = functools.partial(preference_eval.measure, tokenizer=tokenizer, rows=rows, collate=collate)
+    results = {"examples": len(rows), "trained": measure(model, batch_size=size, max_length=cfg.training.max_length)}
+    with _untrained(model) as untrained:
+        if base and untrained is not None:
+            results["base"] = measure(untrained, batch_size=size, max_length=cfg.training.max_length)
+            results["trained"]["reward_accuracy"] = preference_eval.reward_accuracy(results["trained"], results["base"])
+    for measured in (results["trained"], results.get("base", {})):  # the per-pair log-probs were only a means
+        measured.pop("chosen", None)
+        measured.pop("rejected", None)
+    preference_eval.print_report(results, cfg, run_dir)
+    return results
+
+
+def _prompts_as_conversations(eval_rows):
+    if "answer" not in eval_rows.column_names or isinstance(eval_rows[0]["prompt"], str):
+        raise FtError(
+            "ft eval scores a GRPO run on conversational prompts with an 'answer' column (reference answers), "
+            "which this run's eval data lacks"
+        )
+    return eval_rows.map(
+        lambda row: {"messages": [*row["prompt"], {"role": "assistant", "content": str(row["answer"])}]},
+        remove_columns=eval_rows.column_names,
+    )
 
 
 def print_report(results: dict, cfg, run_dir) -> None:

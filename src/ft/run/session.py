@@ -147,10 +147,15 @@ def total_optimizer_steps(cfg, num_examples: int) -> int:
 
 
 def _untrained_eval(log_history: list[dict]) -> dict:
-    """base_loss (and base_reward) of the step-0 evaluation (eval_on_start); a resumed run finds it in the
-    restored log."""
+    """The step-0 evaluation's metrics (eval_on_start) as base_*: base_loss, and each task's own (GRPO's
+    reward, DPO's rewards/accuracies, ...); a resumed run finds them in the restored log."""
     start = next((row for row in log_history if "eval_loss" in row and row.get("step") == 0), {})
-    return {f"base_{key}": start[f"eval_{key}"] for key in ("loss", "reward") if f"eval_{key}" in start}
+    timings = ("runtime", "samples_per_second", "steps_per_second")
+    return {
+        f"base_{key[5:]}": value
+        for key, value in start.items()
+        if key.startswith("eval_") and not key.endswith(timings)
+    }
 
 
 def _finish(cfg, run_dir: Path, trainer, metrics: dict) -> None:

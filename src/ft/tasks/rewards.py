@@ -10,6 +10,7 @@ the reference answer), and takes one float per completion. Write your own the sa
 
 import functools
 import importlib
+import re
 
 from ft.errors import FtError
 
@@ -21,9 +22,13 @@ def text(completion) -> str:
 
 def exact_match(completions, answer=None, **kwargs) -> list[float]:
     """1.0 when the completion is the reference answer of its prompt (whitespace around it aside)."""
-    if answer is None:
-        raise FtError("exact_match compares with the data's 'answer' column, which it lacks: add one to every row")
+    _check_answers("exact_match", answer)
     return [float(text(c).strip() == str(a).strip()) for c, a in zip(completions, answer)]
+
+
+def _check_answers(name: str, answer) -> None:
+    if answer is None:
+        raise FtError(f"{name} compares with the data's 'answer' column, which it lacks: add one to every row")
 
 
 def bare_answer(completions, **kwargs) -> list[float]:
@@ -31,7 +36,22 @@ def bare_answer(completions, **kwargs) -> list[float]:
     return [float(len(text(c).strip().splitlines()) == 1) for c in completions]
 
 
-BUILTIN = {"exact_match": exact_match, "bare_answer": bare_answer}
+def _final_number(text_: str) -> str | None:
+    """The number a text ends on: after GSM8K's "####" marker when it has one, else its last number."""
+    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", text_.rpartition("####")[2])
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+def last_number(completions, answer=None, **kwargs) -> list[float]:
+    """1.0 when the last number of the completion is the reference answer's final number (GSM8K style)."""
+    _check_answers("last_number", answer)
+    return [
+        float(_final_number(text(c)) is not None and _final_number(text(c)) == _final_number(str(a)))
+        for c, a in zip(completions, answer)
+    ]
+
+
+BUILTIN = {"exact_match": exact_match, "bare_answer": bare_answer, "last_number": last_number}
 
 
 def resolve(name: str):
