@@ -157,7 +157,7 @@ def evaluate(options: EvalOptions) -> dict:
     max_examples, batch_size = options.max_examples, options.batch_size
     cfg = loading.load_config(run_dir)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    _, eval_rows = data.load(cfg.data)
+    _, eval_rows = data.load(cfg.data, cfg.task)
     if eval_rows is None:
         raise FtError(
             "the run's recipe has no eval split (data.eval_size=0, no data.eval_split): nothing to evaluate on"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 # Only light modules here: a task runs its quick checks before transformers (and bitsandbytes) load.
 from ft import data, models, rules
+from ft.data import detect
 from ft.errors import FtError
 from ft.models import adapters
 from ft.run import distributed, hardware, rundir, session
@@ -37,7 +38,8 @@ def inputs(cfg):
     from accelerate import PartialState
 
     with PartialState().main_process_first():  # read, convert (and build the tiny model) once
-        train_dataset, eval_dataset = data.load(cfg.data)
+        detect.resolve(cfg, announce=False)  # done already by a training session; not by every caller
+        train_dataset, eval_dataset = data.load(cfg.data, cfg.task)
         tokenizer = models.load_tokenizer(cfg.model)
     return train_dataset, eval_dataset, tokenizer
 
