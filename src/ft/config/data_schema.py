@@ -34,4 +34,6 @@ class DataCacheConfig:
     """The tokenized (and packed) datasets of task=sft, kept between runs (README: Preprocessing cache)."""
 
     enabled: bool = option(True, help="reuse a tokenized dataset built before with the same inputs")
-    dir: Optional[str] = option(None, help="where they are kept; null: $FT_DATASETS_CACHE or ~/.cache/ft/datasets")
+    dir: Optional[str] = option(
+        None, help="where they are kept; null: $FT_DATASETS_CACHE, else $FT_CACHE/datasets (~/.cache/ft/datasets)"
+    )

@@ -103,15 +103,24 @@ def logging_env(cfg, run_dir: Path) -> None:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
 
 
-def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_labels=None, **task_kwargs):
+def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_labels=None, cached=False, **task_kwargs):
     """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready.
     `make_args(cfg, hw, run_dir, has_eval, resuming)`: the task's TRL config; `num_labels`: a classification
-    head on the base (a reward model); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
+    head on the base (a reward model); `cached`: its tokenized datasets go through the preprocessing cache
+    (ft.data.cache: SFTTrainer's); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
+    from accelerate import PartialState
+
+    from ft.data import cache
     from ft.run import callbacks
 
     hw = hardware.detect()
     train_dataset, eval_dataset, tokenizer = inputs(cfg)
     args = make_args(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
+    entry = None
+    if cached and cfg.data.cache.enabled:
+        entry, train_dataset, eval_dataset = cache.lookup(
+            cfg, args, tokenizer, train_dataset, eval_dataset, PartialState()
+        )
     base = base_model(cfg, hw, num_labels)
     logging_env(cfg, run_dir)
     made = trainer_class(
@@ -124,6 +133,8 @@ def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_la
         callbacks=callbacks.build(cfg, run_dir),
         **task_kwargs,
     )
+    if entry is not None:
+        cache.store(entry, made.train_dataset, made.eval_dataset, PartialState())
     return finish(made, cfg, base, run_dir, len(train_dataset))
 
 

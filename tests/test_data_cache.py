@@ -1,0 +1,106 @@
+"""The preprocessing cache: a second build with the same inputs reuses the tokenized datasets (equal to
+freshly tokenized ones), a change to any key rebuilds, and `ft preprocess` builds them ahead."""
+
+import re
+
+import pytest
+
+from conftest import run_ft, write_jsonl
+from ft import config
+from ft.models import tiny
+from ft.tasks.sft import build_trainer
+
+ROWS = [
+    {"messages": [{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": str(2 * i)}]}
+    for i in range(12)
+]
+
+
+def _compose(tmp_path, *extra):
+    source = tmp_path / "data.jsonl"
+    if not source.exists():
+        write_jsonl(source, ROWS)
+    return config.compose(
+        [
+            f"data.source={source}",
+            "data.eval_size=2",
+            f"data.cache.dir={tmp_path / 'cache'}",
+            f"training.output_dir={tmp_path / 'runs'}",
+            "logging=none",
+            *extra,
+        ]
+    )
+
+
+def _build(tmp_path, capsys, *extra, template=None):
+    """(trainer, the cache key, whether it was reused)."""
+    cfg = _compose(tmp_path, *extra)
+    if template is not None:
+        cfg.model.chat_template = template
+    trainer = build_trainer(cfg, tmp_path / "run")
+    out = capsys.readouterr().out
+    found = re.search(r"ft: data: (cached tokenized dataset (\w+) reused|tokenized dataset cached as (\w+))", out)
+    assert found, out
+    return trainer, found.group(2) or found.group(3), found.group(2) is not None
+
+
+def _rows(dataset) -> list:
+    return [(row["input_ids"], row["labels"]) for row in dataset]
+
+
+def test_a_second_build_reuses_what_the_first_tokenized(tmp_path, capsys):
+    first, key, reused = _build(tmp_path, capsys)
+    assert not reused
+    second, again, reused = _build(tmp_path, capsys)
+    assert reused and again == key
+    assert _rows(second.train_dataset) == _rows(first.train_dataset) and len(first.train_dataset) == 10
+    assert _rows(second.eval_dataset) == _rows(first.eval_dataset) and len(first.eval_dataset) == 2
+    fresh = build_trainer(_compose(tmp_path, "data.cache.enabled=false"), tmp_path / "run")
+    assert _rows(fresh.train_dataset) == _rows(second.train_dataset)
+    masked = [label for _, labels in _rows(second.train_dataset) for label in labels]
+    assert 0 < masked.count(-100) < len(masked)  # the cached labels still mask all but the answers
+
+
+KEYS = {
+    "tokenizer": ["model.tiny.vocab_size=960"],
+    "max_length": ["training.max_length=24"],
+    "masking": ["training.assistant_only_loss=false"],
+    "packing": ["training.packing=true"],
+    "seed_of_the_eval_split": ["data.seed=1"],
+}
+
+
+@pytest.mark.parametrize("changed", [*KEYS, "template", "data_file"])
+def test_a_change_to_any_key_rebuilds(changed, tmp_path, capsys):
+    _, key, _ = _build(tmp_path, capsys)
+    if changed == "data_file":
+        write_jsonl(tmp_path / "data.jsonl", ROWS[:-1] + [ROWS[0]])
+    template = tiny.CHAT_TEMPLATE.replace("<|im_start|>", "<|im_start|> ") if changed == "template" else None
+    _, other, reused = _build(tmp_path, capsys, *KEYS.get(changed, []), template=template)
+    assert not reused and other != key
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([key, other])
+
+
+def test_preprocess_builds_it_ahead_and_train_reuses_it(tmp_path):
+    write_jsonl(tmp_path / "data.jsonl", ROWS)
+    overrides = _overrides(tmp_path)
+    built = run_ft("preprocess", *overrides)
+    assert built.returncode == 0, built.stderr[-3000:]
+    key = re.search(r"tokenized dataset cached as (\w+)", built.stdout).group(1)
+    assert not (tmp_path / "runs").exists()  # nothing trained, no run dir
+    trained = run_ft(
+        "train", *overrides, "training.max_steps=1", "training.eval_strategy=no", "training.save_strategy=no"
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert f"ft: data: cached tokenized dataset {key} reused" in trained.stdout
+    assert "Tokenizing" not in trained.stderr
+
+
+def _overrides(tmp_path) -> list[str]:
+    return [
+        f"data.source={tmp_path / 'data.jsonl'}",
+        "data.eval_size=2",
+        f"data.cache.dir={tmp_path / 'cache'}",
+        f"training.output_dir={tmp_path / 'runs'}",
+        "logging=none",
+    ]
