@@ -56,6 +56,16 @@ def test_renamed_columns_are_recognised(tmp_path):
     assert data.load(cfg.data)[0][0] == {"prompt": "q", "completion": "a"}
 
 
+def test_implicit_prompt_preference_pairs_are_recognised_and_split(tmp_path):
+    answer = [{"role": "assistant", "content": "5"}]
+    pair = {"chosen": TURNS[:1] + answer, "rejected": TURNS[:1] + [{"role": "assistant", "content": "6"}]}
+    cfg = compose(tmp_path, [pair] * 3, "task=dpo")
+    detect.resolve(cfg, announce=False)
+    assert cfg.data.format == "preference"
+    row = data.load(cfg.data, "dpo")[0][0]
+    assert row["prompt"] == TURNS[:1] and row["chosen"] == answer  # TRL's extract_prompt: the shared turns
+
+
 def test_the_most_specific_fit_wins():
     assert detect.detect(["prompt", "completion", "label"], "kto") == "unpaired"
     assert detect.detect(["prompt", "completion", "id"], "sft") == "prompt_completion"

@@ -95,6 +95,11 @@ def to_trl_form(dataset, cfg: DataConfig):
             f"data.columns names columns {missing_sources} that the data lacks; its columns: {dataset.column_names}"
         )
     dataset = dataset.rename_columns(mapping)
+    columns = dataset.column_names
+    if cfg.format == "preference" and "prompt" not in columns and detect.fits("preference", columns):
+        from trl.data_utils import maybe_extract_prompt
+
+        dataset = dataset.map(maybe_extract_prompt, desc="ft: extracting the shared prompt")
     required, optional = detect.FIELDS[cfg.format]
     missing = [name for name in required if name not in dataset.column_names]
     if missing:

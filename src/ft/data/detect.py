@@ -21,6 +21,7 @@ FIELDS = {
     "unpaired": (["prompt", "completion", "label"], []),
     "prompts": (["prompt"], []),
 }
+IMPLICIT_PROMPT = ["chosen", "rejected"]  # preference pairs whose shared prompt opens both answers (TRL's form)
 SFT_FORMATS = ["messages", "alpaca", "sharegpt", "prompt_completion", "text"]
 # The dataset form each format becomes (TRL's names): sources of a mixture must all become the same one
 FORMS = {"messages": "conversational", "alpaca": "conversational", "sharegpt": "conversational"}
@@ -47,7 +48,8 @@ def renamed(columns: list[str], mapping: dict) -> list[str]:
 
 
 def fits(fmt: str, columns: list[str]) -> bool:
-    return all(name in columns for name in FIELDS[fmt][0])
+    needed = IMPLICIT_PROMPT if fmt == "preference" and "prompt" not in columns else FIELDS[fmt][0]
+    return all(name in columns for name in needed)
 
 
 def detect(columns: list[str], task: str, where: str = "data") -> str:
