@@ -135,3 +135,23 @@ def test_under_two_processes_one_tokenizes_and_the_other_loads(tmp_path):
     assert second.stderr.count("Tokenizing train dataset") == 0 and "reused" in second.stdout
     losses = [re.search(r"train loss ([\d.]+)", run.stdout).group(1) for run in runs]
     assert losses[0] == losses[1]
+
+
+def test_preprocess_refuses_a_task_without_the_cache(capsys):
+    from conftest import assert_refused
+    from ft import cli
+
+    code = cli.main(["preprocess", "recipe=tiny_dpo"])
+    assert_refused(code, capsys.readouterr().err, "ft preprocess caches the tokenized datasets of task=sft")
+
+
+def test_an_unwritable_cache_dir_is_one_line(tmp_path, capsys):
+    from conftest import assert_refused
+    from ft import cli
+
+    write_jsonl(tmp_path / "data.jsonl", ROWS)
+    (tmp_path / "a_file").write_text("not a directory")  # (permissions would not stop root)
+    overrides = [*_overrides(tmp_path), f"data.cache.dir={tmp_path / 'a_file' / 'cache'}"]
+    code = cli.main(["train", *overrides, "training.max_steps=1"])
+    assert_refused(code, capsys.readouterr().err, "cannot write the preprocessing cache", alone=False)
+    assert not list((tmp_path / "runs").glob("*"))  # the run dir made for it is removed again

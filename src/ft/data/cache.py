@@ -20,6 +20,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ft.errors import FtError
+
 # SFTConfig fields that change the tokenized datasets (TRL 1.16's SFTTrainer._prepare_dataset)
 ARGS = (
     "max_length",
@@ -126,11 +128,18 @@ def store(entry: Entry, train, evaluation, ranks) -> None:
 def _write(path: Path, splits: dict, parts: dict | None = None) -> None:
     """The splits saved with datasets into a temporary dir renamed to `path` when complete."""
     temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    for name, dataset in splits.items():
-        if dataset is not None:
-            dataset.save_to_disk(str(temporary / name))
-    if parts is not None:
-        (temporary / "key.json").write_text(json.dumps(parts, indent=1, sort_keys=True, default=str))
-    shutil.rmtree(path, ignore_errors=True)
-    temporary.rename(path)
+    try:
+        shutil.rmtree(temporary, ignore_errors=True)
+        for name, dataset in splits.items():
+            if dataset is not None:
+                dataset.save_to_disk(str(temporary / name))
+        if parts is not None:
+            (temporary / "key.json").write_text(json.dumps(parts, indent=1, sort_keys=True, default=str))
+        shutil.rmtree(path, ignore_errors=True)
+        temporary.rename(path)
+    except OSError as e:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise FtError(
+            f"cannot write the preprocessing cache in {path.parent} ({e.strerror or e}): set data.cache.dir to a "
+            f"writable directory, or data.cache.enabled=false"
+        ) from None
