@@ -24,6 +24,7 @@ import pytest
 from conftest import QUICK, assert_refused, run_ft, snapshot, write_jsonl
 from ft import cli, config
 from ft.config.schema import FtConfig
+from ft.data import detect
 
 RUN = "bad"  # training.run_name of every case
 
@@ -64,6 +65,7 @@ def _other_adapter(tmp: Path) -> Path:
 def _existing_run(out: Path, extra: list[str], **files: str) -> list[str]:
     """A run dir as an earlier run of `extra` would have left it (config.yaml + the given files)."""
     cfg = config.compose([*QUICK, *extra, f"training.output_dir={out}", f"training.run_name={RUN}"])
+    detect.resolve(cfg, announce=False)  # a run saves its config with data.format resolved
     (out / RUN).mkdir()
     (out / RUN / "config.yaml").write_text(config.to_yaml(cfg))
     for name, text in files.items():
