@@ -116,7 +116,7 @@ def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_la
     hw = hardware.detect()
     train_dataset, eval_dataset, tokenizer = inputs(cfg)
     args = make_args(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
-    entry = None
+    num_examples, entry = len(train_dataset), None  # examples, not the cached (packed) rows
     if cached and cfg.data.cache.enabled:
         entry, train_dataset, eval_dataset = cache.lookup(
             cfg, args, tokenizer, train_dataset, eval_dataset, PartialState()
@@ -129,13 +129,13 @@ def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_la
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=peft_config(cfg, base, len(train_dataset)),
+        peft_config=peft_config(cfg, base, num_examples),
         callbacks=callbacks.build(cfg, run_dir),
         **task_kwargs,
     )
     if entry is not None:
         cache.store(entry, made.train_dataset, made.eval_dataset, PartialState())
-    return finish(made, cfg, base, run_dir, len(train_dataset))
+    return finish(made, cfg, base, run_dir, num_examples)
 
 
 def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int):
