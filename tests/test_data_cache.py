@@ -61,6 +61,14 @@ def test_a_second_build_reuses_what_the_first_tokenized(tmp_path, capsys):
     assert 0 < masked.count(-100) < len(masked)  # the cached labels still mask all but the answers
 
 
+def test_packed_rows_are_reused_as_packed(tmp_path, capsys):
+    first, key, _ = _build(tmp_path, capsys, "training.packing=true", "training.max_length=64")
+    second, again, reused = _build(tmp_path, capsys, "training.packing=true", "training.max_length=64")
+    assert reused and again == key and len(first.train_dataset) < 10  # 10 examples packed into fewer rows
+    assert [row["seq_lengths"] for row in second.train_dataset] == [row["seq_lengths"] for row in first.train_dataset]
+    assert _rows(second.train_dataset) == _rows(first.train_dataset)
+
+
 KEYS = {
     "tokenizer": ["model.tiny.vocab_size=960"],
     "max_length": ["training.max_length=24"],
