@@ -89,6 +89,7 @@ def test_a_change_to_any_key_rebuilds(changed, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([key, other])
 
 
+@pytest.mark.slow
 def test_preprocess_builds_it_ahead_and_train_reuses_it(tmp_path):
     write_jsonl(tmp_path / "data.jsonl", ROWS)
     overrides = _overrides(tmp_path)
