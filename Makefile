@@ -34,7 +34,7 @@ format: install  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format src tests bench
 
 bench: install  ## the CPU benchmarks (bench/gpu.py is for a GPU machine)
-	cd bench && ../$(PY) startup.py && ../$(PY) overhead.py && ../$(PY) packing.py
+	cd bench && ../$(PY) startup.py && ../$(PY) overhead.py && ../$(PY) packing.py && ../$(PY) cache.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -1,8 +1,10 @@
 """Offline by default; the tiny model is built once into a cache shared by every test session."""
 
+import atexit
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +18,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("FT_CACHE", str(Path(tempfile.gettempdir()) / "ft-test-cache"))
+# The tokenized-data cache starts empty in every session: a test never reuses another session's entries.
+if "FT_DATASETS_CACHE" not in os.environ:
+    os.environ["FT_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="ft-test-datasets-")
+    atexit.register(shutil.rmtree, os.environ["FT_DATASETS_CACHE"], ignore_errors=True)
 
 
 def run_ft(

@@ -24,6 +24,7 @@ import pytest
 from conftest import QUICK, assert_refused, run_ft, snapshot, write_jsonl
 from ft import cli, config
 from ft.config.schema import FtConfig
+from ft.data import detect
 
 RUN = "bad"  # training.run_name of every case
 
@@ -64,6 +65,7 @@ def _other_adapter(tmp: Path) -> Path:
 def _existing_run(out: Path, extra: list[str], **files: str) -> list[str]:
     """A run dir as an earlier run of `extra` would have left it (config.yaml + the given files)."""
     cfg = config.compose([*QUICK, *extra, f"training.output_dir={out}", f"training.run_name={RUN}"])
+    detect.resolve(cfg, announce=False)  # a run saves its config with data.format resolved
     (out / RUN).mkdir()
     (out / RUN / "config.yaml").write_text(config.to_yaml(cfg))
     for name, text in files.items():
@@ -192,6 +194,7 @@ CASES = [
     Case(
         "missing_column",
         ["needs column(s) ['messages']", "the data has ['prompt', 'answer']", "data.columns"],
+        ["data.format=messages"],
         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [{'prompt': 'p', 'answer': 'a'}] * 3)}"],
         after_loading=True,
     ),
@@ -243,10 +246,14 @@ CASES = [
         ["data.format=preference", "task=sft cannot train on", "use task=dpo"],
         ["data.format=preference"],
     ),
-    Case("sft_data_for_dpo", ["task=dpo trains on preference pairs", "data.format=preference"], ["task=dpo"]),
+    Case(
+        "sft_data_for_dpo",
+        ["task=dpo trains on preference pairs", "data.format=preference"],
+        ["task=dpo", "data.format=messages"],
+    ),
     Case(
         "messages_file_as_preference",
-        ["needs column(s) ['prompt', 'chosen', 'rejected']", "the data has ['messages']"],
+        ["needs column(s) ['chosen', 'rejected']", "the data has ['messages']"],
         ["recipe=tiny_dpo", *QUICK],
         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [_chat('user', 'assistant')] * 4)}", "data.eval_size=0"],
         after_loading=True,
@@ -266,9 +273,21 @@ CASES = [
         after_loading=True,
     ),
     # the other preference methods (task=reward / orpo / simpo / kto)
-    Case("sft_data_for_reward", ["task=reward trains on preference pairs", "data.format=preference"], ["task=reward"]),
-    Case("sft_data_for_orpo", ["task=orpo trains on preference pairs", "recipe=tiny_orpo"], ["task=orpo"]),
-    Case("sft_data_for_simpo", ["task=simpo trains on preference pairs", "recipe=tiny_simpo"], ["task=simpo"]),
+    Case(
+        "sft_data_for_reward",
+        ["task=reward trains on preference pairs", "data.format=preference"],
+        ["task=reward", "data.format=messages"],
+    ),
+    Case(
+        "sft_data_for_orpo",
+        ["task=orpo trains on preference pairs", "recipe=tiny_orpo"],
+        ["task=orpo", "data.format=messages"],
+    ),
+    Case(
+        "sft_data_for_simpo",
+        ["task=simpo trains on preference pairs", "recipe=tiny_simpo"],
+        ["task=simpo", "data.format=messages"],
+    ),
     Case(
         "pairs_for_kto",
         ["task=kto trains on single answers labelled good or bad", "data.format=unpaired"],
@@ -319,7 +338,11 @@ CASES = [
         ["data.format=prompts holds prompts without answers", "task=sft cannot train on", "use task=grpo"],
         ["data.format=prompts"],
     ),
-    Case("sft_data_for_grpo", ["task=grpo trains on prompts", "data.format=prompts"], ["task=grpo"]),
+    Case(
+        "sft_data_for_grpo",
+        ["task=grpo trains on prompts", "data.format=prompts"],
+        ["task=grpo", "data.format=messages"],
+    ),
     Case(
         "grpo_reward_unknown",
         ["grpo.rewards: 'exact' is not a built-in reward", "exact_match", "module:function"],

@@ -18,6 +18,8 @@ RECIPES = config.group_options("recipe")
 # Options that only compose together with another group's option.
 COMPANIONS = {("optim", name): ["peft=none"] for name in ("galore", "galore_layerwise", "galore_8bit")}
 COMPANIONS[("distributed", "fsdp_qlora")] = ["peft=qlora"]
+COMPANIONS[("data", "ultrafeedback")] = ["task=dpo"]
+COMPANIONS[("data", "gsm8k")] = ["task=grpo"]
 
 
 def test_there_is_something_to_check():

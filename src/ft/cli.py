@@ -38,6 +38,14 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_preprocess(args) -> int:
+    from ft import config
+    from ft.data.preprocess import preprocess
+
+    preprocess(config.compose(args.overrides))
+    return 0
+
+
 def cmd_sbatch(args) -> int:
     from ft import config
     from ft.options import from_flags
@@ -152,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME, GROUP=OPTION or a.b.c=VALUE")
     train.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
     train.set_defaults(run=cmd_train)
+    preprocess = commands.add_parser(
+        "preprocess", help="tokenize a recipe's datasets into the cache ahead of training (task=sft)"
+    )
+    preprocess.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
+    preprocess.set_defaults(run=cmd_preprocess)
     from ft.finish.evaluate import EvalOptions
     from ft.finish.generate import ChatOptions, GenerateOptions
     from ft.finish.hub import PushOptions

@@ -8,6 +8,7 @@ against the `choices` and bounds declared here before anything heavy is imported
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from ft.config.data_schema import FORMATS, DataCacheConfig, DataSourceConfig
 from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
 from ft.config.task_schema import GrpoConfig, PreferenceConfig
 from ft.options import option
@@ -149,9 +150,7 @@ class SyntheticDataConfig:
 class DataConfig:
     source: str = option("synthetic", help='"synthetic", a hub dataset id, or a local file / directory')
     format: str = option(
-        "messages",
-        choices=["messages", "alpaca", "sharegpt", "prompt_completion", "text", "preference", "unpaired", "prompts"],
-        help="how the source's rows look (README: Data)",
+        "auto", choices=["auto", *FORMATS], help="how the source's rows look; auto: from its columns (README: Data)"
     )
     columns: Dict[str, str] = option({}, help="ft field name -> column in the source")
     subset: Optional[str] = option(None, help="hub dataset config name")
@@ -162,6 +161,8 @@ class DataConfig:
     system_prompt: Optional[str] = option(None, help="prepended as a system turn to conversational data")
     seed: int = option(0, ge=0, help="shuffling and the train/eval split")
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    sources: List[DataSourceConfig] = option([], help="a mixture of sources; set: replaces source (README: Mixing)")
+    cache: DataCacheConfig = field(default_factory=DataCacheConfig)
 
 
 @dataclass

@@ -165,7 +165,7 @@ def evaluate(options: EvalOptions) -> dict:
             "eval metrics (rewards, KL) are in the run's eval_results.json and model card"
         )
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    _, eval_rows = data.load(cfg.data)
+    _, eval_rows = data.load(cfg.data, cfg.task)
     if eval_rows is None:
         raise FtError(
             "the run's recipe has no eval split (data.eval_size=0, no data.eval_split): nothing to evaluate on"

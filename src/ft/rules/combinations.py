@@ -16,10 +16,12 @@ def check_combinations(cfg: FtConfig) -> None:
     data = cfg.data
     if data.source == "synthetic" and not data.synthetic.tasks:
         raise FtError(f"data.synthetic.tasks is empty: choose some of {', '.join(SYNTHETIC_TASKS)}")
-    if data.source != "synthetic" and not Path(data.source).expanduser().exists():
-        if data.source.startswith((".", "/", "~")) or Path(data.source).suffix:
-            raise FtError(f"data.source: no such file or directory '{data.source}'")
-        check_repo_id(data.source, "data.source", "a local file or directory, or 'synthetic'")
+    entries = [(f"data.sources[{i}].source", entry.source) for i, entry in enumerate(data.sources)]
+    for key, source in entries or [("data.source", data.source)]:
+        if source != "synthetic" and not Path(source).expanduser().exists():
+            if source.startswith((".", "/", "~")) or Path(source).suffix:
+                raise FtError(f"{key}: no such file or directory '{source}'")
+            check_repo_id(source, key, "a local file or directory, or 'synthetic'")
 
     training = cfg.training
     if training.max_steps <= 0 and training.num_train_epochs <= 0:

@@ -20,7 +20,13 @@ TASK_FORMATS = {
 
 
 def check_task(cfg) -> None:
-    task, fmt = cfg.task, cfg.data.format
+    if cfg.data.format != "auto":  # auto: checked once detected (ft.data.detect)
+        check_format(cfg.task, cfg.data.format)
+    _check_settings(cfg)
+
+
+def check_format(task: str, fmt: str) -> None:
+    """The task trains on data of this format."""
     for task_format, (tasks, trains_on, _, rows) in TASK_FORMATS.items():  # first what the task demands
         if task in tasks and fmt != task_format:
             raise FtError(
@@ -33,6 +39,10 @@ def check_task(cfg) -> None:
                 f"data.format={fmt} holds {holds}, which task={task} cannot train on: "
                 f"use task={' / '.join(tasks)}, or a format for task={task}"
             )
+
+
+def _check_settings(cfg) -> None:
+    task = cfg.task
     if task == "reward" and cfg.peft.method == "llama_adapter":
         raise FtError("peft.method=llama_adapter adapts a causal LM, not a reward model: use peft=lora for task=reward")
     if task == "kto" and cfg.training.per_device_train_batch_size < 2:

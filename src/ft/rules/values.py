@@ -13,6 +13,10 @@ def check_values(node, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_values(value, f"{key}.")
             continue
+        if isinstance(value, list) and value and all(dataclasses.is_dataclass(item) for item in value):
+            for index, item in enumerate(value):  # data.sources
+                check_values(item, f"{key}[{index}].")
+            continue
         if value is None:
             continue
         allowed = f.metadata.get("choices")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ft import rules
 from ft.config import to_yaml
+from ft.data import detect
 from ft.errors import FtError
 from ft.models import adapters
 from ft.run import distributed, hardware, resume, rundir
@@ -44,6 +45,8 @@ def start(cfg, command: list[str] | None = None) -> "Run":
     rules.check_machine(cfg, hw)
     rules.check_inputs(cfg)
     ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
+    with ranks.main_process_first():  # data.format=auto made concrete before the config is saved
+        detect.resolve(cfg, announce=ranks.is_main_process)
     run_dir = Path(distributed.shared_value(str(rundir.run_dir_for(cfg)), ranks))  # rank 0's name
     main = ranks.is_main_process
     plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite) if main else None

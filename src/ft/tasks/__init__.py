@@ -23,10 +23,12 @@ def run(cfg, overrides: list[str]) -> None:
 def _launch(cfg, overrides: list[str]) -> None:
     from ft import rules
     from ft.config import to_yaml
+    from ft.data import detect
     from ft.run import distributed, hardware, resume, rundir
 
     hw = hardware.detect()
     rules.check_machine(cfg, hw, launching=True)
+    detect.resolve(cfg)  # as every rank will, so that resume compares the same config
     run_dir = rundir.run_dir_for(cfg)
     if cfg.distributed.machine_rank == 0:  # refuse now what rank 0 would refuse after the launch
         resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite)

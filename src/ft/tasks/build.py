@@ -18,6 +18,7 @@ from pathlib import Path
 
 # Only light modules here: a task runs its quick checks before transformers (and bitsandbytes) load.
 from ft import data, models, rules
+from ft.data import detect
 from ft.errors import FtError
 from ft.models import adapters
 from ft.run import distributed, hardware, rundir, session
@@ -37,7 +38,8 @@ def inputs(cfg):
     from accelerate import PartialState
 
     with PartialState().main_process_first():  # read, convert (and build the tiny model) once
-        train_dataset, eval_dataset = data.load(cfg.data)
+        detect.resolve(cfg, announce=False)  # done already by a training session; not by every caller
+        train_dataset, eval_dataset = data.load(cfg.data, cfg.task)
         tokenizer = models.load_tokenizer(cfg.model)
     return train_dataset, eval_dataset, tokenizer
 
@@ -101,15 +103,24 @@ def logging_env(cfg, run_dir: Path) -> None:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
 
 
-def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_labels=None, **task_kwargs):
+def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_labels=None, cached=False, **task_kwargs):
     """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready.
     `make_args(cfg, hw, run_dir, has_eval, resuming)`: the task's TRL config; `num_labels`: a classification
-    head on the base (a reward model); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
+    head on the base (a reward model); `cached`: its tokenized datasets go through the preprocessing cache
+    (ft.data.cache: SFTTrainer's); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
+    from accelerate import PartialState
+
+    from ft.data import cache
     from ft.run import callbacks
 
     hw = hardware.detect()
     train_dataset, eval_dataset, tokenizer = inputs(cfg)
     args = make_args(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
+    num_examples, entry = len(train_dataset), None  # examples, not the cached (packed) rows
+    if cached and cfg.data.cache.enabled:
+        entry, train_dataset, eval_dataset = cache.lookup(
+            cfg, args, tokenizer, train_dataset, eval_dataset, PartialState()
+        )
     base = base_model(cfg, hw, num_labels)
     logging_env(cfg, run_dir)
     made = trainer_class(
@@ -118,11 +129,14 @@ def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_la
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=peft_config(cfg, base, len(train_dataset)),
+        peft_config=peft_config(cfg, base, num_examples),
         callbacks=callbacks.build(cfg, run_dir),
         **task_kwargs,
     )
-    return finish(made, cfg, base, run_dir, len(train_dataset))
+    made = finish(made, cfg, base, run_dir, num_examples)
+    if entry is not None:  # only data that passed the trainer rules is kept
+        cache.store(entry, made.train_dataset, made.eval_dataset, PartialState())
+    return made
 
 
 def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int):

@@ -1,0 +1,132 @@
+"""`data.format=auto`: which format a source's rows are in, from its columns (after `data.columns`
+renames them), among the formats the task trains on. The most specific fit wins (prompt/completion/label
+is unpaired, not prompt_completion); columns that fit none, or several equally, are refused in one line.
+
+Resolved once, before the run dir is written, so that the saved config (and everything that reads it
+later: resume, eval, generate, the model card) names the concrete format."""
+
+import dataclasses
+
+from ft.config.schema import PREFERENCE_TASKS, PROMPT_TASKS, UNPAIRED_TASKS
+from ft.errors import FtError
+
+# Fields each format reads: (required, optional). data.columns maps these names to source columns.
+FIELDS = {
+    "messages": (["messages"], []),
+    "alpaca": (["instruction", "output"], ["input"]),
+    "sharegpt": (["conversations"], []),
+    "prompt_completion": (["prompt", "completion"], []),
+    "text": (["text"], []),
+    "preference": (["prompt", "chosen", "rejected"], []),
+    "unpaired": (["prompt", "completion", "label"], []),
+    "prompts": (["prompt"], []),
+}
+IMPLICIT_PROMPT = ["chosen", "rejected"]  # preference pairs whose shared prompt opens both answers (TRL's form)
+SFT_FORMATS = ["messages", "alpaca", "sharegpt", "prompt_completion", "text"]
+# The dataset form each format becomes (TRL's names): sources of a mixture must all become the same one
+FORMS = {"messages": "conversational", "alpaca": "conversational", "sharegpt": "conversational"}
+
+
+def task_formats(task: str) -> list[str]:
+    if task in PREFERENCE_TASKS:
+        return ["preference"]
+    if task in UNPAIRED_TASKS:
+        return ["unpaired"]
+    if task in PROMPT_TASKS:
+        return ["prompts"]
+    return SFT_FORMATS
+
+
+def form(fmt: str) -> str:
+    return FORMS.get(fmt, fmt.replace("_", "-"))
+
+
+def renamed(columns: list[str], mapping: dict) -> list[str]:
+    """The source's column names as ft's field names (`mapping`: ft name -> source column)."""
+    to_ft = {src: ft_name for ft_name, src in mapping.items()}
+    return [to_ft.get(column, column) for column in columns]
+
+
+def required(fmt: str, columns: list[str]) -> list[str]:
+    """The fields rows of `fmt` need, given the columns they have (preference pairs may lack a prompt)."""
+    return IMPLICIT_PROMPT if fmt == "preference" and "prompt" not in columns else FIELDS[fmt][0]
+
+
+def fits(fmt: str, columns: list[str]) -> bool:
+    return all(name in columns for name in required(fmt, columns))
+
+
+def detect(columns: list[str], task: str, where: str = "data") -> str:
+    """The one format of task's formats that `columns` fit best; `where` names the source in errors."""
+    allowed = task_formats(task)
+    fitting = [fmt for fmt in allowed if fits(fmt, columns)]
+    best = [f for f in fitting if not any(set(FIELDS[f][0]) < set(FIELDS[g][0]) for g in fitting)]
+    if len(best) == 1:
+        return best[0]
+    if best:
+        choices = " or ".join(f"{where}.format={fmt}" for fmt in best)
+        raise FtError(
+            f"{where}.format=auto: the columns {columns} fit several formats ({', '.join(best)}): choose with {choices}"
+        )
+    elsewhere = [fmt for fmt in FIELDS if fmt not in allowed and fits(fmt, columns)]
+    hint = f"; they look like {elsewhere[0]} data, which task={task} does not train on" if elsewhere else ""
+    wanted = "; ".join(f"{fmt}: {'/'.join(FIELDS[fmt][0])}" for fmt in allowed)
+    raise FtError(
+        f"{where}.format=auto: the columns {columns} fit none of the formats task={task} trains on ({wanted}){hint}: "
+        f"rename them with +{where}.columns.<field>=<column>, or set {where}.format=..."
+    )
+
+
+def source_config(cfg, entry):
+    """The data config that reads one mixture entry (the settings it does not name are data.*'s)."""
+    names = ("source", "format", "columns", "subset", "train_split", "eval_split")
+    return dataclasses.replace(cfg, sources=[], **{name: getattr(entry, name) for name in names})
+
+
+def source_format(data_cfg, task: str, where: str = "data") -> str:
+    """The format of one source (a DataConfig, or a mixture entry made into one) with format=auto:
+    synthetic data is generated in the task's format; other sources are read for their columns."""
+    if data_cfg.source == "synthetic":
+        return task_formats(task)[0]
+    from ft.data import sources
+
+    raw = sources.load_raw(data_cfg)
+    split = raw[data_cfg.train_split] if data_cfg.train_split in raw else next(iter(raw.values()))
+    return detect(renamed(split.column_names, data_cfg.columns), task, where)
+
+
+def resolve(cfg, announce: bool = True) -> None:
+    """Make cfg.data.format (and each data.sources entry's format) concrete, checked against the task;
+    `announce`: print one line saying what was chosen."""
+    from ft.rules import tasks
+
+    data = cfg.data
+    if not data.sources:
+        if data.format == "auto":
+            data.format = source_format(data, cfg.task)
+            _say(announce, f"data.format=auto: {data.format} ({_origin(data, cfg.task)})")
+        return
+    for index, entry in enumerate(data.sources):
+        where = f"data.sources[{index}]"
+        if entry.format == "auto":
+            entry.format = source_format(source_config(data, entry), cfg.task, where)
+            _say(announce, f"{where}.format=auto: {entry.format} ({_origin(entry, cfg.task)})")
+        tasks.check_format(cfg.task, entry.format)
+    forms = {form(entry.format) for entry in data.sources}
+    if len(forms) > 1:
+        shown = ", ".join(f"{entry.source}: {entry.format}" for entry in data.sources)
+        raise FtError(
+            f"data.sources become different dataset forms ({', '.join(sorted(forms))}; {shown}): a mixture must be "
+            f"all conversational (messages / alpaca / sharegpt) or all of one other format"
+        )
+    if data.format == "auto" or form(data.format) not in forms:
+        data.format = data.sources[0].format  # what the mixture is: the form every source became
+
+
+def _origin(source, task: str) -> str:
+    return f"synthetic data for task={task}" if source.source == "synthetic" else f"from the columns of {source.source}"
+
+
+def _say(announce: bool, line: str) -> None:
+    if announce:
+        print(f"ft: {line}", flush=True)

@@ -1,0 +1,126 @@
+"""data.format=auto: each format recognised from the columns of a file in a temp dir (after data.columns
+renames them), among the formats the task trains on; columns that fit none or several refused in one line."""
+
+import pytest
+
+from conftest import QUICK, assert_refused, run_ft, write_jsonl
+from ft import cli, config, data
+from ft.data import detect
+from ft.errors import FtError
+
+TURNS = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]
+ROWS = {  # format -> (task, a row of it)
+    "messages": ("sft", {"messages": TURNS}),
+    "sharegpt": (
+        "sft",
+        {"conversations": [{"from": "human", "value": "What is 2 + 3?"}, {"from": "gpt", "value": "5"}]},
+    ),
+    "alpaca": ("sft", {"instruction": "What is 2 + 3?", "input": "", "output": "5"}),
+    "prompt_completion": ("sft", {"prompt": "What is 2 + 3?", "completion": "5"}),
+    "text": ("sft", {"text": "2 + 3 = 5"}),
+    "preference": ("dpo", {"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "6"}),
+    "unpaired": ("kto", {"prompt": "What is 2 + 3?", "completion": "5", "label": True}),
+    "prompts": ("grpo", {"prompt": "What is 2 + 3?", "answer": "5"}),
+}
+
+
+def compose(tmp_path, rows, *extra):
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    return config.compose([f"data.source={path}", "data.eval_size=0", *extra])
+
+
+@pytest.mark.parametrize("fmt", ROWS)
+def test_each_format_is_recognised_from_its_columns(fmt, tmp_path, capsys):
+    task, row = ROWS[fmt]
+    cfg = compose(tmp_path, [row] * 4, f"task={task}")
+    assert cfg.data.format == "auto"
+    detect.resolve(cfg)
+    assert cfg.data.format == fmt
+    assert (
+        capsys.readouterr().out.strip()
+        == f"ft: data.format=auto: {fmt} (from the columns of {tmp_path / 'data.jsonl'})"
+    )
+    train, _ = data.load(cfg.data, task)
+    assert len(train) == 4
+
+
+def test_renamed_columns_are_recognised(tmp_path):
+    cfg = compose(
+        tmp_path,
+        [{"question": "q", "answer": "a"}] * 3,
+        "+data.columns.prompt=question",
+        "+data.columns.completion=answer",
+    )
+    detect.resolve(cfg, announce=False)
+    assert cfg.data.format == "prompt_completion"
+    assert data.load(cfg.data)[0][0] == {"prompt": "q", "completion": "a"}
+
+
+def test_implicit_prompt_preference_pairs_are_recognised_and_split(tmp_path):
+    answer = [{"role": "assistant", "content": "5"}]
+    pair = {"chosen": TURNS[:1] + answer, "rejected": TURNS[:1] + [{"role": "assistant", "content": "6"}]}
+    cfg = compose(tmp_path, [pair] * 3, "task=dpo")
+    detect.resolve(cfg, announce=False)
+    assert cfg.data.format == "preference"
+    row = data.load(cfg.data, "dpo")[0][0]
+    assert row["prompt"] == TURNS[:1] and row["chosen"] == answer  # TRL's extract_prompt: the shared turns
+
+
+def test_the_most_specific_fit_wins():
+    assert detect.detect(["prompt", "completion", "label"], "kto") == "unpaired"
+    assert detect.detect(["prompt", "completion", "id"], "sft") == "prompt_completion"
+    assert detect.detect(["prompt", "completion", "label"], "grpo") == "prompts"  # grpo keeps the rest for rewards
+
+
+@pytest.mark.parametrize(
+    ("task", "fmt"), [("sft", "messages"), ("dpo", "preference"), ("kto", "unpaired"), ("grpo", "prompts")]
+)
+def test_synthetic_data_is_generated_in_the_tasks_format(task, fmt):
+    cfg = config.compose([f"task={task}", "data.synthetic.num_examples=20"])
+    detect.resolve(cfg, announce=False)
+    assert cfg.data.format == fmt
+    train, evaluation = data.load(cfg.data, task)
+    assert len(train) + len(evaluation) == 20
+
+
+def test_several_fits_are_refused_naming_the_choices():
+    with pytest.raises(FtError) as e:
+        detect.detect(["messages", "text"], "sft")
+    assert "fit several formats (messages, text)" in str(e.value)
+    assert "data.format=messages or data.format=text" in str(e.value)
+
+
+def test_columns_that_fit_nothing_are_refused_by_the_cli(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "q", "answer": "a"}] * 3)
+    code = cli.main(["train", f"data.source={path}", f"training.output_dir={tmp_path / 'runs'}", *QUICK])
+    line = assert_refused(code, capsys.readouterr().err, "the columns ['question', 'answer'] fit none", alone=False)
+    assert "data.format=..." in line and "data.columns" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_task_refuses_another_tasks_format_after_detection(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "chat.jsonl", [{"messages": TURNS}] * 3)
+    code = cli.main(["train", "task=dpo", f"data.source={path}", f"training.output_dir={tmp_path / 'runs'}", *QUICK])
+    assert_refused(
+        code,
+        capsys.readouterr().err,
+        "fit none of the formats task=dpo trains on",
+        "look like messages data",
+        alone=False,
+    )
+
+
+@pytest.mark.slow
+def test_a_sharegpt_file_trains(tmp_path):
+    rows = [
+        {"conversations": [{"from": "human", "value": f"What is {i} + 1?"}, {"from": "gpt", "value": str(i + 1)}]}
+        for i in range(24)
+    ]
+    path = write_jsonl(tmp_path / "chats.jsonl", rows)
+    result = run_ft(
+        "train", f"data.source={path}", f"training.output_dir={tmp_path / 'runs'}", *QUICK, "training.max_steps=2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ft: data.format=auto: sharegpt (from the columns of {path})" in result.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "format: sharegpt" in (run_dir / "config.yaml").read_text()  # eval / generate read the concrete format
