@@ -156,8 +156,11 @@ def hub(source: str, split: str, image_column: str, caption_column: str) -> list
 
 def load(data_cfg, diffusion) -> list[Example]:
     """The training examples of the config: DreamBooth instance images, a folder, a hub dataset or synthetic."""
-    if diffusion.instance_data_dir:
-        return instance_folder(Path(diffusion.instance_data_dir).expanduser(), diffusion.instance_prompt)
+    if diffusion.instance_data_dir:  # captioned by its own metadata.jsonl, if it has one
+        instances = Path(diffusion.instance_data_dir).expanduser()
+        if (instances / METADATA).is_file():
+            return folder(instances, diffusion.caption_column)
+        return instance_folder(instances, diffusion.instance_prompt)
     if data_cfg.source == "synthetic":
         examples = synthetic(data_cfg.synthetic.num_examples, diffusion.resolution, data_cfg.seed)
     elif Path(data_cfg.source).expanduser().is_dir():

@@ -14,7 +14,7 @@ def pipeline_from_parts(parts: diffusion.Parts, unet, text_encoders: list, dtype
     components = dict(vae=parts.vae, unet=unet, text_encoder=text_encoders[0], tokenizer=parts.tokenizers[0])
     if parts.xl:
         components |= dict(text_encoder_2=text_encoders[1], tokenizer_2=parts.tokenizers[1])
-    pipe = parts.pipeline_class().from_pretrained(parts.path, torch_dtype=dtype, **components)
+    pipe = parts.pipeline_class().from_pretrained(parts.path, dtype=dtype, **components)
     pipe.scheduler.register_to_config(prediction_type=parts.noise_scheduler.config.prediction_type)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -25,7 +25,7 @@ def load_pipeline(base: str, revision: str | None, lora_dir: Path | None, device
     training used, when it overrode the model's."""
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(diffusion.resolve_path(base), revision=revision, torch_dtype=dtype)
+    pipe = DiffusionPipeline.from_pretrained(diffusion.resolve_path(base), revision=revision, dtype=dtype)
     if prediction_type:
         pipe.scheduler.register_to_config(prediction_type=prediction_type)
     if lora_dir is not None:
