@@ -488,6 +488,8 @@ HEAVY = {"transformers", "bitsandbytes", "peft", "trl", "datasets"}
         "not_an_ft_dir",
         "galore_with_adapter",
         "grpo_reward_module_missing",
+        "llm_for_text_to_image",
+        "pipeline_dir_for_sft",
     ],
 )
 def test_quick_refusals_come_before_the_heavy_imports(case_id, tmp_path):

@@ -147,3 +147,16 @@ def test_real_recipes_validate_without_loading(recipe, expected):
         for part in section.split("."):
             node = getattr(node, part)
         assert getattr(node, name) == value, key
+
+
+@pytest.mark.slow
+def test_generate_writes_a_png_with_the_runs_lora(sd_run, tmp_path):
+    from PIL import Image
+
+    from ft import cli
+
+    _, result = sd_run
+    out = tmp_path / "out.png"
+    assert cli.main(["generate", f"run_dir={result.run_dir}", "prompt=a red circle", f"image={out}"]) == 0
+    with Image.open(out) as image:
+        assert image.size == (16, 16)

@@ -6,7 +6,8 @@ Sources (data.source):
     a directory        the datasets `imagefolder` layout: images + metadata.jsonl, one row per image
                        {"file_name": "0001.png", "text": "the caption"} (the caption key: diffusion.caption_column)
     a hub dataset id   with an image column and a caption column (diffusion.image_column / caption_column)
-DreamBooth (diffusion.instance_data_dir): every image of a directory, all with diffusion.instance_prompt.
+DreamBooth (diffusion.instance_data_dir): every image of a directory, all with diffusion.instance_prompt
+(or captioned by a metadata.jsonl there); `synthetic`: 8 images of one purple triangle.
 
 Every image is opened and checked before training starts: a missing, unreadable or caption-less one is
 refused with one line naming the file.
@@ -39,15 +40,16 @@ class Example:
     caption: str
 
 
-def synthetic(num_examples: int, size: int, seed: int) -> list[Example]:
-    """Shapes of one colour on a background of another, each with the caption that says so."""
+def synthetic(num_examples: int, size: int, seed: int, subject: str | None = None) -> list[Example]:
+    """Shapes of one colour on a background of another, each with the caption that says so. `subject`:
+    DreamBooth's instance images instead, all one purple triangle, all captioned `subject`."""
     from PIL import Image, ImageDraw
 
     rng = random.Random(seed)
     examples = []
     for _ in range(num_examples):
-        shape = rng.choice(SHAPES)
-        colour, background = rng.sample(list(COLOURS), 2)
+        shape = "triangle" if subject else rng.choice(SHAPES)
+        colour, background = ("purple", rng.choice(["white", "yellow"])) if subject else rng.sample(list(COLOURS), 2)
         image = Image.new("RGB", (size, size), COLOURS[background])
         draw = ImageDraw.Draw(image)
         margin = rng.randint(size // 8, size // 4)
@@ -60,7 +62,7 @@ def synthetic(num_examples: int, size: int, seed: int) -> list[Example]:
             draw.polygon(
                 [(size // 2, margin), (margin, size - margin), (size - margin, size - margin)], COLOURS[colour]
             )
-        examples.append(Example(image, f"a {colour} {shape} on a {background} background"))
+        examples.append(Example(image, subject or f"a {colour} {shape} on a {background} background"))
     return examples
 
 
@@ -156,6 +158,8 @@ def hub(source: str, split: str, image_column: str, caption_column: str) -> list
 
 def load(data_cfg, diffusion) -> list[Example]:
     """The training examples of the config: DreamBooth instance images, a folder, a hub dataset or synthetic."""
+    if diffusion.instance_data_dir == "synthetic":  # the tiny DreamBooth recipe's offline subject
+        return synthetic(8, diffusion.resolution, data_cfg.seed, subject=diffusion.instance_prompt)
     if diffusion.instance_data_dir:  # captioned by its own metadata.jsonl, if it has one
         instances = Path(diffusion.instance_data_dir).expanduser()
         if (instances / METADATA).is_file():
