@@ -34,7 +34,9 @@ class DiffusionConfig:
     num_inference_steps: int = option(25, ge=1, help="denoising steps of validation renders and `ft generate`")
     guidance_scale: float = option(7.5, ge=0, help="classifier-free guidance of renders; <= 1: off")
     # DreamBooth: a few images of one subject, taught under a rare token
-    instance_data_dir: Optional[str] = option(None, help="DreamBooth: a directory of the subject's images; synthetic: 8 offline ones")
+    instance_data_dir: Optional[str] = option(
+        None, help="DreamBooth: a directory of the subject's images; synthetic: 8 offline ones"
+    )
     instance_prompt: Optional[str] = option(None, help='DreamBooth: the prompt of every instance image, "a sks dog"')
     with_prior_preservation: bool = option(False, help="DreamBooth: also train on class images the base renders")
     class_data_dir: Optional[str] = option(None, help="DreamBooth: where class images are kept; null: the run dir")
