@@ -8,6 +8,7 @@ import pytest
 from ft import config
 from ft.data import images
 from ft.models import diffusion, diffusion_render
+from ft.run import rundir
 
 TRAIN = [
     "recipe=tiny_sd_lora",
@@ -75,7 +76,7 @@ def test_saved_lora_reloads_into_a_fresh_pipeline(sd_run):
 
     cfg, result = sd_run
     run_dir, job = result.run_dir, result.trainer
-    with safe_open(str(run_dir / diffusion.LORA_WEIGHTS), "pt") as f:
+    with safe_open(str(run_dir / rundir.LORA_WEIGHTS), "pt") as f:
         keys = list(f.keys())
     assert keys and all(k.startswith("unet.") and ".lora." in k for k in keys), keys[:3]
 

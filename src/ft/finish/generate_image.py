@@ -7,8 +7,6 @@ from pathlib import Path
 from ft.errors import FtError
 from ft.run import rundir
 
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
-
 
 def is_image_run(run_dir) -> bool:
     """Whether run_dir holds a finished text-to-image run (its config says task: text_to_image)."""
@@ -23,8 +21,8 @@ def generate(run_dir, prompt: str, image: str | None) -> Path:
     from ft.models import diffusion_render
 
     path = Path(run_dir).expanduser()
-    if not (path / LORA_WEIGHTS).is_file():
-        raise FtError(f"run_dir={run_dir} holds no {LORA_WEIGHTS}: is the training finished?")
+    if not (path / rundir.LORA_WEIGHTS).is_file():
+        raise FtError(f"run_dir={run_dir} holds no {rundir.LORA_WEIGHTS}: is the training finished?")
     cfg = loading.load_config(path)
     d = cfg.diffusion
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -12,7 +12,6 @@ from pathlib import Path
 from ft.config.diffusion_schema import UNET_ATTENTION
 from ft.models import tiny_diffusion
 
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name
 MODEL_INDEX = "model_index.json"  # a diffusers pipeline's
 TEXT_ENCODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]  # CLIP's attention projections
 

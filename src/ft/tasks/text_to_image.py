@@ -114,7 +114,8 @@ def loop(job: Job, run) -> session.Result:
     if run.main:
         trainable = sum(p.numel() for p in job.params)
         total = sum(p.numel() for m in (job.parts.unet, *job.parts.text_encoders) for p in m.parameters())
-        print(f"ft: trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
+        share = f"{100 * trainable / total:.2f}%"
+        print(f"ft: trainable parameters {trainable:,} of {total:,} ({share}) on {acc.num_processes} process(es)")
     log_every, save_every = every(t.logging_steps, job.steps), every(t.save_steps, job.steps)
     preemption, step, started, losses = PreemptionCallback(), job.start_step, time.time(), []
     for model in job.models:

@@ -1,0 +1,120 @@
+"""task=text_to_image runs beyond the basic one: SDXL, DreamBooth with prior preservation, kill -9 and
+resume, two processes (DDP). Each drives the real CLI in a subprocess on the offline tiny pipelines."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, run_ft
+from ft.run import rundir
+
+QUICK = ["logging=none", "diffusion.num_inference_steps=2"]
+
+
+def lora(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / rundir.LORA_WEIGHTS)
+
+
+def step_losses(run_dir: Path) -> dict[int, float]:
+    return {row["step"]: row["loss"] for row in json.loads((run_dir / "trainer_state.json").read_text())["log_history"]}
+
+
+@pytest.mark.slow
+def test_sdxl_lora_trains_and_reloads_into_a_fresh_sdxl_pipeline(tmp_path):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from ft.models import diffusion
+
+    done = run_ft("train", "recipe=tiny_sdxl_lora", "training.max_steps=4", *QUICK, f"training.output_dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    weights = lora(run_dir)
+    assert weights and all(key.startswith("unet.") for key in weights)
+    pipe = DiffusionPipeline.from_pretrained(diffusion.resolve_path("tiny-sdxl"))
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline"
+    before = {name: p.clone() for name, p in pipe.unet.named_parameters()}
+    pipe.load_lora_weights(str(run_dir))
+    assert sum("lora" in name for name, _ in pipe.unet.named_parameters()) == len(weights)
+    assert all(torch.equal(before[name], p) for name, p in pipe.unet.named_parameters() if name in before)
+
+
+@pytest.mark.slow
+def test_dreambooth_with_prior_preservation_renders_class_images_and_trains(tmp_path):
+    done = run_ft(
+        "train", "recipe=tiny_sdxl_dreambooth_lora", "training.max_steps=3", *QUICK, f"training.output_dir={tmp_path}"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    assert len(list((run_dir / "class_images").glob("*.png"))) == 8
+    assert (run_dir / rundir.LORA_WEIGHTS).is_file()
+    card = (run_dir / "README.md").read_text()
+    assert "Trigger prompt: `a photo of sks shape`" in card and "dreambooth" in card
+    # the batch is 4 instance + 4 class images: the loss is their two means added, ~2x a plain run's ~1.1
+    assert all(1.5 < loss < 3.0 for loss in step_losses(run_dir).values())
+
+
+RESUMABLE = [
+    "recipe=tiny_sd_lora",
+    "training.max_steps=8",
+    "training.save_strategy=steps",
+    "training.save_steps=2",
+    "training.logging_steps=1",
+    "diffusion.random_flip=true",
+    *QUICK,
+]
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """Per-step losses and the final LoRA equal an uninterrupted run's: the checkpoint restores LoRA,
+    optimizer, LR schedule and RNG states (noise, timesteps, crops, flips), and each epoch's batch order
+    depends on (seed, epoch) alone."""
+    straight = run_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    command = [sys.executable, "-m", "ft", "train", *RESUMABLE, f"training.output_dir={tmp_path}"]
+    command.append("training.run_name=killed")
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "killed" / "checkpoint-4" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before checkpoint-4"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / rundir.LORA_WEIGHTS).exists()
+
+    resumed = run_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = step_losses(tmp_path / "straight"), step_losses(tmp_path / "killed")
+    assert sorted(got) == list(range(1, 9))
+    assert all(abs(got[step] - expected[step]) <= 1e-6 for step in expected), (expected, got)
+    a, b = lora(tmp_path / "straight"), lora(tmp_path / "killed")
+    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() <= 1e-6 for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_processes_train_one_lora(tmp_path):
+    done = run_ft(
+        "train",
+        "recipe=tiny_sd_lora",
+        "training.max_steps=4",
+        "distributed=ddp",
+        "distributed.num_processes=2",
+        f"distributed.main_process_port={free_port()}",
+        *QUICK,
+        f"training.output_dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert "on 2 process(es)" in done.stdout  # not just an exit code: accelerate can silently start one
+    assert len(step_losses(run_dir)) == 4 and "2 process(es)" in (run_dir / "README.md").read_text()
