@@ -12,7 +12,7 @@ from ft.run import rundir
 
 TRAIN = [
     "recipe=tiny_sd_lora",
-    "logging=none",
+    "logging=tensorboard",
     "training.max_steps=24",
     "diffusion.validation_prompts=[a red circle on a blue background]",
     "diffusion.validation_steps=12",
@@ -97,6 +97,12 @@ def test_run_dir_has_samples_card_and_a_usage_snippet_that_runs(sd_run, tmp_path
     run_dir = result.run_dir
     assert sorted(p.name for p in (run_dir / diffusion_render.SAMPLES).iterdir()) == ["step-12-0.png", "step-24-0.png"]
     assert (run_dir / diffusion_render.GRID).is_file() and (run_dir / "loss.png").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = [p.parent for p in (run_dir / "tensorboard").rglob("events.out.tfevents.*")]
+    logged = EventAccumulator(str(events)).Reload()
+    assert [e.step for e in logged.Images("validation")] == [12, 24]
+    assert len(logged.Scalars("train/loss")) == 24
     state = json.loads((run_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 24 and len(state["log_history"]) == 24
     card = (run_dir / "README.md").read_text()

@@ -26,6 +26,10 @@ def check_config(cfg) -> None:
                 f"task=text_to_image (recipe=tiny_sd_lora), or model.name_or_path=tiny for task={cfg.task}"
             )
         return
+    import importlib.util
+
+    if importlib.util.find_spec("diffusers") is None:
+        raise FtError("task=text_to_image needs diffusers: pip install -e '.[image]'")
     if name == TINY_MODEL:
         raise FtError(
             f"model.name_or_path=tiny is a language model; task=text_to_image trains a diffusion pipeline: "

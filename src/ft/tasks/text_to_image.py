@@ -73,7 +73,7 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
     # Frozen parts in the run's precision (the VAE in fp32: it overflows in fp16); LoRA parameters in fp32
     parts.vae.to(acc.device)
     for model in (parts.unet, *parts.text_encoders):
-        model.to(acc.device, dtype=job.dtype)
+        model.to(acc.device, **({"dtype": job.dtype} if job.dtype != torch.float32 else {}))
     diffusion.add_lora(parts, cfg.peft, d.train_text_encoder)
     models = diffusion.trained_models(parts, d.train_text_encoder)
     cast_training_params(models, dtype=torch.float32)
@@ -115,7 +115,10 @@ def loop(job: Job, run) -> session.Result:
         trainable = sum(p.numel() for p in job.params)
         total = sum(p.numel() for m in (job.parts.unet, *job.parts.text_encoders) for p in m.parameters())
         share = f"{100 * trainable / total:.2f}%"
-        print(f"ft: trainable parameters {trainable:,} of {total:,} ({share}) on {acc.num_processes} process(es)")
+        print(
+            f"ft: trainable parameters {trainable:,} of {total:,} ({share}) on {acc.num_processes} process(es)",
+            flush=True,
+        )
     log_every, save_every = every(t.logging_steps, job.steps), every(t.save_steps, job.steps)
     preemption, step, started, losses = PreemptionCallback(), job.start_step, time.time(), []
     for model in job.models:
