@@ -109,6 +109,13 @@ def test_run_dir_has_samples_card_and_a_usage_snippet_that_runs(sd_run, tmp_path
     assert "pipeline_tag: text-to-image" in card and "![samples](samples.png)" in card
     snippet = card.split("```python\n")[1].split("```")[0]
     assert "load_lora_weights" in snippet
+    from ft.finish import card as cards
+    from ft.finish import hub
+
+    assert 'adapter = "my/lora"' in cards.point_at_repo(card, "my/lora")
+    uploaded = {p.name for p in hub.files_to_upload(run_dir)}
+    assert {rundir.LORA_WEIGHTS, "samples.png", "README.md", "config.yaml", "loss.png"} <= uploaded
+    assert not {"trainer_state.json", "train_results.json"} & uploaded
     monkeypatch.chdir(tmp_path)
     exec(snippet.replace("num_inference_steps=10", "num_inference_steps=2"), {})
     assert (tmp_path / "sample.png").is_file()

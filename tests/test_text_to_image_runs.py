@@ -27,13 +27,17 @@ def step_losses(run_dir: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_sdxl_lora_trains_and_reloads_into_a_fresh_sdxl_pipeline(tmp_path):
+def test_sdxl_lora_with_8bit_adam_and_checkpointing_trains_and_reloads_into_a_fresh_sdxl_pipeline(tmp_path):
     import torch
     from diffusers import DiffusionPipeline
 
     from ft.models import diffusion
 
-    done = run_ft("train", "recipe=tiny_sdxl_lora", "training.max_steps=4", *QUICK, f"training.output_dir={tmp_path}")
+    # with the sdxl_dreambooth_lora recipe's memory savers: 8-bit Adam and activation checkpointing
+    memory = ["optim=adamw_8bit", "training.activation_checkpointing=true"]
+    done = run_ft(
+        "train", "recipe=tiny_sdxl_lora", "training.max_steps=4", *memory, *QUICK, f"training.output_dir={tmp_path}"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
     weights = lora(run_dir)

@@ -11,8 +11,9 @@ from ft.run import rundir
 USAGE = """import torch
 from diffusers import DiffusionPipeline
 
-pipe = DiffusionPipeline.from_pretrained("{base}", torch_dtype=torch.float32)
-pipe.load_lora_weights("{lora}")
+adapter = "{lora}"
+pipe = DiffusionPipeline.from_pretrained("{base}", dtype=torch.float32)
+pipe.load_lora_weights(adapter)
 image = pipe({prompt!r}, num_inference_steps={steps}, guidance_scale={guidance}).images[0]
 image.save("sample.png")
 """
