@@ -65,6 +65,7 @@ def test_lora_lowers_the_loss_on_a_fixed_set(sd_run):
     while still failing a run that did not learn (a learning rate 100x lower moves it < 0.5%)."""
     cfg, result = sd_run
     base, trained = fixed_set_loss(cfg), fixed_set_loss(cfg, result.run_dir)
+    print(f"fixed-set loss {base:.4f} (base) -> {trained:.4f} (trained), ratio {trained / base:.3f}")
     assert trained < 0.96 * base, (base, trained)
 
 

@@ -77,8 +77,9 @@ RESUMABLE = [
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
-    """Per-step losses and the final LoRA equal an uninterrupted run's: the checkpoint restores LoRA,
+def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
+    """Killed (-9) after checkpoint-4, resumed, stopped by SIGTERM after step 6, resumed again: per-step losses
+    and the final LoRA equal an uninterrupted run's. The checkpoint restores LoRA,
     optimizer, LR schedule and RNG states (noise, timesteps, crops, flips), and each epoch's batch order
     depends on (seed, epoch) alone."""
     straight = run_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=straight")
@@ -95,6 +96,19 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / rundir.LORA_WEIGHTS).exists()
+
+    # resumed from checkpoint-4, then stopped by SIGTERM (preemption): it checkpoints the step it finishes, exits 0
+    log = tmp_path / "resumed.log"
+    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    while "ft: step 6/8" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline + 300, log.read_text()[-3000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    stopped = [line for line in log.read_text().splitlines() if line.startswith("ft: stopped by SIGTERM at step")]
+    assert stopped and "to resume: " in stopped[0], log.read_text()[-3000:]
+    step = int(stopped[0].split("at step ")[1].split(";")[0])
+    assert 6 <= step < 8 and (tmp_path / "killed" / f"checkpoint-{step}" / "trainer_state.json").is_file()
 
     resumed = run_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

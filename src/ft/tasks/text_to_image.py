@@ -120,7 +120,7 @@ def loop(job: Job, run) -> session.Result:
             flush=True,
         )
     log_every, save_every = every(t.logging_steps, job.steps), every(t.save_steps, job.steps)
-    preemption, step, started, losses = PreemptionCallback(), job.start_step, time.time(), []
+    preemption, step, started = PreemptionCallback(), job.start_step, time.time()
     for model in job.models:
         model.train()
     with preemption.handling_signals():
@@ -143,7 +143,6 @@ def loop(job: Job, run) -> session.Result:
                 row = {"step": step, "epoch": round(step / job.steps_per_epoch, 4), "loss": step_loss}
                 row["learning_rate"] = job.lr_scheduler.get_last_lr()[0]
                 job.log_history.append(row)
-                losses.append(step_loss)
                 acc.log({"train/loss": step_loss, "train/learning_rate": row["learning_rate"]}, step=step)
                 if run.main and step % log_every == 0:
                     print(f"ft: step {step}/{job.steps} loss {step_loss:.4f}", flush=True)
@@ -163,6 +162,7 @@ def loop(job: Job, run) -> session.Result:
                     break
             if t.save_strategy == "epoch" and step < job.steps:
                 text_to_image_state.save_checkpoint(job, step)
+    losses = [row["loss"] for row in job.log_history]  # a resumed run's too
     metrics = {"train_loss": sum(losses) / max(len(losses), 1), "train_runtime": time.time() - started}
     _finish(job, run, step, metrics)
     return session.Result(run_dir=run.run_dir, trainer=job, metrics=metrics)
