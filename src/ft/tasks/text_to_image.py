@@ -184,6 +184,8 @@ def _epoch_batches(job: Job, epoch: int, skip: int):
         sampler=order,
         collate_fn=image_batches.collate,
         num_workers=t.dataloader_num_workers,
+        # its iterator's seed comes from here, not from the global RNG, whose state the checkpoints restore
+        generator=torch.Generator().manual_seed(t.seed + epoch),
     )
     loader = job.acc.prepare_data_loader(loader)
     return job.acc.skip_first_batches(loader, skip) if skip else loader
