@@ -380,7 +380,7 @@ CASES = [
             f"image_{change}",
             [f"pictures/0002.png {problem}"],
             setup=lambda tmp, out, change=change: _image_folder(tmp, change),
-            after_loading=True,
+            after_loading=change == "unreadable",  # the others are refused before anything loads
         )
         for change, problem in (
             ("missing", "does not exist"),
@@ -490,6 +490,7 @@ HEAVY = {"transformers", "bitsandbytes", "peft", "trl", "datasets"}
         "grpo_reward_module_missing",
         "llm_for_text_to_image",
         "pipeline_dir_for_sft",
+        "image_captionless",
     ],
 )
 def test_quick_refusals_come_before_the_heavy_imports(case_id, tmp_path):

@@ -90,15 +90,16 @@ def open_image(path: Path, where: str):
         raise FtError(f"{where}: image {path} cannot be read ({type(e).__name__}): replace or remove it") from None
 
 
-def folder(path: Path, caption_column: str) -> list[Example]:
-    """The images of an imagefolder directory with their captions from metadata.jsonl, each checked."""
+def captions(path: Path, caption_column: str) -> list[tuple[Path, str]]:
+    """(image path, caption) of every row of an imagefolder's metadata.jsonl, checked without decoding any
+    image: each listed file exists and has a caption, each image of the directory is listed."""
     metadata = path / METADATA
     if not metadata.is_file():
         raise FtError(
             f"data.source={path} has no {METADATA}: add one row per image, "
             f'{{"file_name": "0001.png", "{caption_column}": "a caption"}}'
         )
-    examples, listed = [], set()
+    rows = []
     for number, line in enumerate(metadata.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -115,13 +116,22 @@ def folder(path: Path, caption_column: str) -> list[Example]:
                 f'{metadata} line {number}: image {path / name} has no caption ("{caption_column}"): caption it, '
                 f"remove it, or set diffusion.caption_column to the caption's key"
             )
-        examples.append(Example(open_image(path / name, f"data.source={path}"), caption))
-        listed.add(name)
+        if not (path / name).is_file():
+            raise FtError(f"data.source={path}: image {path / name} does not exist: add the file or remove its row")
+        rows.append((path / name, caption))
+    listed = {image.name for image, _ in rows}
     for image in sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in listed):
         raise FtError(f"data.source={path}: image {image} has no caption in {METADATA}: add a row for it or remove it")
-    if not examples:
+    if not rows:
         raise FtError(f"data.source={path}: {METADATA} lists no images")
-    return examples
+    return rows
+
+
+def folder(path: Path, caption_column: str) -> list[Example]:
+    """The images of an imagefolder directory with their captions from metadata.jsonl, each opened."""
+    return [
+        Example(open_image(image, f"data.source={path}"), caption) for image, caption in captions(path, caption_column)
+    ]
 
 
 def instance_folder(path: Path, prompt: str, key: str = "diffusion.instance_data_dir") -> list[Example]:

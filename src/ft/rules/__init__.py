@@ -36,6 +36,7 @@ def check_machine(cfg, hw, launching: bool = False) -> None:
 def check_inputs(cfg) -> None:
     diffusion.check_model_kind(cfg)
     inputs.check_sources(cfg)
+    diffusion.check_images(cfg)
 
 
 def check_model_config(cfg, model_config) -> None:

@@ -114,3 +114,19 @@ def _files(name: str, revision) -> dict | None:
         if path is not None and path.is_file():
             found[file] = path.read_text()
     return found or (None if not Path(name).expanduser().is_dir() else found)
+
+
+def check_images(cfg) -> None:
+    """Before anything loads: an image folder's rows name existing, captioned images (ft.data.images;
+    whether each one decodes is checked when they are read)."""
+    from ft.data import images
+
+    d, source = cfg.diffusion, Path(cfg.data.source).expanduser()
+    if cfg.task != TASK:
+        return
+    if d.instance_data_dir and d.instance_data_dir != "synthetic":
+        folder = Path(d.instance_data_dir).expanduser()
+        if (folder / images.METADATA).is_file():  # captioned DreamBooth images
+            images.captions(folder, d.caption_column)
+    elif not d.instance_data_dir and cfg.data.source != "synthetic" and source.is_dir():
+        images.captions(source, d.caption_column)
