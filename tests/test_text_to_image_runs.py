@@ -28,26 +28,33 @@ def step_losses(run_dir: Path) -> dict[int, float]:
 
 @pytest.mark.slow
 def test_sdxl_lora_with_8bit_adam_and_checkpointing_trains_and_reloads_into_a_fresh_sdxl_pipeline(tmp_path):
-    import torch
     from diffusers import DiffusionPipeline
 
     from ft.models import diffusion
 
     # with the sdxl_dreambooth_lora recipe's memory savers: 8-bit Adam and activation checkpointing
-    memory = ["optim=adamw_8bit", "training.activation_checkpointing=true"]
+    memory = ["optim=adamw_8bit", "training.activation_checkpointing=true", "diffusion.train_text_encoder=true"]
     done = run_ft(
         "train", "recipe=tiny_sdxl_lora", "training.max_steps=4", *memory, *QUICK, f"training.output_dir={tmp_path}"
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
     weights = lora(run_dir)
-    assert weights and all(key.startswith("unet.") for key in weights)
+    assert {key.split(".")[0] for key in weights} == {"unet", "text_encoder", "text_encoder_2"}
+    trained = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    assert len(trained) == 4 and all(row["loss"] > 0 for row in trained)
     pipe = DiffusionPipeline.from_pretrained(diffusion.resolve_path("tiny-sdxl"))
     assert type(pipe).__name__ == "StableDiffusionXLPipeline"
-    before = {name: p.clone() for name, p in pipe.unet.named_parameters()}
+    models = {"unet": pipe.unet, "text_encoder": pipe.text_encoder, "text_encoder_2": pipe.text_encoder_2}
     pipe.load_lora_weights(str(run_dir))
-    assert sum("lora" in name for name, _ in pipe.unet.named_parameters()) == len(weights)
-    assert all(torch.equal(before[name], p) for name, p in pipe.unet.named_parameters() if name in before)
+    for prefix, model in models.items():
+        saved = {key for key in weights if key.startswith(prefix + ".")}
+        loaded = [p for name, p in model.named_parameters() if "lora" in name]
+        assert len(loaded) == len(saved) > 0, prefix
+    # the text encoders' LoRA trained: their B ("up", initialized to zero) matrices moved
+    for prefix in ("text_encoder.", "text_encoder_2."):
+        ups = [weights[k] for k in weights if k.startswith(prefix) and k.endswith(".up.weight")]
+        assert ups and any(up.abs().max() > 0 for up in ups), prefix
 
 
 @pytest.mark.slow
