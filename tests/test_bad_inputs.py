@@ -85,6 +85,31 @@ def _incomplete_checkpoint(tmp: Path) -> list[str]:
     return [f"training.resume={tmp / 'checkpoint-3'}"]
 
 
+def _image_folder(tmp: Path, change: str) -> list[str]:
+    """An imagefolder of 4 synthetic captioned images for task=text_to_image, spoilt by `change`: missing (an
+    image deleted), unreadable (an image's bytes replaced), captionless (a row without its caption)."""
+    from ft.data import images
+
+    folder = images.write_folder(images.synthetic(4, 16, seed=0), tmp / "pictures")
+    if change == "missing":
+        (folder / "0002.png").unlink()
+    elif change == "unreadable":
+        (folder / "0002.png").write_bytes(b"not a png")
+    else:
+        rows = (folder / "metadata.jsonl").read_text().splitlines()
+        rows[2] = '{"file_name": "0002.png"}'
+        (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    return ["recipe=tiny_sd_lora", f"data.source={folder}"]
+
+
+def _model_dir(tmp: Path, file: str) -> list[str]:
+    """A local model directory holding only `file` (config.json: a transformers model; model_index.json: a
+    diffusers pipeline)."""
+    (tmp / "model").mkdir()
+    (tmp / "model" / file).write_text("{}")
+    return [f"model.name_or_path={tmp / 'model'}"]
+
+
 @dataclass
 class Case:
     id: str
@@ -383,6 +408,49 @@ CASES = [
     Case("galore_with_adapter", ["GaLore is a full-parameter optimizer", "peft=none"], ["optim=galore", "peft=lora"]),
     Case("zero3_with_4bit_base", ["partitions every parameter", "zero2"], ["peft=qlora", "distributed=zero3"]),
     Case("fsdp_on_cpu", ["FSDP through Accelerate needs GPUs"], ["distributed=fsdp"]),
+    # text-to-image: its images, and the line between diffusion pipelines and language models
+    *[
+        Case(
+            f"image_{change}",
+            [f"pictures/0002.png {problem}"],
+            setup=lambda tmp, out, change=change: _image_folder(tmp, change),
+            after_loading=change == "unreadable",  # the others are refused before anything loads
+        )
+        for change, problem in (
+            ("missing", "does not exist"),
+            ("unreadable", "cannot be read"),
+            ("captionless", 'has no caption ("text")'),
+        )
+    ],
+    Case(
+        "llm_for_text_to_image",
+        ["model.name_or_path=tiny is a language model"],
+        ["recipe=tiny_sd_lora", "model.name_or_path=tiny"],
+    ),
+    Case(
+        "pipeline_for_sft", ["model.name_or_path=tiny-sd is a text-to-image pipeline"], ["model.name_or_path=tiny-sd"]
+    ),
+    Case(
+        "llm_dir_for_text_to_image",
+        ["is not a diffusers pipeline (no model_index.json)"],
+        ["recipe=tiny_sd_lora"],
+        setup=lambda tmp, out: _model_dir(tmp, "config.json"),
+    ),
+    Case(
+        "pipeline_dir_for_sft",
+        ["is a diffusers pipeline, not a language model"],
+        setup=lambda tmp, out: _model_dir(tmp, "model_index.json"),
+    ),
+    Case(
+        "all_linear_for_text_to_image",
+        ["peft.target_modules=all-linear names no UNet layers", "to_out.0"],
+        ["recipe=tiny_sd_lora", "peft.target_modules=all-linear"],
+    ),
+    Case(
+        "qlora_for_text_to_image",
+        ["task=text_to_image trains LoRA", "peft=lora"],
+        ["recipe=tiny_sd_lora", "peft=qlora"],
+    ),
 ]
 # Covered elsewhere: Llama-Adapter on a non-Llama model and QLoRA without bitsandbytes (tests/test_peft.py),
 # FSDP and DeepSpeed in one launch (tests/test_distributed.py).
@@ -454,6 +522,9 @@ HEAVY = {"transformers", "bitsandbytes", "peft", "trl", "datasets"}
         "not_an_ft_dir",
         "galore_with_adapter",
         "grpo_reward_module_missing",
+        "llm_for_text_to_image",
+        "pipeline_dir_for_sft",
+        "image_captionless",
     ],
 )
 def test_quick_refusals_come_before_the_heavy_imports(case_id, tmp_path):

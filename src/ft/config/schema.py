@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ft.config.data_schema import FORMATS, DataCacheConfig, DataSourceConfig
+from ft.config.diffusion_schema import DiffusionConfig
 from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
 from ft.config.task_schema import GrpoConfig, PreferenceConfig
 from ft.options import option
 
 TINY_MODEL = "tiny"  # model.name_or_path value that selects the offline tiny Llama
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
-TASKS = ["sft", "dpo", "reward", "orpo", "simpo", "kto", "grpo"]  # modules of ft.tasks
+TASKS = ["sft", "dpo", "reward", "orpo", "simpo", "kto", "grpo", "text_to_image"]  # modules of ft.tasks
 PREFERENCE_TASKS = ["dpo", "reward", "orpo", "simpo"]  # the tasks that train on data.format=preference
 UNPAIRED_TASKS = ["kto"]  # the tasks that train on data.format=unpaired
 PROMPT_TASKS = ["grpo"]  # the tasks that train on data.format=prompts (they generate the answers)
@@ -267,5 +268,6 @@ class FtConfig:
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     grpo: GrpoConfig = field(default_factory=GrpoConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     recipe: Optional[str] = option(None, help="the recipe's name, recorded from the recipe=NAME choice")

@@ -101,6 +101,8 @@ def resolve(cfg, announce: bool = True) -> None:
     from ft.rules import tasks
 
     data = cfg.data
+    if cfg.task == "text_to_image":  # images with captions (ft.data.images): no text format to choose
+        return
     if not data.sources:
         if data.format == "auto":
             data.format = source_format(data, cfg.task)

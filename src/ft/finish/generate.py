@@ -32,6 +32,7 @@ class ChatOptions:
 @dataclass(kw_only=True)
 class GenerateOptions(ChatOptions):
     prompt: str = option(help="the user message, sent through the run's chat template", metavar='"..."')
+    image: str | None = option(None, help="text-to-image runs: the PNG to write; unset: RUN_DIR/generated-N.png")
 
 
 class Session:
@@ -105,6 +106,10 @@ class Session:
 def generate(options: GenerateOptions) -> str:
     if not options.prompt.strip():
         raise FtError('generate: prompt is empty: pass prompt="..."')
+    from ft.finish import generate_image
+
+    if generate_image.is_image_run(options.run_dir):
+        return str(generate_image.generate(options.run_dir, options.prompt, options.image))
     session = Session(options.run_dir)
     messages = session.conversation([], options.prompt) if session.chat else options.prompt
     return session.generate(messages, options)

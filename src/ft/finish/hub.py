@@ -34,6 +34,8 @@ ALLOWED = (
     rundir.CARD,
     rundir.LOSS_PLOT,
     rundir.CONFIG,  # model card, loss curve, resolved recipe
+    rundir.LORA_WEIGHTS,
+    "samples.png",  # task=text_to_image: diffusers LoRA, the card's sample grid
 )
 
 

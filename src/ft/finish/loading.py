@@ -15,7 +15,7 @@ def check_run_dir(run_dir) -> Path:
     path = Path(run_dir).expanduser()
     if not path.is_dir():
         raise FtError(f"run_dir={run_dir}: no such directory (pass the directory a training run printed)")
-    if not ((path / rundir.ADAPTER_CONFIG).is_file() or (path / rundir.MODEL_CONFIG).is_file()):
+    if not any((path / name).is_file() for name in (rundir.ADAPTER_CONFIG, rundir.MODEL_CONFIG, rundir.LORA_WEIGHTS)):
         raise FtError(f"run_dir={run_dir} holds no adapter_config.json or config.json: is the training finished?")
     return path
 

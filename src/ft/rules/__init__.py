@@ -13,7 +13,7 @@ A failed rule raises FtError: one line naming the problem and the fix (the CLI e
 
 from pathlib import Path
 
-from ft.rules import combinations, distributed, inputs, machine, model, tasks, trainer, values
+from ft.rules import combinations, diffusion, distributed, inputs, machine, model, tasks, trainer, values
 
 
 def check_config(cfg) -> None:
@@ -21,6 +21,7 @@ def check_config(cfg) -> None:
     distributed.check_config(cfg)
     combinations.check_combinations(cfg)
     tasks.check_task(cfg)
+    diffusion.check_config(cfg)
 
 
 def check_machine(cfg, hw, launching: bool = False) -> None:
@@ -33,7 +34,9 @@ def check_machine(cfg, hw, launching: bool = False) -> None:
 
 
 def check_inputs(cfg) -> None:
+    diffusion.check_model_kind(cfg)
     inputs.check_sources(cfg)
+    diffusion.check_images(cfg)
 
 
 def check_model_config(cfg, model_config) -> None:

@@ -4,8 +4,10 @@ import os
 import socket
 from pathlib import Path
 
+from ft.config.diffusion_schema import TINY_DIFFUSION_MODELS
 from ft.config.schema import TINY_MODEL
 from ft.errors import FtError
+from ft.rules import diffusion
 from ft.run import rundir
 
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
@@ -14,7 +16,7 @@ PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PRO
 def check_sources(cfg) -> None:
     """Before the run dir is touched or anything loads: is the model there, can the hub be reached.
     (What the machine can do is ft.rules.machine.)"""
-    model_available(cfg.model.name_or_path, cfg.model.revision)
+    model_available(cfg.model.name_or_path, cfg.model.revision, diffusion.model_file(cfg))
     if cfg.model.adapter:
         adapter_available(cfg.model.adapter)
     source = cfg.data.source
@@ -41,13 +43,14 @@ def adapter_available(path: str) -> None:
         raise FtError(f"model.adapter={path}: adapter_config.json is not valid JSON ({e})") from None
 
 
-def model_available(name: str, revision: str | None) -> None:
-    """Fail at once, instead of after ~46 s of retries, when a hub model cannot be had."""
-    if name == TINY_MODEL or Path(name).expanduser().is_dir():
+def model_available(name: str, revision: str | None, file: str = "config.json") -> None:
+    """Fail at once, instead of after ~46 s of retries, when a hub model cannot be had. `file`: the one it
+    must have (a diffusers pipeline: model_index.json)."""
+    if name in (TINY_MODEL, *TINY_DIFFUSION_MODELS) or Path(name).expanduser().is_dir():
         return
     from huggingface_hub import constants, try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+    if isinstance(try_to_load_from_cache(name, file, revision=revision), str):
         return
     if constants.HF_HUB_OFFLINE:
         raise FtError(

@@ -20,8 +20,8 @@ from ft.errors import FtError
 from ft.run import rundir
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-WEIGHTS = (rundir.ADAPTER_WEIGHTS, "model.safetensors", "model.safetensors.index.json")
-TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")  # torch.save zip archives
+WEIGHTS = (rundir.ADAPTER_WEIGHTS, "model.safetensors", "model.safetensors.index.json", rundir.LORA_WEIGHTS)
+TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "optimizer.bin", "scheduler.bin")  # torch.save zips
 # Keys that may change between the runs of one run dir: how to find it and whether to resume.
 NOT_COMPARED = ("training.resume", "training.overwrite", "training.run_name", "training.output_dir")
 
@@ -48,7 +48,8 @@ def incomplete_reason(checkpoint: Path) -> str | None:
     for path in weights:
         if path.suffix == ".safetensors" and not _safetensors_ok(path):
             return f"{path.name} is truncated or corrupt"
-    if not (checkpoint / "optimizer.pt").is_file() and not list(checkpoint.glob("global_step*")):
+    optimizer = ("optimizer.pt", "optimizer.bin")  # the Trainer's; Accelerate's save_state (task=text_to_image)
+    if not any((checkpoint / name).is_file() for name in optimizer) and not list(checkpoint.glob("global_step*")):
         return "no optimizer.pt"
     for name in TORCH_FILES:
         if (checkpoint / name).is_file() and not zipfile.is_zipfile(checkpoint / name):

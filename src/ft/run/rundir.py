@@ -2,6 +2,7 @@
 
 <output_dir>/<run_name>/
     adapter_config.json, adapter_model.safetensors   the adapter (model.safetensors if full FT)
+    pytorch_lora_weights.safetensors, samples/, samples.png   task=text_to_image: LoRA (diffusers), renders
     tokenizer.json, tokenizer_config.json, chat_template.jinja
     config.yaml                                       the resolved config
     trainer_state.json, {base,train,eval,all}_results.json
@@ -34,6 +35,7 @@ LAUNCH_CONFIG = "accelerate_config.yaml"  # written by the relaunch under accele
 PISSA_INIT = "pissa_init"  # the PiSSA adapter as initialized, kept until the final save
 MERGED = "merged"  # `ft merge`'s default output
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # PEFT's
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA (task=text_to_image)
 MODEL_CONFIG = "config.json"  # transformers': a full fine-tune or merged model
 TRAINER_STATE = "trainer_state.json"  # the Trainer's; in the run dir itself it marks a finished run
 CHECKPOINT_PREFIX = "checkpoint-"

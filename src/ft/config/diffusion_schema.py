@@ -1,0 +1,45 @@
+"""The schema section of task=text_to_image (part of the schema in ft.config.schema): diffusion LoRA on
+Stable Diffusion 1.5 / 2.1 and SDXL, with DreamBooth. The batch size, learning rate, steps, precision,
+optimizer and LoRA rank are the shared training / optim / peft keys."""
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from ft.options import option
+
+TINY_DIFFUSION_MODELS = ["tiny-sd", "tiny-sdxl"]  # model.name_or_path values of the offline tiny pipelines
+UNET_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]  # the UNet's attention projections (diffusers' examples)
+
+
+@dataclass
+class DiffusionConfig:
+    """task=text_to_image: the UNet is trained to predict the noise (or velocity) added to an image's VAE
+    latents, conditioned on its caption (README: Text-to-image)."""
+
+    resolution: int = option(512, ge=8, help="images are resized (shorter side) and cropped to this square size")
+    center_crop: bool = option(False, help="crop the centre of each image; false: a random crop")
+    random_flip: bool = option(False, help="flip images horizontally at random")
+    image_column: str = option("image", help="a hub dataset's column holding the images")
+    caption_column: str = option("text", help="the caption's key: in metadata.jsonl rows or a hub dataset's column")
+    prediction_type: Optional[str] = option(
+        None, choices=["epsilon", "v_prediction"], help="what the UNet predicts; null: the model's scheduler's"
+    )
+    snr_gamma: Optional[float] = option(None, gt=0, help="Min-SNR loss weighting, e.g. 5.0; null: plain MSE")
+    noise_offset: float = option(0.0, ge=0, help="offset noise strength (brighter / darker images); 0: off")
+    train_text_encoder: bool = option(False, help="also train LoRA on the text encoder(s) attention")
+    cache_latents: bool = option(False, help="encode every image with the VAE once before training")
+    cache_text_embeddings: bool = option(False, help="encode every caption once before training (text encoder frozen)")
+    validation_prompts: List[str] = option([], help="prompts rendered every validation_steps into samples/")
+    validation_steps: int = option(100, ge=1, help="optimizer steps between two validation renders")
+    num_inference_steps: int = option(25, ge=1, help="denoising steps of validation renders and `ft generate`")
+    guidance_scale: float = option(7.5, ge=0, help="classifier-free guidance of renders; <= 1: off")
+    # DreamBooth: a few images of one subject, taught under a rare token
+    instance_data_dir: Optional[str] = option(
+        None, help="DreamBooth: a directory of the subject's images; synthetic: 8 offline ones"
+    )
+    instance_prompt: Optional[str] = option(None, help='DreamBooth: the prompt of every instance image, "a sks dog"')
+    with_prior_preservation: bool = option(False, help="DreamBooth: also train on class images the base renders")
+    class_data_dir: Optional[str] = option(None, help="DreamBooth: where class images are kept; null: the run dir")
+    class_prompt: Optional[str] = option(None, help='DreamBooth: the subject\'s class, "a dog"')
+    num_class_images: int = option(100, ge=1, help="DreamBooth: class images rendered by the base model")
+    prior_loss_weight: float = option(1.0, ge=0, help="DreamBooth: weight of the class images' loss")

@@ -1,0 +1,201 @@
+"""A text-to-image base for training: its parts (tokenizers, text encoders, VAE, UNet, the training noise
+scheduler) loaded from a diffusers pipeline directory or hub id, LoRA attached with PEFT, the diffusion
+loss, and the trained LoRA saved in diffusers' format (`pytorch_lora_weights.safetensors`, which
+`pipeline.load_lora_weights(run_dir)` reads). SD 1.5 / 2.1 have one text encoder; SDXL has two and
+conditions the UNet on the image's size and crop too.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ft.config.diffusion_schema import UNET_ATTENTION
+from ft.models import tiny_diffusion
+
+MODEL_INDEX = "model_index.json"  # a diffusers pipeline's
+TEXT_ENCODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]  # CLIP's attention projections
+
+
+def resolve_path(name: str) -> str:
+    """Where from_pretrained loads from; builds a tiny pipeline on first use."""
+    if tiny_diffusion.is_tiny(name):
+        return str(tiny_diffusion.ensure(name))
+    return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+
+
+def pipeline_class_name(path: str, revision: str | None = None) -> str | None:
+    """The `_class_name` of a pipeline's model_index.json (local or in the hub cache); None: not a pipeline."""
+    index = Path(path) / MODEL_INDEX
+    if not index.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(path, MODEL_INDEX, revision=revision)
+        if not isinstance(cached, str):
+            return None
+        index = Path(cached)
+    return json.loads(index.read_text()).get("_class_name")
+
+
+@dataclass
+class Parts:
+    path: str
+    xl: bool
+    tokenizers: list
+    text_encoders: list
+    vae: object
+    unet: object
+    noise_scheduler: object  # DDPMScheduler: adds noise during training
+
+    def pipeline_class(self):
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        return StableDiffusionXLPipeline if self.xl else StableDiffusionPipeline
+
+
+def load_parts(path: str, revision: str | None, prediction_type: str | None) -> Parts:
+    """Every part frozen, in fp32 (the loop casts the frozen ones to the run's precision)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
+
+    xl = "XL" in (pipeline_class_name(path, revision) or "")
+    scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", revision=revision)
+    if prediction_type:  # e.g. SD 2.1 (768) is trained with v_prediction
+        scheduler.register_to_config(prediction_type=prediction_type)
+    names = ["", "_2"] if xl else [""]
+    tokenizers = [AutoTokenizer.from_pretrained(path, subfolder=f"tokenizer{n}", revision=revision) for n in names]
+    encoder_classes = [CLIPTextModel, CLIPTextModelWithProjection][: len(names)]
+    text_encoders = [
+        cls.from_pretrained(path, subfolder=f"text_encoder{n}", revision=revision)
+        for cls, n in zip(encoder_classes, names)
+    ]
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", revision=revision)
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", revision=revision)
+    for model in (vae, unet, *text_encoders):
+        model.requires_grad_(False)
+    return Parts(path, xl, tokenizers, text_encoders, vae, unet, scheduler)
+
+
+def add_lora(parts: Parts, peft_cfg, train_text_encoder: bool) -> None:
+    """LoRA on the UNet's attention (peft.target_modules) and, if asked, on the text encoders' attention."""
+    from peft import LoraConfig
+
+    def config(targets):
+        return LoraConfig(
+            r=peft_cfg.r,
+            lora_alpha=peft_cfg.lora_alpha,
+            lora_dropout=peft_cfg.lora_dropout,
+            init_lora_weights="gaussian" if peft_cfg.init_lora_weights is True else peft_cfg.init_lora_weights,
+            target_modules=targets,
+            use_rslora=peft_cfg.use_rslora,
+            use_dora=peft_cfg.use_dora,
+        )
+
+    parts.unet.add_adapter(config(list(peft_cfg.target_modules or UNET_ATTENTION)))
+    if train_text_encoder:
+        for encoder in parts.text_encoders:
+            encoder.add_adapter(config(TEXT_ENCODER_ATTENTION))
+
+
+def trained_models(parts: Parts, train_text_encoder: bool) -> list:
+    return [parts.unet, *(parts.text_encoders if train_text_encoder else [])]
+
+
+def lora_layers(unet, text_encoders: list | None) -> dict:
+    """save_lora_weights' keyword arguments: each trained model's LoRA state dict and its LoRA config."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    names = ["unet", *(["text_encoder", "text_encoder_2"][: len(text_encoders or [])])]
+    layers = {}
+    for name, model in zip(names, [unet, *(text_encoders or [])]):
+        layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+        layers[f"{name}_lora_adapter_metadata"] = model.peft_config["default"].to_dict()
+    return layers
+
+
+def save_lora(directory: Path, pipeline_class, unet, text_encoders: list | None) -> None:
+    pipeline_class.save_lora_weights(str(directory), **lora_layers(unet, text_encoders), safe_serialization=True)
+
+
+def load_lora_into(directory: Path, pipeline_class, unet, text_encoders: list | None) -> None:
+    """A checkpoint's LoRA weights back into the models being trained (same adapter names)."""
+    from diffusers.training_utils import _set_state_dict_into_text_encoder
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft.utils import set_peft_model_state_dict
+
+    state, _ = pipeline_class.lora_state_dict(str(directory))
+    unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(unet_state), adapter_name="default")
+    for prefix, encoder in zip(["text_encoder.", "text_encoder_2."], text_encoders or []):
+        _set_state_dict_into_text_encoder(state, prefix, encoder)
+
+
+def encode_prompts(parts: Parts, captions: list[str], device, encoders: list | None = None) -> tuple:
+    """(prompt_embeds, pooled embeddings or None) as the pipelines compute them: SD takes the text encoder's
+    last hidden states; SDXL both encoders' penultimate ones side by side, and the second's pooled output.
+    `encoders`: the text encoders as Accelerate prepared them, when they are trained."""
+    import torch
+
+    states, pooled = [], None
+    for tokenizer, encoder in zip(parts.tokenizers, encoders or parts.text_encoders):
+        ids = tokenizer(
+            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(device)
+        if not parts.xl:
+            return encoder(ids, return_dict=False)[0], None
+        output = encoder(ids, output_hidden_states=True)
+        pooled = output[0]  # the projected text embedding of CLIPTextModelWithProjection (the last encoder)
+        states.append(output.hidden_states[-2])
+    return torch.cat(states, dim=-1), pooled
+
+
+def time_ids(original_sizes, crop_top_lefts, resolution: int, device, dtype):
+    """SDXL's size/crop conditioning per image: original (h, w), crop (top, left), target (h, w)."""
+    import torch
+
+    rows = [list(size) + list(crop) + [resolution, resolution] for size, crop in zip(original_sizes, crop_top_lefts)]
+    return torch.tensor(rows, device=device, dtype=dtype)
+
+
+def parts_from_pipeline(pipe, path: str) -> Parts:
+    """A loaded pipeline's parts (e.g. after load_lora_weights), with a training noise scheduler of its config."""
+    from diffusers import DDPMScheduler
+
+    xl = hasattr(pipe, "text_encoder_2")
+    encoders = [pipe.text_encoder, *([pipe.text_encoder_2] if xl else [])]
+    tokenizers = [pipe.tokenizer, *([pipe.tokenizer_2] if xl else [])]
+    return Parts(path, xl, tokenizers, encoders, pipe.vae, pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config))
+
+
+def latents_of(parts: Parts, pixel_values, generator=None):
+    """The VAE's latents of images in [-1, 1], scaled as the UNet expects them."""
+    dist = parts.vae.encode(pixel_values.to(parts.vae.device, parts.vae.dtype)).latent_dist
+    return dist.sample(generator) * parts.vae.config.scaling_factor
+
+
+def diffusion_loss(parts: Parts, unet, latents, prompt_embeds, added, diffusion, generator=None, per_example=False):
+    """The denoising loss of one batch: noise at random timesteps, predict the noise (epsilon) or the
+    velocity (v_prediction), mean squared error, optionally Min-SNR weighted. `generator`: fixed noise and
+    timesteps (the tests' fixed examples)."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers.training_utils import compute_snr
+
+    scheduler = parts.noise_scheduler
+    noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+    if diffusion.noise_offset:
+        noise += diffusion.noise_offset * torch.randn(
+            (latents.shape[0], latents.shape[1], 1, 1), generator=generator, device=latents.device
+        )
+    steps = scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=latents.device).long()
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    prediction_type = scheduler.config.prediction_type
+    target = noise if prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
+    prediction = unet(noisy, timesteps, prompt_embeds, added_cond_kwargs=added, return_dict=False)[0]
+    loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if diffusion.snr_gamma is not None:  # Min-SNR: cap the weight of the easy (high-SNR) timesteps
+        snr = compute_snr(scheduler, timesteps)
+        weights = torch.clamp(snr, max=diffusion.snr_gamma) / (snr if prediction_type == "epsilon" else snr + 1)
+        loss = loss * weights
+    return loss if per_example else loss.mean()

@@ -1,0 +1,125 @@
+"""The end of a text-to-image run (rank 0): a sample grid rendered with the trained LoRA, the model card
+(README.md: the base, the trigger / instance prompt, the sample grid, results, a usage snippet that runs,
+the resolved recipe) and the push, when the recipe asks for one."""
+
+from pathlib import Path
+
+import yaml
+
+from ft.run import rundir
+
+USAGE = """import torch
+from diffusers import DiffusionPipeline
+
+adapter = "{lora}"
+pipe = DiffusionPipeline.from_pretrained("{base}", dtype=torch.float32)
+pipe.load_lora_weights(adapter)
+image = pipe({prompt!r}, num_inference_steps={steps}, guidance_scale={guidance}).images[0]
+image.save("sample.png")
+"""
+
+
+def sample_prompts(cfg) -> list[str]:
+    """What the card shows: the validation prompts, else the instance prompt, else a synthetic caption."""
+    d = cfg.diffusion
+    if d.validation_prompts:
+        return list(d.validation_prompts)
+    if d.instance_prompt:
+        return [d.instance_prompt]
+    from ft.data import images
+
+    return [e.caption for e in images.synthetic(4, 8, cfg.data.seed + 1)]
+
+
+def usage_snippet(cfg, base: str, lora: str) -> str:
+    d = cfg.diffusion
+    return USAGE.format(
+        base=base, lora=lora, prompt=sample_prompts(cfg)[0], steps=d.num_inference_steps, guidance=d.guidance_scale
+    )
+
+
+def render_card(cfg, run_dir: Path, metrics: dict, base: str, num_processes: int) -> str:
+    t, p, d = cfg.training, cfg.peft, cfg.diffusion
+    xl = "SDXL" if "xl" in base.lower() else "Stable Diffusion"
+    meta = {
+        "base_model": base,
+        "library_name": "diffusers",
+        "pipeline_tag": "text-to-image",
+        "tags": ["ft", "text-to-image", "diffusers", "lora"] + (["dreambooth"] if d.instance_data_dir else []),
+    }
+    if cfg.hub.license:
+        meta["license"] = cfg.hub.license
+    trigger = f"Trigger prompt: `{d.instance_prompt}`" if d.instance_prompt else "No trigger word: prompt as captioned."
+    lora = cfg.hub.repo_id or str(Path(run_dir).resolve())
+    lines = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {Path(run_dir).name}",
+        "",
+        f"LoRA weights for the {xl} pipeline `{base}`, trained with ft (task=text_to_image, recipe "
+        f"`{cfg.recipe}`){' with DreamBooth' if d.instance_data_dir else ''}. {trigger}",
+        "",
+        "![samples](samples.png)",
+        "",
+        f"Samples: {', '.join(f'`{prompt}`' for prompt in sample_prompts(cfg))}.",
+        "",
+        "## Training",
+        "",
+        f"- LoRA r={p.r}, alpha={p.lora_alpha} on the UNet attention {p.target_modules}"
+        + (" and the text encoder(s)" if d.train_text_encoder else ""),
+        f"- {t.max_steps if t.max_steps > 0 else f'{t.num_train_epochs} epoch(s)'} steps, batch "
+        f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {num_processes} "
+        f"process(es), learning rate {t.learning_rate} ({t.lr_scheduler_type}), optimizer {cfg.optim.name}, "
+        f"precision {t.precision}, resolution {d.resolution}, prediction {d.prediction_type or 'the scheduler’s'}, "
+        f"SNR gamma {d.snr_gamma}",
+        f"- Data: `{d.instance_data_dir or cfg.data.source}`; mean train loss {metrics.get('train_loss', 0):.4f} "
+        f"in {metrics.get('train_runtime', 0):.1f} s",
+        "",
+        "![loss curve](loss.png)",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        usage_snippet(cfg, base, lora).rstrip(),
+        "```",
+        "",
+        'Or with ft: `python -m ft generate run_dir=<this directory> prompt="..."`.',
+        "",
+        "## Recipe",
+        "",
+        "```yaml",
+        (Path(run_dir) / rundir.CONFIG).read_text().rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def finish(job, metrics: dict) -> None:
+    """Samples grid, card, push; a summary line."""
+    from ft.finish import hub
+    from ft.models import diffusion, diffusion_render
+
+    cfg, run_dir, acc = job.cfg, job.run_dir, job.acc
+    models = [acc.unwrap_model(m) for m in job.models]
+    for model in models:
+        model.eval()
+    pipe = diffusion_render.pipeline_from_parts(job.parts, models[0], models[1:] or job.parts.text_encoders, job.dtype)
+    d = cfg.diffusion
+    with acc.autocast():
+        images = diffusion_render.render(
+            pipe, sample_prompts(cfg), d.resolution, d.num_inference_steps, d.guidance_scale, cfg.training.seed
+        )
+    diffusion_render.grid(images).save(run_dir / diffusion_render.GRID)
+    name = cfg.model.name_or_path
+    base = diffusion.resolve_path(name) if Path(name).expanduser().is_dir() or name.startswith("tiny-") else name
+    (run_dir / rundir.CARD).write_text(render_card(cfg, run_dir, metrics, base, acc.num_processes))
+    print(
+        f"ft: done in {metrics['train_runtime']:.1f}s, train loss {metrics['train_loss']:.4f}\nft: saved to {run_dir}",
+        flush=True,
+    )
+    if cfg.hub.push:
+        uploaded = hub.push(run_dir, cfg.hub.repo_id, private=cfg.hub.private, revision=cfg.hub.revision)
+        print(f"ft: pushed {len(uploaded)} files to {cfg.hub.repo_id}", flush=True)
