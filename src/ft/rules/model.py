@@ -42,3 +42,25 @@ def check_target_modules(cfg: PeftConfig, model) -> None:
             f"peft.target_modules: {', '.join(map(str, unknown))} not found in the model; its linear modules are: "
             f"{', '.join(linear_module_names(model))} (or use all-linear)"
         )
+
+
+def fused_experts(model) -> list[str]:
+    """The MoE expert blocks of transformers 5 (one 3-D parameter per projection for all experts, not
+    one nn.Linear per expert): PEFT adapts them as parameters, bitsandbytes leaves them unquantized."""
+    return [
+        name for name, module in model.named_modules() if any(p.dim() == 3 for p in module.parameters(recurse=False))
+    ]
+
+
+def check_experts_dropout(cfg: PeftConfig, model) -> None:
+    """PEFT's LoRA on a fused parameter has no dropout (it cannot factor x out of B(A(dropout(x))))."""
+    if cfg.method != "lora" or not cfg.lora_dropout or not (experts := fused_experts(model)):
+        return
+    targets = cfg.target_modules
+    if targets != "all-linear" and not any("expert" in str(t) for t in (targets or [])):
+        return
+    raise FtError(
+        f"peft.lora_dropout={cfg.lora_dropout}: LoRA on the fused MoE experts ({experts[0]} and "
+        f"{len(experts) - 1} more) has no dropout: set peft.lora_dropout=0, or name peft.target_modules "
+        f"without the experts (e.g. [q_proj,k_proj,v_proj,o_proj])"
+    )

@@ -101,15 +101,18 @@ def logging_env(cfg, run_dir: Path) -> None:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
 
 
-def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_labels=None, **task_kwargs):
+def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_labels=None, prepare=None, **task_kwargs):
     """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready.
     `make_args(cfg, hw, run_dir, has_eval, resuming)`: the task's TRL config; `num_labels`: a classification
-    head on the base (a reward model); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
+    head on the base (a reward model); `prepare(cfg, tokenizer, train, eval, args)`: the task's last word on
+    its data (SFT: the assistant masks); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
     from ft.run import callbacks
 
     hw = hardware.detect()
     train_dataset, eval_dataset, tokenizer = inputs(cfg)
     args = make_args(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
+    if prepare is not None:
+        train_dataset, eval_dataset = prepare(cfg, tokenizer, train_dataset, eval_dataset, args)
     base = base_model(cfg, hw, num_labels)
     logging_env(cfg, run_dir)
     made = trainer_class(
