@@ -142,3 +142,29 @@ def test_system_turn_the_template_rejects_is_one_line(tmp_path, capsys):
         alone=False,
     )
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (
+            [[-100, -100, 5, 6], [-100, -100, -100, -100], [-100, 7, -100, 8]],
+            "1 of 3 training examples train on no token",
+        ),
+        ([[-100, 5], [1, 2, 3], [4, 5, 6]], "2 of 3 training examples train on every token"),
+        ([[-100, 5], [-100, 2, 3], [4, -100]], None),
+    ],
+)
+def test_trained_share_per_example_is_checked(labels, message):
+    """The last guard, on the labels TRL built: an example trained on 0% or 100% of its tokens stops the run."""
+    from datasets import Dataset
+
+    from ft.errors import FtError
+    from ft.rules import trainer
+
+    prepared = Dataset.from_dict({"input_ids": labels, "labels": labels})
+    if message is None:
+        trainer.trained_share(prepared, packing=False)
+    else:
+        with pytest.raises(FtError, match=message):
+            trainer.trained_share(prepared, packing=False)

@@ -32,7 +32,21 @@ def choose(tokenizer, model_name: str) -> str:
             f"{model_name} has no chat template, so conversations cannot be rendered: set model.chat_template, "
             f"or use data.format=text"
         )
+    probe = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Goodbye"},
+    ]
     if has_markers(tokenizer.chat_template):
+        masks = tokenizer.apply_chat_template(probe, return_dict=True, return_assistant_tokens_mask=True)
+        if len(set(masks["assistant_masks"])) < 2:
+            covered = "every token" if 1 in masks["assistant_masks"] else "no token"
+            raise FtError(
+                f"the {{% generation %}} markers of the chat template of {model_name} enclose {covered} of a "
+                f"conversation: put them around each assistant turn's content and end-of-turn token, in "
+                f"model.chat_template"
+            )
         return MARKERS
     from trl.chat_template_utils import get_training_chat_template
 
@@ -43,12 +57,6 @@ def choose(tokenizer, model_name: str) -> str:
     if variant:
         tokenizer.chat_template = variant
         return TRL_VARIANT
-    probe = [
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello"},
-        {"role": "user", "content": "Bye"},
-        {"role": "assistant", "content": "Goodbye"},
-    ]
     try:
         spans(tokenizer, probe)
     except FtError as e:
