@@ -6,6 +6,8 @@ must be exactly the assistant turns: from the end of the assistant header writte
 own spelling (an oracle independent of how ft finds the spans) through the end-of-turn token.
 """
 
+import re
+
 import pytest
 
 from conftest import assert_refused, write_jsonl
@@ -168,3 +170,25 @@ def test_trained_share_per_example_is_checked(labels, message):
     else:
         with pytest.raises(FtError, match=message):
             trainer.trained_share(prepared, packing=False)
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2_5"])
+def test_data_preview_marks_what_training_trains(family, tmp_path, capsys):
+    """`ft data preview` shows the same trained share per example as the labels the trainer builds."""
+    from ft.tasks import sft
+
+    rows = [{"messages": conversation(family)}, {"messages": TURNS[:2]}, {"messages": [*TURNS, *TURNS]}]
+    data = write_jsonl(tmp_path / "chat.jsonl", rows)
+    assert cli.main(["data", "preview", str(data), f"model.tiny.family={family}", *SHAPE, "data.eval_size=0"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("--- example") == 3 and "[[What" not in shown
+    assert re.search(r"\[\[\s*four", shown) and re.search(r"\[\[\s*cba", shown), shown
+    cfg = config.compose([*BASE, f"model.tiny.family={family}", f"data.source={data}"])
+    labels = sft.build_trainer(cfg, tmp_path).train_dataset
+    expected = [100 * sum(x != -100 for x in row) / len(row) for row in labels["labels"]]
+    printed = [float(line.split(", ")[1].split("%")[0]) for line in shown.splitlines() if line.startswith("---")]
+    assert printed == pytest.approx(expected, abs=0.05)
+
+
+def test_data_preview_refuses_a_bad_n(capsys):
+    assert_refused(cli.main(["data", "preview", "n=zero"]), capsys.readouterr().err, "n must be a whole number")
