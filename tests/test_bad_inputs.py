@@ -376,8 +376,14 @@ CASES = [
     ),
     Case(
         "dropout_on_fused_experts",
-        ["LoRA on the fused MoE experts", "peft.lora_dropout=0"],
+        ["no LoRA dropout on the fused MoE experts", "peft.lora_dropout=0"],
         ["model.tiny.family=qwen3_moe"],
+        after_loading=True,
+    ),
+    Case(
+        "dora_on_fused_experts",
+        ["PEFT has no DoRA for the fused MoE experts", "peft=lora", "without the experts"],
+        ["model.tiny.family=mixtral", "peft=dora", "peft.lora_dropout=0"],
         after_loading=True,
     ),
 ]

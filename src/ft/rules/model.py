@@ -52,15 +52,22 @@ def fused_experts(model) -> list[str]:
     ]
 
 
-def check_experts_dropout(cfg: PeftConfig, model) -> None:
-    """PEFT's LoRA on a fused parameter has no dropout (it cannot factor x out of B(A(dropout(x))))."""
-    if cfg.method != "lora" or not cfg.lora_dropout or not (experts := fused_experts(model)):
+def check_fused_experts(cfg: PeftConfig, model) -> None:
+    """PEFT adapts a fused expert parameter with plain LoRA only: no dropout (it cannot factor x out of
+    B(A(dropout(x)))) and no DoRA."""
+    if cfg.method != "lora" or not (cfg.lora_dropout or cfg.use_dora) or not (experts := fused_experts(model)):
         return
     targets = cfg.target_modules
     if targets != "all-linear" and not any("expert" in str(t) for t in (targets or [])):
         return
+    where = f"the fused MoE experts ({experts[0]} and {len(experts) - 1} more)"
+    if cfg.use_dora:
+        problem, fix = f"peft.use_dora=true: PEFT has no DoRA for {where}", "peft=lora"
+    else:
+        problem, fix = (
+            f"peft.lora_dropout={cfg.lora_dropout}: PEFT has no LoRA dropout on {where}",
+            "peft.lora_dropout=0",
+        )
     raise FtError(
-        f"peft.lora_dropout={cfg.lora_dropout}: LoRA on the fused MoE experts ({experts[0]} and "
-        f"{len(experts) - 1} more) has no dropout: set peft.lora_dropout=0, or name peft.target_modules "
-        f"without the experts (e.g. [q_proj,k_proj,v_proj,o_proj])"
+        f"{problem}: set {fix}, or name peft.target_modules without the experts (e.g. [q_proj,k_proj,v_proj,o_proj])"
     )
