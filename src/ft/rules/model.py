@@ -2,7 +2,7 @@
 
 from ft.config.schema import PeftConfig
 from ft.errors import FtError
-from ft.models.adapters import linear_module_names
+from ft.models.adapters import fused_experts, linear_module_names
 
 
 def check_architecture(cfg: PeftConfig, model_config, name: str) -> None:
@@ -42,14 +42,6 @@ def check_target_modules(cfg: PeftConfig, model) -> None:
             f"peft.target_modules: {', '.join(map(str, unknown))} not found in the model; its linear modules are: "
             f"{', '.join(linear_module_names(model))} (or use all-linear)"
         )
-
-
-def fused_experts(model) -> list[str]:
-    """The MoE expert blocks of transformers 5 (one 3-D parameter per projection for all experts, not
-    one nn.Linear per expert): PEFT adapts them as parameters, bitsandbytes leaves them unquantized."""
-    return [
-        name for name, module in model.named_modules() if any(p.dim() == 3 for p in module.parameters(recurse=False))
-    ]
 
 
 def check_fused_experts(cfg: PeftConfig, model) -> None:

@@ -57,6 +57,7 @@ def base_model(cfg, hw: hardware.Hardware, num_labels: int | None = None) -> Bas
     model = models.load_model(cfg.model, dtype, num_labels, **loading)
     if quantization is not None:
         models.disable_4bit_cpu_repack(model)
+        models.warn_unquantized_experts(model, cfg.model.name_or_path)
     rules.check_loaded_model(cfg, model)
     adapters.prepare_base(cfg.peft, model)
     if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
