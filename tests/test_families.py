@@ -192,3 +192,18 @@ def test_data_preview_marks_what_training_trains(family, tmp_path, capsys):
 
 def test_data_preview_refuses_a_bad_n(capsys):
     assert_refused(cli.main(["data", "preview", "n=zero"]), capsys.readouterr().err, "n must be a whole number")
+
+
+@pytest.mark.parametrize("family", ["mistral", "llama3"])
+def test_ft_eval_masks_as_training_did(family):
+    """`ft eval` scores the same tokens training trained on, prefix-rendered templates included."""
+    from ft.finish import evaluate
+    from ft.models import load_tokenizer
+
+    cfg = config.compose([*SHAPE, f"model.tiny.family={family}"])
+    tokenizer = load_tokenizer(cfg.model)
+    templates.choose(tokenizer, family)  # what training saves with the run
+    features = evaluate._features({"messages": conversation(family)}, tokenizer, cfg)
+    ids, expected = _expected_mask(tokenizer, conversation(family), family)
+    assert features["input_ids"] == ids
+    assert [int(label != -100) for label in features["labels"]] == expected
