@@ -190,8 +190,9 @@ def test_data_preview_marks_what_training_trains(family, tmp_path, capsys):
     assert printed == pytest.approx(expected, abs=0.05)
 
 
-def test_data_preview_refuses_a_bad_n(capsys):
+def test_data_preview_refuses_what_it_cannot_show(capsys):
     assert_refused(cli.main(["data", "preview", "n=zero"]), capsys.readouterr().err, "n must be a whole number")
+    assert_refused(cli.main(["data", "preview", "recipe=tiny_dpo"]), capsys.readouterr().err, "not data.format=pref")
 
 
 @pytest.mark.parametrize("family", ["mistral", "llama3"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from ft.errors import FtError
 
 GREEN, RESET = "\033[32m", "\033[0m"
+SFT_FORMATS = ("messages", "alpaca", "sharegpt", "prompt_completion", "text")
 
 
 def parse(arguments: list[str]) -> tuple[list[str], int]:
@@ -94,6 +95,10 @@ def preview(arguments: list[str], out=None) -> list[float]:
     out = out or sys.stdout
     overrides, n = parse(arguments)
     cfg = config.compose(overrides)
+    if cfg.data.format not in SFT_FORMATS:
+        raise FtError(
+            f"data preview shows supervised data ({', '.join(SFT_FORMATS)}), not data.format={cfg.data.format}"
+        )
     train, _ = data.load(cfg.data)
     rows = train.select(range(min(n, len(train))))
     tokenizer = models.load_tokenizer(cfg.model)
