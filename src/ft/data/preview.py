@@ -44,7 +44,7 @@ def examples(cfg, tokenizer, rows) -> tuple[list[tuple[list[int], list[int]]], l
     if data.is_conversational(cfg.data.format):
         if not cfg.training.assistant_only_loss:
             return [(_chat_ids(tokenizer, r["messages"]), None) for r in rows], warnings
-        method = templates.choose(tokenizer, cfg.model.name_or_path)
+        method = templates.choose(tokenizer, templates.model_label(cfg))
         warnings.append(f"assistant masks: {method}")
         templates.check_rows(rows, tokenizer, "train")
         if method == templates.PREFIX:

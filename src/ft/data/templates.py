@@ -68,6 +68,14 @@ def choose(tokenizer, model_name: str) -> str:
     return PREFIX
 
 
+def model_label(cfg) -> str:
+    """The model, as messages name it: the tiny one by its family."""
+    from ft.config.schema import TINY_MODEL
+
+    name = cfg.model.name_or_path
+    return f"the tiny {cfg.model.tiny.family} model" if name == TINY_MODEL else name
+
+
 def render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
     from jinja2 import TemplateError
 
@@ -122,7 +130,7 @@ def prepare(cfg, tokenizer, train, evaluation, args):
     prefix rendering tokenize the data here (TRL then builds labels from its assistant_masks)."""
     if not getattr(args, "assistant_only_loss", False):
         return train, evaluation
-    method = choose(tokenizer, cfg.model.name_or_path)
+    method = choose(tokenizer, model_label(cfg))
     print(f"ft: assistant masks: {method}", flush=True)
     for split, dataset in (("train", train), ("eval", evaluation)):
         if dataset is not None:
