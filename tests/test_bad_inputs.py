@@ -451,6 +451,43 @@ CASES = [
         ["task=text_to_image trains LoRA", "peft=lora"],
         ["recipe=tiny_sd_lora", "peft=qlora"],
     ),
+    # chat templates and model families
+    Case(
+        "template_without_assistant_spans",
+        ["no {% generation %} markers, TRL has no training variant", "not prefix-preserving", "model.chat_template"],
+        ["model.chat_template='{% for m in messages|reverse %}{{ m.content }}\n{% endfor %}'"],
+        after_loading=True,
+    ),
+    Case(
+        "template_marks_every_token",
+        ["{% generation %} markers", "enclose every token", "model.chat_template"],
+        ["model.chat_template='{% generation %}{% for m in messages %}{{ m.content }}{% endfor %}{% endgeneration %}'"],
+        after_loading=True,
+    ),
+    Case(
+        "system_turn_the_template_rejects",
+        ["train row 0: the chat template rejects this conversation", "drop the system turn"],
+        ["model.tiny.family=mistral", "data.system_prompt=Brief"],
+        after_loading=True,
+    ),
+    Case(
+        "target_modules_of_another_family",
+        ["q_proj, v_proj not found in the model", "qkv_proj"],
+        ["model.tiny.family=phi3", "peft.target_modules=[q_proj,v_proj]"],
+        after_loading=True,
+    ),
+    Case(
+        "dropout_on_fused_experts",
+        ["no LoRA dropout on the fused MoE experts", "peft.lora_dropout=0"],
+        ["model.tiny.family=qwen3_moe"],
+        after_loading=True,
+    ),
+    Case(
+        "dora_on_fused_experts",
+        ["PEFT has no DoRA for the fused MoE experts", "peft=lora", "without the experts"],
+        ["model.tiny.family=mixtral", "peft=dora", "peft.lora_dropout=0"],
+        after_loading=True,
+    ),
 ]
 # Covered elsewhere: Llama-Adapter on a non-Llama model and QLoRA without bitsandbytes (tests/test_peft.py),
 # FSDP and DeepSpeed in one launch (tests/test_distributed.py).

@@ -12,6 +12,7 @@ USAGE_EXAMPLES = """examples:
   python -m ft train recipe=default training.max_steps=20 peft.r=8
   python -m ft train recipe=default --cfg job           print the resolved config, run nothing
   python -m ft recipes                                  list recipes
+  python -m ft data preview model.tiny.family=qwen3 n=2  what training sees: trained tokens marked
   python -m ft generate run_dir=runs/NAME prompt="What is 2 + 3?"
   python -m ft chat run_dir=runs/NAME                   talk to the trained model (stdin, `exit` to leave)
   python -m ft eval run_dir=runs/NAME                   eval loss / perplexity / exact match vs the base
@@ -75,6 +76,13 @@ def cmd_recipes(args) -> int:
     width = max(map(len, descriptions), default=0)
     for name, description in descriptions.items():
         print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from ft.data import preview
+
+    preview.preview(args.arguments)
     return 0
 
 
@@ -180,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     sbatch.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
     add_flags(sbatch, SbatchOptions)
     sbatch.set_defaults(run=cmd_sbatch)
+    data = commands.add_parser(
+        "data", help="preview: n examples rendered as training sees them, trained tokens marked, %% trained each"
+    )
+    data.add_argument("action", choices=["preview"])
+    data.add_argument("arguments", nargs="*", metavar="[FILE] [key=value ...] [n=3]")
+    data.set_defaults(run=cmd_data)
     recipes = commands.add_parser("recipes", help="list the recipes with a one-line description each")
     recipes.set_defaults(run=cmd_recipes)
     _add_key_value_command(

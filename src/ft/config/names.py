@@ -96,3 +96,6 @@ DPO_LOSSES = [  # the loss_type values trl.DPOTrainer's loss dispatches on
 ]
 
 GRPO_LOSSES = ["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo"]  # trl.GRPOConfig's loss_type
+
+# model.tiny.family: ft's own tiny Llama, or a real family's architecture and chat template (ft.models.families)
+TINY_FAMILIES = ["llama", "llama3", "mistral", "qwen2_5", "qwen3", "gemma3", "phi3", "qwen3_moe", "mixtral"]

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from ft.config.data_schema import FORMATS, DataCacheConfig, DataSourceConfig
 from ft.config.diffusion_schema import DiffusionConfig
-from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TORCH_DTYPES
+from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TINY_FAMILIES, TORCH_DTYPES
 from ft.config.task_schema import GrpoConfig, PreferenceConfig
 from ft.options import option
 
@@ -35,6 +35,7 @@ class TinyModelConfig:
     vocab_size: int = option(1024, ge=1, help="size of the BPE vocabulary trained on the synthetic tasks")
     max_position_embeddings: int = option(1024, ge=1, help="longest sequence the model accepts")
     seed: int = option(0, ge=0, help="seed of the random weights")
+    family: str = option("llama", choices=TINY_FAMILIES, help="architecture, chat template and special tokens")
 
 
 @dataclass

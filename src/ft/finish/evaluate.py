@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 
 from ft import data
+from ft.data import templates
 from ft.errors import FtError
 from ft.finish import loading
 from ft.options import option
@@ -44,9 +45,12 @@ def _features(row, tokenizer, cfg) -> dict:
     t = cfg.training
     if "messages" in row:
         assistant_only = t.assistant_only_loss
-        out = tokenizer.apply_chat_template(
-            row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=assistant_only
-        )
+        if assistant_only and not templates.has_markers(tokenizer.chat_template):  # masked by prefix rendering
+            out = templates.tokenize(tokenizer, row["messages"])
+        else:
+            out = tokenizer.apply_chat_template(
+                row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=assistant_only
+            )
         ids = list(out["input_ids"])
         labels = [i if m else -100 for i, m in zip(ids, out["assistant_masks"])] if assistant_only else list(ids)
     elif "prompt" in row:

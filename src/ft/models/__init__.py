@@ -93,3 +93,24 @@ def disable_4bit_cpu_repack(model) -> None:
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
+
+
+def warn_unquantized_experts(model, name: str) -> dict | None:
+    """A k-bit base whose MoE experts bitsandbytes left in full precision (transformers 5 fuses each
+    layer's experts into 3-D parameters, and bitsandbytes quantizes nn.Linear layers only): one warning
+    line with what it costs. Returns the measured parameter bytes (base, experts), or None."""
+    experts = [
+        p for name_ in adapters.fused_experts(model) for p in model.get_submodule(name_).parameters(recurse=False)
+    ]
+    if not experts or all(p.element_size() == 1 for p in experts):
+        return None
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    expert_bytes = sum(p.numel() * p.element_size() for p in experts)
+    as_4bit = sum(p.numel() for p in experts) // 2
+    print(
+        f"ft: warning: bitsandbytes leaves the fused MoE experts of {name} unquantized: they hold "
+        f"{expert_bytes / 2**20:.1f} MiB ({100 * expert_bytes / total:.0f}%) of the base's {total / 2**20:.1f} MiB in "
+        f"{experts[0].dtype}; 4-bit they would take {as_4bit / 2**20:.1f} MiB",
+        flush=True,
+    )
+    return {"base_bytes": total, "expert_bytes": expert_bytes, "experts_4bit_bytes": as_4bit}

@@ -196,3 +196,11 @@ def save_pissa_as_lora(model, run_dir: Path) -> None:
     if extra:
         path = run_dir / rundir.ADAPTER_WEIGHTS
         save_file({**load_file(str(path)), **extra}, str(path), metadata={"format": "pt"})
+
+
+def fused_experts(model) -> list[str]:
+    """The MoE expert blocks of transformers 5 (one 3-D parameter per projection for all experts, not
+    one nn.Linear per expert): PEFT adapts them as parameters, bitsandbytes leaves them unquantized."""
+    return [
+        name for name, module in model.named_modules() if any(p.dim() == 3 for p in module.parameters(recurse=False))
+    ]

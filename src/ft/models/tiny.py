@@ -1,5 +1,6 @@
-"""The offline tiny model: a Llama built from config with random weights and a BPE tokenizer trained
-locally with `tokenizers`. Built once per shape into a cache directory, then loaded like any local
+"""The offline tiny model: a Llama (or, with `model.tiny.family`, a real family's architecture, chat
+template and special tokens: ft.models.families) built from config with random weights and a BPE
+tokenizer trained locally with `tokenizers`. Built once per shape into a cache directory, then loaded like any local
 model, so everything downstream (PEFT, TRL, merge, generate) runs on the real code paths.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ft.config.schema import TinyModelConfig
 from ft.data import synthetic
+from ft.models import families
 
 BUILD_VERSION = 2  # bump when the tokenizer corpus or template changes, to rebuild caches
 
@@ -47,7 +49,7 @@ def cache_root() -> Path:
 
 def path_for(shape: TinyModelConfig) -> Path:
     key = json.dumps({"v": BUILD_VERSION, **dataclasses.asdict(shape)}, sort_keys=True)
-    return cache_root() / f"tiny-llama-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return cache_root() / f"tiny-{shape.family}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def ensure(shape: TinyModelConfig) -> Path:
@@ -77,7 +79,9 @@ def _corpus() -> list[str]:
 def _build(shape: TinyModelConfig, out: Path) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+
+    family = families.FAMILIES.get(shape.family)
 
     bpe = Tokenizer(models.BPE())
     # Single digits keep arithmetic learnable; byte-level makes any text encodable.
@@ -87,32 +91,46 @@ def _build(shape: TinyModelConfig, out: Path) -> None:
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=shape.vocab_size,
-        special_tokens=[PAD, BOS, EOS],
+        special_tokens=families.special_tokens(family) if family else [PAD, BOS, EOS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(_corpus(), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD, chat_template=CHAT_TEMPLATE
-    )
+    if family:
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=bpe,
+            bos_token=family.bos,
+            eos_token=family.eos,
+            pad_token=family.pad,
+            extra_special_tokens=[t for t in families.special_tokens(family) if t not in (family.bos, family.eos)],
+            chat_template=family.chat_template(),
+        )
+    else:
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD, chat_template=CHAT_TEMPLATE
+        )
     tokenizer.model_max_length = shape.max_position_embeddings
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers,
-        num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads,
-        max_position_embeddings=shape.max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+    config = (
+        families.model_config(family, shape, tokenizer)
+        if family
+        else LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=shape.hidden_size,
+            intermediate_size=shape.intermediate_size,
+            num_hidden_layers=shape.num_hidden_layers,
+            num_attention_heads=shape.num_attention_heads,
+            num_key_value_heads=shape.num_key_value_heads,
+            max_position_embeddings=shape.max_position_embeddings,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=False,
+        )
     )
     torch.manual_seed(shape.seed)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    stop = families.stop_token_ids(family, tokenizer) if family else [tokenizer.eos_token_id]
+    model.generation_config.eos_token_id = stop if len(stop) > 1 else stop[0]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

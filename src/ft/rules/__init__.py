@@ -6,13 +6,14 @@ its facts are known, so that a mistake stops the run before anything expensive (
     check_inputs(cfg)                    model and data reachable     before the run dir
     check_model_config(cfg, config)      the architecture             before the weights load
     check_loaded_model(cfg, model)       the loaded modules           before the adapter is attached
-    check_trainer(trainer, cfg, ...)     tokenized data, disk space   before the first step
+    check_trainer(trainer, cfg, ...)     tokenized data, disk space   before the first step (lengths, trained share)
 
 A failed rule raises FtError: one line naming the problem and the fix (the CLI exits with code 2).
 """
 
 from pathlib import Path
 
+from ft.data import is_conversational
 from ft.rules import combinations, diffusion, distributed, inputs, machine, model, tasks, trainer, values
 
 
@@ -45,8 +46,11 @@ def check_model_config(cfg, model_config) -> None:
 
 def check_loaded_model(cfg, loaded_model) -> None:
     model.check_target_modules(cfg.peft, loaded_model)
+    model.check_fused_experts(cfg.peft, loaded_model)
 
 
 def check_trainer(trainer_, cfg, run_dir: Path, num_examples: int) -> None:
     trainer.lengths(trainer_.train_dataset, num_examples, cfg.training.max_length, cfg.training.packing)
+    if cfg.task == "sft" and cfg.training.assistant_only_loss and is_conversational(cfg.data.format):
+        trainer.trained_share(trainer_.train_dataset, cfg.training.packing)
     trainer.disk_space(trainer_, cfg, run_dir, num_examples)

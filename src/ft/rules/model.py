@@ -2,7 +2,7 @@
 
 from ft.config.schema import PeftConfig
 from ft.errors import FtError
-from ft.models.adapters import linear_module_names
+from ft.models.adapters import fused_experts, linear_module_names
 
 
 def check_architecture(cfg: PeftConfig, model_config, name: str) -> None:
@@ -42,3 +42,24 @@ def check_target_modules(cfg: PeftConfig, model) -> None:
             f"peft.target_modules: {', '.join(map(str, unknown))} not found in the model; its linear modules are: "
             f"{', '.join(linear_module_names(model))} (or use all-linear)"
         )
+
+
+def check_fused_experts(cfg: PeftConfig, model) -> None:
+    """PEFT adapts a fused expert parameter with plain LoRA only: no dropout (it cannot factor x out of
+    B(A(dropout(x)))) and no DoRA."""
+    if cfg.method != "lora" or not (cfg.lora_dropout or cfg.use_dora) or not (experts := fused_experts(model)):
+        return
+    targets = cfg.target_modules
+    if targets != "all-linear" and not any("expert" in str(t) for t in (targets or [])):
+        return
+    where = f"the fused MoE experts ({experts[0]} and {len(experts) - 1} more)"
+    if cfg.use_dora:
+        problem, fix = f"peft.use_dora=true: PEFT has no DoRA for {where}", "peft=lora"
+    else:
+        problem, fix = (
+            f"peft.lora_dropout={cfg.lora_dropout}: PEFT has no LoRA dropout on {where}",
+            "peft.lora_dropout=0",
+        )
+    raise FtError(
+        f"{problem}: set {fix}, or name peft.target_modules without the experts (e.g. [q_proj,k_proj,v_proj,o_proj])"
+    )

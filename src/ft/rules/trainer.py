@@ -49,6 +49,28 @@ def lengths(prepared, num_examples: int, max_length: int, packing: bool) -> None
         )
 
 
+def trained_share(prepared, packing: bool) -> None:
+    """After TRL built the labels of assistant-only training on conversations: every example trains on
+    some of its tokens (its assistant turns) and not on all of them (the user's turns are context). A
+    0% or 100% example means the masks came out wrong, which the loss curve would never show."""
+    if packing or "labels" not in prepared.column_names:
+        return
+    shares = [sum(label != -100 for label in labels) / max(len(labels), 1) for labels in prepared["labels"]]
+    none, every = [i for i, s in enumerate(shares) if s == 0], [i for i, s in enumerate(shares) if s == 1]
+    if none:
+        raise FtError(
+            f"{len(none)} of {len(shares)} training examples train on no token (the first: row {none[0]}): "
+            f"the chat template marks no assistant tokens: give model.chat_template {{% generation %}} markers "
+            f"around the assistant turns (`ft data preview` shows the masks)"
+        )
+    if every:
+        raise FtError(
+            f"{len(every)} of {len(shares)} training examples train on every token, user turns included (the "
+            f"first: row {every[0]}): the chat template's {{% generation %}} markers cover the whole conversation: "
+            f"put them around the assistant turns only in model.chat_template (`ft data preview` shows the masks)"
+        )
+
+
 def checkpoint_bytes(model) -> int:
     """About one checkpoint: the trainable weights plus Adam's two fp32 moments per trainable value."""
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -59,6 +59,7 @@ def base_model(cfg, hw: hardware.Hardware, num_labels: int | None = None) -> Bas
     model = models.load_model(cfg.model, dtype, num_labels, **loading)
     if quantization is not None:
         models.disable_4bit_cpu_repack(model)
+        models.warn_unquantized_experts(model, cfg.model.name_or_path)
     rules.check_loaded_model(cfg, model)
     adapters.prepare_base(cfg.peft, model)
     if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
@@ -103,10 +104,21 @@ def logging_env(cfg, run_dir: Path) -> None:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.logging.project)
 
 
-def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_labels=None, cached=False, **task_kwargs):
+def trainer(
+    trainer_class,
+    make_args,
+    cfg,
+    run_dir: Path,
+    resuming: bool,
+    num_labels=None,
+    prepare=None,
+    cached=False,
+    **task_kwargs,
+):
     """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready.
     `make_args(cfg, hw, run_dir, has_eval, resuming)`: the task's TRL config; `num_labels`: a classification
-    head on the base (a reward model); `cached`: its tokenized datasets go through the preprocessing cache
+    head on the base (a reward model); `prepare(cfg, tokenizer, train, eval, args)`: the task's last word on
+    its data (SFT: the assistant masks); `cached`: its tokenized datasets go through the preprocessing cache
     (ft.data.cache: SFTTrainer's); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
     from accelerate import PartialState
 
@@ -117,6 +129,8 @@ def trainer(trainer_class, make_args, cfg, run_dir: Path, resuming: bool, num_la
     train_dataset, eval_dataset, tokenizer = inputs(cfg)
     args = make_args(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
     num_examples, entry = len(train_dataset), None  # examples, not the cached (packed) rows
+    if prepare is not None:  # first: it may change the chat template, which the cache key includes
+        train_dataset, eval_dataset = prepare(cfg, tokenizer, train_dataset, eval_dataset, args)
     if cached and cfg.data.cache.enabled:
         entry, train_dataset, eval_dataset = cache.lookup(
             cfg, args, tokenizer, train_dataset, eval_dataset, PartialState()

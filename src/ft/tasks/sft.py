@@ -18,7 +18,11 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready SFTTrainer (data prepared, model wrapped); nothing trained yet."""
     from trl import SFTTrainer
 
-    return build.trainer(SFTTrainer, sft_args.sft_config, cfg, run_dir, resuming, cached=True)
+    from ft.data import templates
+
+    return build.trainer(
+        SFTTrainer, sft_args.sft_config, cfg, run_dir, resuming, prepare=templates.prepare, cached=True
+    )
 
 
 def train(cfg, command: list[str] | None = None) -> session.Result:
