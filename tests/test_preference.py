@@ -144,7 +144,7 @@ def test_dpo_after_sft_raises_held_out_preference_accuracy(tmp_path):
             "logging=none",
             f"training.output_dir={out}",
             "training.run_name=sft",
-            "training.max_steps=60",
+            "training.max_steps=150",
             "training.save_strategy=no",
             "data.synthetic.num_examples=1000",
             *NO_EVAL,
@@ -169,8 +169,8 @@ def test_dpo_after_sft_raises_held_out_preference_accuracy(tmp_path):
         f"DPO train time {end['train_runtime']:.1f}s"
     )
     assert start["eval_rewards/accuracies"] == 0.0
-    # measured 0.77 on these 64 pairs after 40 steps (0.69 on 20 pairs in a run of the recipe): 0.6 leaves margin
-    assert end["eval_rewards/accuracies"] >= 0.6
+    # measured 0.953 (61 of these 64 pairs) after 150 SFT + 40 DPO steps; 0.906 after 60 SFT steps
+    assert end["eval_rewards/accuracies"] >= 0.9
     assert end["eval_loss"] < start["eval_loss"]
     assert (result.run_dir / "adapter_model.safetensors").is_file()
 
