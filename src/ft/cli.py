@@ -11,6 +11,7 @@ USAGE_EXAMPLES = """examples:
   python -m ft train                                    the offline tiny LoRA recipe
   python -m ft train recipe=default training.max_steps=20 peft.r=8
   python -m ft train recipe=default --cfg job           print the resolved config, run nothing
+  python -m ft train my_recipe.yaml peft.r=8            a recipe file of your own (README: Your own recipes)
   python -m ft recipes                                  list recipes
   python -m ft generate run_dir=runs/NAME prompt="What is 2 + 3?"
   python -m ft chat run_dir=runs/NAME                   talk to the trained model (stdin, `exit` to leave)
@@ -149,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=reference.train_epilog(USAGE_EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME, GROUP=OPTION or a.b.c=VALUE")
+    train.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="recipe=NAME or a FILE.yaml, GROUP=OPTION or a.b.c=VALUE"
+    )
     train.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
     train.set_defaults(run=cmd_train)
     from ft.finish.evaluate import EvalOptions
