@@ -13,6 +13,7 @@ USAGE_EXAMPLES = """examples:
   python -m ft train recipe=default --cfg job           print the resolved config, run nothing
   python -m ft train my_recipe.yaml peft.r=8            a recipe file of your own (README: Your own recipes)
   python -m ft recipes                                  list recipes
+  python -m ft init my.yaml --from tiny_dpo             write a commented recipe file to edit
   python -m ft generate run_dir=runs/NAME prompt="What is 2 + 3?"
   python -m ft chat run_dir=runs/NAME                   talk to the trained model (stdin, `exit` to leave)
   python -m ft eval run_dir=runs/NAME                   eval loss / perplexity / exact match vs the base
@@ -58,6 +59,14 @@ def cmd_sbatch(args) -> int:
         raise FtError(f"{options.output} already exists: choose another --output or remove it")
     Path(options.output).write_text(script)
     print(f"ft: wrote {options.output}; submit it with: sbatch {options.output}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    from ft.config import init_recipe
+
+    path = init_recipe.write(args.path, args.source)
+    print(f"ft: wrote {path}: edit it, then train it with: python -m ft train {args.path}")
     return 0
 
 
@@ -170,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     sbatch.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
     add_flags(sbatch, SbatchOptions)
     sbatch.set_defaults(run=cmd_sbatch)
+    init = commands.add_parser("init", help="write a commented recipe file to edit (never over an existing file)")
+    init.add_argument("path", nargs="?", default="recipe.yaml", help="where to write it (default: recipe.yaml)")
+    init.add_argument("--from", dest="source", default="default", help="the shipped recipe it starts from")
+    init.set_defaults(run=cmd_init)
     recipes = commands.add_parser("recipes", help="list the recipes with a one-line description each")
     recipes.set_defaults(run=cmd_recipes)
     _add_key_value_command(
