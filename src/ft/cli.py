@@ -12,6 +12,7 @@ USAGE_EXAMPLES = """examples:
   python -m ft train recipe=default training.max_steps=20 peft.r=8
   python -m ft train recipe=default --cfg job           print the resolved config, run nothing
   python -m ft train my_recipe.yaml peft.r=8            a recipe file of your own (README: Your own recipes)
+  python -m ft train -m training.learning_rate=1e-4,3e-4 peft.r=8,16   a sweep: one run per combination
   python -m ft recipes                                  list recipes
   python -m ft init my.yaml --from tiny_dpo             write a commented recipe file to edit
   python -m ft generate run_dir=runs/NAME prompt="What is 2 + 3?"
@@ -30,6 +31,10 @@ class _Parser(argparse.ArgumentParser):
 def cmd_train(args) -> int:
     from ft import config
 
+    if args.multirun:
+        from ft.run import sweep
+
+        return sweep.run(args.overrides, show_config=args.cfg == "job")
     cfg = config.compose(args.overrides)
     if args.cfg == "job":
         print(config.to_yaml(cfg), end="")
@@ -163,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="key=value", help="recipe=NAME or a FILE.yaml, GROUP=OPTION or a.b.c=VALUE"
     )
     train.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
+    train.add_argument("-m", "--multirun", action="store_true", help="sweep: a run per combination of a=1,2 values")
     train.set_defaults(run=cmd_train)
     from ft.finish.evaluate import EvalOptions
     from ft.finish.generate import ChatOptions, GenerateOptions

@@ -74,6 +74,8 @@ def check_overrides(overrides: list[str]) -> None:
         ) from None
     for override in parsed:
         key = override.key_or_group
+        if override.is_sweep_override():
+            raise FtError(f"'{override.input_line}' lists several values: add -m to sweep over them")
         if key.startswith("hydra"):
             raise FtError(f"'{key}' is not settable: ft runs Hydra only to compose the config")
         if key in GROUPS:
