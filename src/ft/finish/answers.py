@@ -5,7 +5,7 @@ saved in all_results.json (exact_match, base_exact_match)."""
 from ft import data
 from ft.finish.evaluate import generate_answers, is_right, untrained
 
-PROMPTS = 64  # held-out prompts scored
+PROMPTS = 100  # held-out prompts scored
 SAMPLES = 3  # of them shown with their answers
 
 
