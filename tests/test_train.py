@@ -85,7 +85,9 @@ def test_default_recipe_learns(tmp_path):
     """The acceptance bar of `make train`: eval loss ends at <= 0.6x the untrained model's, and the trained
     model answers held-out synthetic prompts (exact match, printed before/after with sample answers)."""
     # ~2 min on a quiet 2-core machine; a shared one can take 5x that
-    result = run_ft("train", f"training.output_dir={tmp_path}", "training.run_name=default", "logging=none", timeout=1800)
+    result = run_ft(
+        "train", f"training.output_dir={tmp_path}", "training.run_name=default", "logging=none", timeout=1800
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "default" / "all_results.json").read_text())
     assert metrics["eval_loss"] <= 0.6 * metrics["base_loss"], metrics
