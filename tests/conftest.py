@@ -95,6 +95,7 @@ QUICK = [
     "training.save_strategy=no",
     "logging=none",
     "data.synthetic.num_examples=200",
+    "training.per_device_train_batch_size=16",  # the default recipe's 64 is for its 200-step run
 ]
 # No evaluation at all (neither the untrained one nor during training).
 NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_before_training=false"]

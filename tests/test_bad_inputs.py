@@ -183,7 +183,7 @@ CASES = [
     ),
     Case(
         "different_config",
-        ["different config", "training.learning_rate: 0.002 -> 0.001", "training.overwrite=true"],
+        ["different config", "training.learning_rate: 0.003 -> 0.001", "training.overwrite=true"],
         ["training.learning_rate=1e-3"],
         setup=lambda tmp, out: _existing_run(out, []),
     ),

@@ -11,8 +11,11 @@ USAGE_EXAMPLES = """examples:
   python -m ft train                                    the offline tiny LoRA recipe
   python -m ft train recipe=default training.max_steps=20 peft.r=8
   python -m ft train recipe=default --cfg job           print the resolved config, run nothing
+  python -m ft train my_recipe.yaml peft.r=8            a recipe file of your own (README: Your own recipes)
+  python -m ft train -m training.learning_rate=1e-4,3e-4 peft.r=8,16   a sweep: one run per combination
   python -m ft recipes                                  list recipes
   python -m ft data preview model.tiny.family=qwen3 n=2  what training sees: trained tokens marked
+  python -m ft init my.yaml --from tiny_dpo             write a commented recipe file to edit
   python -m ft generate run_dir=runs/NAME prompt="What is 2 + 3?"
   python -m ft chat run_dir=runs/NAME                   talk to the trained model (stdin, `exit` to leave)
   python -m ft eval run_dir=runs/NAME                   eval loss / perplexity / exact match vs the base
@@ -29,6 +32,10 @@ class _Parser(argparse.ArgumentParser):
 def cmd_train(args) -> int:
     from ft import config
 
+    if args.multirun:
+        from ft.run import sweep
+
+        return sweep.run(args.overrides, show_config=args.cfg == "job")
     cfg = config.compose(args.overrides)
     if args.cfg == "job":
         print(config.to_yaml(cfg), end="")
@@ -66,6 +73,14 @@ def cmd_sbatch(args) -> int:
         raise FtError(f"{options.output} already exists: choose another --output or remove it")
     Path(options.output).write_text(script)
     print(f"ft: wrote {options.output}; submit it with: sbatch {options.output}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    from ft.config import init_recipe
+
+    path = init_recipe.write(args.path, args.source)
+    print(f"ft: wrote {path}: edit it, then train it with: python -m ft train {args.path}")
     return 0
 
 
@@ -165,8 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=reference.train_epilog(USAGE_EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME, GROUP=OPTION or a.b.c=VALUE")
+    train.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="recipe=NAME or a FILE.yaml, GROUP=OPTION or a.b.c=VALUE"
+    )
     train.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
+    train.add_argument("-m", "--multirun", action="store_true", help="sweep: a run per combination of a=1,2 values")
     train.set_defaults(run=cmd_train)
     preprocess = commands.add_parser(
         "preprocess", help="tokenize a recipe's datasets into the cache ahead of training (task=sft)"
@@ -194,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("action", choices=["preview"])
     data.add_argument("arguments", nargs="*", metavar="[FILE] [key=value ...] [n=3]")
     data.set_defaults(run=cmd_data)
+    init = commands.add_parser("init", help="write a commented recipe file to edit (never over an existing file)")
+    init.add_argument("path", nargs="?", default="recipe.yaml", help="where to write it (default: recipe.yaml)")
+    init.add_argument("--from", dest="source", default="default", help="the shipped recipe it starts from")
+    init.set_defaults(run=cmd_init)
     recipes = commands.add_parser("recipes", help="list the recipes with a one-line description each")
     recipes.set_defaults(run=cmd_recipes)
     _add_key_value_command(

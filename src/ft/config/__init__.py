@@ -10,6 +10,7 @@ import re
 import typing
 from pathlib import Path
 
+from ft.config import recipe_file
 from ft.config.schema import FtConfig
 from ft.errors import FtError, did_you_mean
 
@@ -18,9 +19,10 @@ RECIPE_DIR = CONF_DIR / "recipe"  # conf/recipe links to the top-level recipes/
 GROUPS = ("model", "peft", "optim", "data", "training", "logging", "distributed", "recipe")
 
 
-def group_options(group: str) -> list[str]:
-    """The option names of a config group (its YAML files, without extension)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def group_options(group: str, roots: tuple[Path, ...] = ()) -> list[str]:
+    """The option names of a config group (its YAML files, without extension), in conf/ and in `roots`
+    (a recipe file's directory, whose own group options sit beside it)."""
+    return sorted({p.stem for root in (CONF_DIR, *roots) for p in (root / group).glob("*.yaml")})
 
 
 def recipe_descriptions() -> dict[str, str]:
@@ -59,6 +61,8 @@ def _check_key(key: str) -> None:
 
 
 def check_overrides(overrides: list[str]) -> None:
+    recipe_path = recipe_file.path_in(overrides)
+    roots = (recipe_path.parent,) if recipe_path else ()
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
@@ -70,11 +74,15 @@ def check_overrides(overrides: list[str]) -> None:
         ) from None
     for override in parsed:
         key = override.key_or_group
+        if override.is_sweep_override():
+            raise FtError(f"'{override.input_line}' lists several values: add -m to sweep over them")
         if key.startswith("hydra"):
             raise FtError(f"'{key}' is not settable: ft runs Hydra only to compose the config")
         if key in GROUPS:
-            options = group_options(key)
+            options = group_options(key, roots)
             value = override.value()
+            if key == "recipe" and recipe_file.is_path(value):
+                continue
             if not override.is_delete() and value not in options:
                 what = "recipe" if key == "recipe" else f"{key} option"
                 raise FtError(
@@ -101,22 +109,43 @@ def compose(overrides: list[str]) -> FtConfig:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf, open_dict
 
+    overrides = recipe_file.expand(overrides)
     check_overrides(overrides)
     ConfigStore.instance().store(name="ft_schema", node=FtConfig)
+    recipe_path = recipe_file.path_in(overrides)
+    if recipe_path:
+        overrides = _use_recipe_file(recipe_path, overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ft"):
             cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
     except Exception as e:  # Hydra and OmegaConf report bad YAML / wrong types with many classes
-        raise FtError(f"invalid config: {_one_line(e)}") from None
-    recipe = cfg.hydra.runtime.choices.get("recipe")
+        message = f"invalid config: {_one_line(e)}"
+        raise FtError(recipe_file.locate(message, e, recipe_path) if recipe_path else message) from None
+    recipe = str(recipe_path) if recipe_path else cfg.hydra.runtime.choices.get("recipe")
     with open_dict(cfg):
         del cfg["hydra"]
         cfg.recipe = recipe
     cfg = OmegaConf.to_object(cfg)
     from ft import rules
 
-    rules.check_config(cfg)
+    try:
+        rules.check_config(cfg)
+    except FtError as e:  # a bad value the recipe file set (not the command line): say where
+        from_file = recipe_path and not any(str(e).startswith(o.split("=")[0] + "=") for o in overrides)
+        raise FtError(recipe_file.locate(str(e), None, recipe_path) if from_file else str(e)) from None
     return cfg
+
+
+def _use_recipe_file(path: Path, overrides: list[str]) -> list[str]:
+    """Store the checked file as the recipe option recipe_file.STORED_AS and put its directory on
+    Hydra's search path; returns the overrides that select it."""
+    from hydra.core.config_store import ConfigStore
+
+    roots = (path.parent,)
+    contents = recipe_file.load(path, _check_key, lambda group: group_options(group, roots), GROUPS)
+    ConfigStore.instance().store(group="recipe", name=recipe_file.STORED_AS, node=contents, package="_global_")
+    kept = [o for o in overrides if o.split("=", 1)[0] != "recipe"]
+    return [*kept, f"recipe={recipe_file.STORED_AS}", f"hydra.searchpath=['file://{path.parent}']"]
 
 
 def to_yaml(cfg: FtConfig) -> str:

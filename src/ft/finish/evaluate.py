@@ -115,37 +115,46 @@ def exact_match(
     """(correct, total) over `rows` (conversations ending with the answer), split across processes."""
     import torch
 
-    correct = 0
-    tokenizer.padding_side = "left"  # generation continues the prompt's right end
     with accelerator.split_between_processes(rows) as mine:
-        for start in range(0, len(mine), batch_size):
-            chunk = mine[start : start + batch_size]
-            prompts = [
-                tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False)
-                for r in chunk
-            ]
-            inputs = tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt").to(
-                accelerator.device
-            )
-            with torch.no_grad():
-                output = model.generate(
-                    **inputs,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-            answers = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-            correct += sum(a.strip() == r["messages"][-1]["content"].strip() for a, r in zip(answers, chunk))
+        answers = generate_answers(model, tokenizer, mine, accelerator.device, max_new_tokens, batch_size)
+        correct = sum(is_right(answer, row) for answer, row in zip(answers, mine))
     counts = accelerator.gather(torch.tensor([[correct, len(mine)]], device=accelerator.device)).sum(dim=0)
     return int(counts[0]), int(counts[1])
 
 
+def is_right(answer: str, row: dict) -> bool:
+    return answer.strip() == row["messages"][-1]["content"].strip()
+
+
+def generate_answers(model, tokenizer, rows: list[dict], device, max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy answers to the user turns of `rows` (conversations ending with the answer)."""
+    import torch
+
+    answers = []
+    tokenizer.padding_side = "left"  # generation continues the prompt's right end
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        prompts = [
+            tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False) for r in chunk
+        ]
+        inputs = tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt").to(device)
+        with torch.no_grad():
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        answers += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    return answers
+
+
 @contextlib.contextmanager
-def _untrained(model):
+def untrained(model):
     """The same model with the adapter switched off (PEFT's disable_adapter also bypasses
     modules_to_save), i.e. the base model training started from."""
     if hasattr(model, "disable_adapter"):
@@ -208,9 +217,9 @@ def evaluate(options: EvalOptions) -> dict:
 
     results = {"examples": len(eval_rows), "trained": measure(model)}
     if options.base:
-        with _untrained(model) as untrained:
-            if untrained is not None:
-                results["base"] = measure(untrained)
+        with untrained(model) as untrained_model:
+            if untrained_model is not None:
+                results["base"] = measure(untrained_model)
     if options.base and "base" not in results:  # a full fine-tune: load the base weights themselves
         from ft import models
 
@@ -228,9 +237,9 @@ def _evaluate_pairs(model, tokenizer, eval_rows, cfg, run_dir, batch_size, base:
     collate = _collate(tokenizer.pad_token_id)
     measure = functools.partial(preference_eval.measure, tokenizer=tokenizer, rows=rows, collate=collate)
     results = {"examples": len(rows), "trained": measure(model, batch_size=size, max_length=cfg.training.max_length)}
-    with _untrained(model) as untrained:
-        if base and untrained is not None:
-            results["base"] = measure(untrained, batch_size=size, max_length=cfg.training.max_length)
+    with untrained(model) as base_model:
+        if base and base_model is not None:
+            results["base"] = measure(base_model, batch_size=size, max_length=cfg.training.max_length)
             results["trained"]["reward_accuracy"] = preference_eval.reward_accuracy(results["trained"], results["base"])
     for measured in (results["trained"], results.get("base", {})):  # the per-pair log-probs were only a means
         measured.pop("chosen", None)

@@ -44,7 +44,7 @@ CHECKPOINT_PREFIX = "checkpoint-"
 def run_dir_for(cfg) -> Path:
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
-    name = cfg.training.run_name or f"{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = cfg.training.run_name or f"{Path(str(cfg.recipe)).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(cfg.training.output_dir).expanduser() / name
 
 

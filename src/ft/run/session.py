@@ -118,6 +118,10 @@ class Run:
         if main:
             rundir.plot_loss(trainer.state.log_history, run_dir / rundir.LOSS_PLOT)
             _print_summary(run_dir, metrics)
+            if self.ranks.num_processes == 1:  # generation under ZeRO-3 / FSDP needs every rank
+                from ft.finish import answers
+
+                metrics.update(answers.report(cfg, trainer))
             _finish(cfg, run_dir, trainer, metrics)
         return Result(run_dir=run_dir, trainer=trainer, metrics=metrics)
 

@@ -8,6 +8,7 @@ nodes share one run directory through FT_RUN_DIR, named after the job id.
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from ft.config.schema import FtConfig
 from ft.options import option
@@ -52,7 +53,7 @@ srun --kill-on-bad-exit=1 bash -c 'exec "$0" -m ft train "$@" distributed.machin
 
 def sbatch_script(cfg: FtConfig, overrides: list[str], options: SbatchOptions) -> str:
     strategy = cfg.distributed.strategy if cfg.distributed.strategy != "single" else "ddp"
-    run_name = cfg.training.run_name or cfg.recipe
+    run_name = cfg.training.run_name or Path(str(cfg.recipe)).stem  # a recipe file: its name
     kept = [o for o in overrides if not o.lstrip("+~").startswith("distributed")]  # set by the script
     return TEMPLATE.format(
         job_name=f"ft-{run_name}",
