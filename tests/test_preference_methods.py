@@ -91,11 +91,9 @@ def test_reward_model_ranks_held_out_pairs(tmp_path):
     )
     assert by_hand == pytest.approx(end["eval_accuracy"])
     assert end["eval_loss"] < start["eval_loss"]
-    # measured 0.375 -> 0.750 on these 64 pairs (head seeded from training.seed=42); with other random heads
-    # 0.531 -> 0.844 and 0.578 -> 0.859. The issue asks 0.9: not reached on the random-weight tiny model, not even
-    # in 150 steps (0.844: 39 of 41 reverse / upper / sort pairs ranked right, 15 of 23 additions). So: well above
-    # chance, and a clear gain over the untrained head.
-    assert end["eval_accuracy"] >= 0.7 and end["eval_accuracy"] - start["eval_accuracy"] >= 0.2
+    # measured 0.547 -> 0.922 on these 64 pairs (59 ranked right): the synthetic pairs' rejected answers are each
+    # task's typical mistake. 0.85 leaves room for the few near-ties another CPU's float rounding could flip.
+    assert end["eval_accuracy"] >= 0.85 and end["eval_accuracy"] - start["eval_accuracy"] >= 0.2
     with pytest.raises(FtError, match="is a reward model"):  # generate / chat / eval / merge need an LM head
         loading.load_model(result.run_dir, loading.load_config(result.run_dir))
 
