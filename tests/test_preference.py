@@ -146,6 +146,7 @@ def test_dpo_after_sft_raises_held_out_preference_accuracy(tmp_path):
             "training.run_name=sft",
             "training.max_steps=150",
             "training.per_device_train_batch_size=16",
+            "training.learning_rate=2e-3",
             "data.synthetic.tasks=[add,reverse,upper,sort]",  # the pairs' four tasks
             "training.save_strategy=no",
             "data.synthetic.num_examples=1000",
