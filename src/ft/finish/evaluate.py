@@ -23,6 +23,7 @@ from ft import data
 from ft.data import templates
 from ft.errors import FtError
 from ft.finish import loading
+from ft.finish.preference_eval import shared_prefix
 from ft.options import option
 
 PAIRED_TASKS = ("dpo", "orpo", "simpo")  # scored on pairs (ft.finish.preference_eval); reward models cannot load
@@ -61,9 +62,7 @@ def _features(row, tokenizer, cfg) -> dict:
         )
         prompt_ids = tokenizer(row["prompt"])["input_ids"]
         ids = tokenizer(row["prompt"] + completion)["input_ids"]
-        prefix = 0
-        while prefix < min(len(ids), len(prompt_ids)) and ids[prefix] == prompt_ids[prefix]:
-            prefix += 1
+        prefix = shared_prefix(ids, prompt_ids)
         masked = t.completion_only_loss is not False
         labels = [-100] * prefix + ids[prefix:] if masked else list(ids)
     else:

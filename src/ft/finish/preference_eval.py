@@ -12,6 +12,14 @@ import sys
 from ft.errors import FtError
 
 
+def shared_prefix(ids: list[int], prompt_ids: list[int]) -> int:
+    """How many leading tokens of `ids` are the prompt's: the tokens before the answer."""
+    prefix = 0
+    while prefix < min(len(ids), len(prompt_ids)) and ids[prefix] == prompt_ids[prefix]:
+        prefix += 1
+    return prefix
+
+
 def _features(row, tokenizer, answer: str, max_length: int) -> dict:
     """input_ids with labels on the answer's tokens only."""
     if isinstance(row["prompt"], str):
@@ -22,9 +30,7 @@ def _features(row, tokenizer, answer: str, max_length: int) -> dict:
             tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, return_dict=True)["input_ids"]
         )
         ids = list(tokenizer.apply_chat_template(row["prompt"] + row[answer], return_dict=True)["input_ids"])
-    prefix = 0
-    while prefix < min(len(ids), len(prompt_ids)) and ids[prefix] == prompt_ids[prefix]:
-        prefix += 1
+    prefix = shared_prefix(ids, prompt_ids)
     labels = [-100] * prefix + ids[prefix:]
     return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
 
