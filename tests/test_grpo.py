@@ -48,7 +48,7 @@ def test_synthetic_prompts_carry_their_answers_and_are_held_out(tmp_path):
     assert [r["prompt"] for r in rows] == [r["messages"][:1] for r in sft_rows]  # same prompts as SFT
     assert [r["answer"] for r in rows] == [r["messages"][1]["content"] for r in sft_rows]
     train, evaluation = data.load(_compose(tmp_path).data)
-    assert len(evaluation) == 32 and set(train.column_names) == {"prompt", "answer"}
+    assert len(evaluation) == 64 and set(train.column_names) == {"prompt", "answer"}
     assert not {r["prompt"][0]["content"] for r in train} & {r["prompt"][0]["content"] for r in evaluation}
 
 
@@ -69,20 +69,20 @@ def test_builtin_rewards_on_plain_and_conversational_completions():
 
 
 @pytest.mark.slow
-def test_grpo_after_sft_trains_on_a_reward_signal(tmp_path):
-    """SFT -> GRPO as two runs, the second continuing the first's adapter (model.adapter): a randomly
-    initialised tiny model almost never writes an exact answer, so GRPO from scratch gets no reward signal
-    (measured: 0.008 held-out mean reward after 100 SFT steps). The held-out mean reward is TRL's
-    eval_reward: exact match of 4 sampled completions per held-out prompt of the `upper` task, at the start
-    (eval_on_start) and at the end, over 128 samples: two evals of the same model differed by 0.06. Measured:
-    0.16 -> 0.21 in this test (20 GRPO steps at lr 1e-4, 35 s); with a two-stage SFT, 0.30 -> 0.28 after 40
-    steps and 0.30 -> 0.19 after 20 at lr 5e-4. No gain beyond that noise within a CPU-test budget, so this
-    asserts the reward signal and that the policy did not collapse (thresholds 0.05: well above the 0.008
-    of an under-trained model, well below every measurement), not an improvement."""
+def test_grpo_after_sft_raises_the_held_out_reward(tmp_path):
+    """SFT -> GRPO as two runs, the second continuing the first's adapter (model.adapter). The held-out mean
+    reward is TRL's eval_reward: exact match of 4 completions sampled at temperature 1.5 for each of 64
+    held-out `sort` prompts (256 samples), at the start (eval_on_start) and at the end. Measured: 0.21 -> 0.49
+    in the recipe's 100 steps after 200 SFT steps (0.46 -> 0.69 in 80 steps and 0.46 -> 0.73 in 150 after 300
+    SFT steps). Three evals of one unchanged model gave 0.17 to 0.23, differences of at most 0.04: a rise of 0.1
+    is well beyond that noise and well below every rise measured. Why temperature 1.5: at 1.0 the SFT
+    model's mistakes are confident ones RL cannot fix in a CPU budget (no rise in 100 steps at lr 1e-5 to
+    3e-5; lr 3e-4 degraded it), while at 1.5 many samples are wrong where the greedy answer is right, and
+    GRPO moves probability onto the right ones."""
     out = tmp_path / "runs"
     sft_cfg = config.compose(
         ["logging=none", f"training.output_dir={out}", "training.run_name=sft", "training.save_strategy=no"]
-        + ["training.max_steps=250", "data.synthetic.tasks=[upper]", "data.synthetic.num_examples=1000"]
+        + ["training.max_steps=200", "data.synthetic.tasks=[sort]", "data.synthetic.num_examples=1000"]
         + ["training.per_device_train_batch_size=16", "training.learning_rate=2e-3"]
         + ["data.synthetic.seed=1", *NO_EVAL]  # another seed: GRPO's held-out prompts are not its examples
     )
@@ -93,5 +93,5 @@ def test_grpo_after_sft_trains_on_a_reward_signal(tmp_path):
     print(f"held-out mean reward (exact match) {start:.3f} -> {end:.3f}, GRPO time {result.metrics['train_runtime']}")
     assert start >= 0.05  # SFT gives GRPO something to reward
     assert any(row["frac_reward_zero_std"] < 1 for row in steps)  # some groups' completions scored differently
-    assert end >= 0.05  # measured 0.19 to 0.28: the policy did not collapse (a collapsed one scores ~0)
+    assert end >= start + 0.1
     assert (result.run_dir / "adapter_model.safetensors").is_file()
