@@ -391,7 +391,7 @@ CASES = [
     Case(
         "grpo_reward_raises",  # json.loads called with keywords only: TypeError, on a trial call before training
         ["reward function json:loads failed: TypeError"],
-        ["recipe=tiny_grpo", "grpo.rewards=[json:loads]", "data.synthetic.num_examples=40"],
+        ["recipe=tiny_grpo", "grpo.rewards=[json:loads]", "data.synthetic.num_examples=80"],
         after_loading=True,
     ),
     Case(

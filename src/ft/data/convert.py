@@ -132,7 +132,7 @@ def load_splits(cfg: DataConfig, carve: bool):
     if carve and cfg.eval_size > 0:
         size = int(cfg.eval_size) if cfg.eval_size >= 1 else cfg.eval_size
         if len(train) < 2 or (isinstance(size, int) and size >= len(train)):
-            raise FtError(f"data.eval_size={cfg.eval_size} leaves no training examples out of {len(train)}")
+            raise FtError(f"data.eval_size={size} leaves no training examples out of {len(train)}")
         split = train.train_test_split(test_size=size, seed=cfg.seed)
         return split["train"], split["test"]
     return train, None
