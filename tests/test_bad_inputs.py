@@ -479,7 +479,7 @@ CASES = [
     Case(
         "dropout_on_fused_experts",
         ["no LoRA dropout on the fused MoE experts", "peft.lora_dropout=0"],
-        ["model.tiny.family=qwen3_moe"],
+        ["model.tiny.family=qwen3_moe", "peft.lora_dropout=0.05"],
         after_loading=True,
     ),
     Case(

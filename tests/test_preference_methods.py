@@ -91,9 +91,10 @@ def test_reward_model_ranks_held_out_pairs(tmp_path):
     )
     assert by_hand == pytest.approx(end["eval_accuracy"])
     assert end["eval_loss"] < start["eval_loss"]
-    # measured 0.547 -> 0.922 on these 64 pairs (59 ranked right): the synthetic pairs' rejected answers are each
-    # task's typical mistake. 0.85 leaves room for the few near-ties another CPU's float rounding could flip.
-    assert end["eval_accuracy"] >= 0.85 and end["eval_accuracy"] - start["eval_accuracy"] >= 0.2
+    # measured 0.547 -> 0.984 on these 64 pairs (63 ranked right; 0.953 and 0.922 with training seeds 1 and 2):
+    # the synthetic pairs' rejected answers are each task's typical mistake. 0.9 leaves 5 pairs for the near-ties
+    # another CPU's float rounding could flip.
+    assert end["eval_accuracy"] >= 0.9 and end["eval_accuracy"] - start["eval_accuracy"] >= 0.2
     with pytest.raises(FtError, match="is a reward model"):  # generate / chat / eval / merge need an LM head
         loading.load_model(result.run_dir, loading.load_config(result.run_dir))
 
