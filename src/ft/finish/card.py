@@ -204,16 +204,15 @@ def render(
         'Or with ft: `python -m ft generate run_dir=<this directory> prompt="..."`, `python -m ft chat run_dir=...`,',
         "`python -m ft eval run_dir=...`.",
         "",
-        "## Recipe",
-        "",
-        "The resolved config (also in `config.yaml`):",
-        "",
-        "```yaml",
-        (Path(run_dir) / rundir.CONFIG).read_text().rstrip(),
-        "```",
-        "",
+        *recipe_section(run_dir),
     ]
     return "\n".join(lines)
+
+
+def recipe_section(run_dir: Path) -> list[str]:
+    """The card's last section: the run's resolved config."""
+    config_text = (Path(run_dir) / rundir.CONFIG).read_text().rstrip()
+    return ["## Recipe", "", "The resolved config (also in `config.yaml`):", "", "```yaml", config_text, "```", ""]
 
 
 def write(cfg, run_dir: Path, trainer, metrics: dict) -> Path:

@@ -93,12 +93,9 @@ def special_tokens(family: Family) -> list[str]:
     return list(dict.fromkeys(t for t in tokens if t))
 
 
-def model_config(family: Family, shape, tokenizer):
-    """The family's transformers config for the tiny shape, token ids from `tokenizer`."""
-    import transformers
-
-    config_class = getattr(transformers, family.config_class)
-    settings = dict(
+def shape_settings(shape, tokenizer) -> dict:
+    """The config keywords every family shares: the tiny shape, and the token ids from `tokenizer`."""
+    return dict(
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size,
@@ -112,7 +109,14 @@ def model_config(family: Family, shape, tokenizer):
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    settings.update(family.config)
+
+
+def model_config(family: Family, shape, tokenizer):
+    """The family's transformers config for the tiny shape, token ids from `tokenizer`."""
+    import transformers
+
+    config_class = getattr(transformers, family.config_class)
+    settings = shape_settings(shape, tokenizer) | family.config
     if family.moe:  # experts are narrower than a dense MLP
         settings["moe_intermediate_size" if "num_experts" in settings else "intermediate_size"] = (
             shape.intermediate_size // 2

@@ -113,19 +113,7 @@ def _build(shape: TinyModelConfig, out: Path) -> None:
     config = (
         families.model_config(family, shape, tokenizer)
         if family
-        else LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=shape.hidden_size,
-            intermediate_size=shape.intermediate_size,
-            num_hidden_layers=shape.num_hidden_layers,
-            num_attention_heads=shape.num_attention_heads,
-            num_key_value_heads=shape.num_key_value_heads,
-            max_position_embeddings=shape.max_position_embeddings,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            tie_word_embeddings=False,
-        )
+        else LlamaConfig(**families.shape_settings(shape, tokenizer))
     )
     torch.manual_seed(shape.seed)
     model = AutoModelForCausalLM.from_config(config)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from ft.finish import card
 from ft.run import rundir
 
 USAGE = """import torch
@@ -87,12 +88,7 @@ def render_card(cfg, run_dir: Path, metrics: dict, base: str, num_processes: int
         "",
         'Or with ft: `python -m ft generate run_dir=<this directory> prompt="..."`.',
         "",
-        "## Recipe",
-        "",
-        "```yaml",
-        (Path(run_dir) / rundir.CONFIG).read_text().rstrip(),
-        "```",
-        "",
+        *card.recipe_section(run_dir),
     ]
     return "\n".join(lines)
 
