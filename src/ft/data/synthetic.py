@@ -2,7 +2,7 @@
 
 Each task turns a `random.Random` into one (instruction, answer) pair. Same seed, same examples.
 For GRPO each example is its prompt and its answer (for the reward functions to check).
-For preference training each example also gets a wrong answer (a near miss of the right one) from
+For preference training each example also gets a wrong answer (the task's typical mistake) from
 its own generator, so the prompts are the same as SFT's for the same seed; for KTO (unpaired) every
 other example keeps its right answer, labelled true, and the others their wrong one, labelled false.
 """
