@@ -74,11 +74,11 @@ def test_grpo_after_sft_raises_the_held_out_reward(tmp_path):
     reward is TRL's eval_reward: exact match of 4 completions sampled at temperature 1.5 for each of 64
     held-out `sort` prompts (256 samples), at the start (eval_on_start) and at the end. Measured: 0.23 -> 0.49
     in the recipe's 100 steps after 200 SFT steps (0.21 -> 0.49 with LoRA dropout 0.05; 0.46 -> 0.69 in 80
-    steps and 0.46 -> 0.73 in 150 after 300 SFT steps). Three evals of one unchanged model gave 0.17 to 0.23, differences of at most 0.04: a rise of 0.1
-    is well beyond that noise and well below every rise measured. Why temperature 1.5: at 1.0 the SFT
-    model's mistakes are confident ones RL cannot fix in a CPU budget (no rise in 100 steps at lr 1e-5 to
-    3e-5; lr 3e-4 degraded it), while at 1.5 many samples are wrong where the greedy answer is right, and
-    GRPO moves probability onto the right ones."""
+    steps and 0.46 -> 0.73 in 150 after 300 SFT steps). Three evals of one unchanged model gave 0.17 to 0.23,
+    differences of at most 0.04: a rise of 0.1 is well beyond that noise and well below every rise measured.
+    Why temperature 1.5: at 1.0 the SFT model's mistakes are confident ones RL cannot fix in a CPU budget (no
+    rise in 100 steps at lr 1e-5 to 3e-5; lr 3e-4 degraded it), while at 1.5 many samples are wrong where the
+    greedy answer is right, and GRPO moves probability onto the right ones."""
     out = tmp_path / "runs"
     sft_cfg = config.compose(
         ["logging=none", f"training.output_dir={out}", "training.run_name=sft", "training.save_strategy=no"]
