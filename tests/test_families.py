@@ -133,6 +133,21 @@ def test_method_per_family(tmp_path):
     }
 
 
+
+@pytest.mark.parametrize("family", ["qwen3_moe", "mixtral"])
+def test_moe_family_trains_with_the_default_recipe_and_answers_its_prompts(family, tmp_path):
+    """The default recipe has no LoRA dropout, so a MoE family needs no extra option; after training, TRL has
+    switched router logits on for its load-balancing loss, and the exact-match report still generates."""
+    from ft.tasks import sft
+
+    cfg = config.compose(
+        [*SHAPE, f"model.tiny.family={family}", "logging=none", f"training.output_dir={tmp_path}"]
+        + ["training.max_steps=2", "training.eval_steps=2", "training.save_strategy=no"]
+        + ["data.synthetic.num_examples=100"]
+    )
+    result = sft.train(cfg)
+    assert 0 <= result.metrics["exact_match"] <= 1
+
 def test_system_turn_the_template_rejects_is_one_line(tmp_path, capsys):
     data = write_jsonl(tmp_path / "chat.jsonl", [{"messages": TURNS}] * 3 + [{"messages": [SYSTEM, *TURNS]}])
     overrides = [*BASE, "model.tiny.family=mistral", f"data.source={data}", f"training.output_dir={tmp_path / 'r'}"]

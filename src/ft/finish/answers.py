@@ -19,6 +19,9 @@ def report(cfg, trainer) -> dict:
         return {}
     rows = [eval_rows[i] for i in range(min(PROMPTS, len(eval_rows)))]
     tokenizer, model = trainer.processing_class, trainer.model
+    text_config = model.config.get_text_config()
+    if getattr(text_config, "output_router_logits", False):  # TRL's MoE load-balancing loss; generate fails with it
+        text_config.output_router_logits = False
     longest = max(len(tokenizer(row["messages"][-1]["content"]).input_ids) for row in rows)
     generate = dict(device=trainer.args.device, max_new_tokens=longest + 1, batch_size=32)
     model.eval()
