@@ -133,7 +133,6 @@ def test_method_per_family(tmp_path):
     }
 
 
-
 @pytest.mark.parametrize("family", ["qwen3_moe", "mixtral"])
 def test_moe_family_trains_with_the_default_recipe_and_answers_its_prompts(family, tmp_path):
     """The default recipe has no LoRA dropout, so a MoE family needs no extra option; after training, TRL has
@@ -147,6 +146,7 @@ def test_moe_family_trains_with_the_default_recipe_and_answers_its_prompts(famil
     )
     result = sft.train(cfg)
     assert 0 <= result.metrics["exact_match"] <= 1
+
 
 def test_system_turn_the_template_rejects_is_one_line(tmp_path, capsys):
     data = write_jsonl(tmp_path / "chat.jsonl", [{"messages": TURNS}] * 3 + [{"messages": [SYSTEM, *TURNS]}])
