@@ -8,6 +8,7 @@ import sys
 import torch
 
 from ft import config
+from ft.run import distributed
 from ft.tasks.sft import train
 
 PROMPTS = ["What is 12 + 30?", "Reverse the letters: abcde"]
@@ -22,3 +23,4 @@ with torch.no_grad():
     logits = model(**batch).logits
 if trainer.is_world_process_zero():
     torch.save({"logits": logits, "world_size": int(os.environ["WORLD_SIZE"]), "prompts": PROMPTS}, out_file)
+distributed.close()

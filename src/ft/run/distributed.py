@@ -160,6 +160,19 @@ def wait_for_everyone(state, phase: str, timeout_s: int) -> None:
         ) from None
 
 
+def close() -> None:
+    """Destroy this process's process group, if it has one, while Python is still fully alive. A
+    process that exits with its gloo group alive can abort with SIGABRT ("terminate called without an
+    active exception") as the interpreter tears down (pytorch/pytorch#179291); torch asks every
+    process to call destroy_process_group at the end."""
+    if "torch" not in sys.modules:  # nothing was set up
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def parameter_checksum(model) -> float:
     import torch
 

@@ -17,7 +17,10 @@ def run(cfg, overrides: list[str]) -> None:
         _launch(cfg, overrides)
         return
     task = importlib.import_module(f"ft.tasks.{cfg.task}")
-    task.train(cfg, command=["python", "-m", "ft", "train", *overrides])
+    try:
+        task.train(cfg, command=["python", "-m", "ft", "train", *overrides])
+    finally:
+        distributed.close()
 
 
 def _launch(cfg, overrides: list[str]) -> None:
