@@ -7,6 +7,7 @@ from conftest import NO_EVAL, write_jsonl
 from ft import config, data
 from ft.data import synthetic
 from ft.errors import FtError
+from ft.run import session
 from ft.tasks import grpo, rewards, sft
 
 TASKS = ["add", "reverse", "upper", "sort"]
@@ -26,6 +27,18 @@ def test_plain_and_conversational_prompts_keep_their_other_columns(tmp_path):
     train, _ = data.load(cfg.data)
     assert train[0] == {"prompt": "2+2?", "answer": "4"}
     assert train[1] == {"prompt": [{"role": "user", "content": "3+3?"}], "answer": "6"}
+
+
+@pytest.mark.parametrize(
+    "metrics, line",
+    [
+        ({"base_reward": 0.25, "eval_reward": 0.5}, "ft: eval mean reward 0.2500 (start) -> 0.5000"),
+        ({"eval_reward": 0.5}, "ft: eval mean reward 0.5000\n"),  # no start without eval_before_training
+    ],
+)
+def test_summary_reports_the_start_reward_only_when_it_was_measured(metrics, line, tmp_path, capsys):
+    session._print_summary(tmp_path, metrics)
+    assert line in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -189,10 +189,8 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         f"ft: done in {metrics.get('train_runtime', 0):.1f}s, train loss {metrics.get('train_loss', float('nan')):.4f}"
     ]
     if "eval_reward" in metrics:  # GRPO: its eval loss is no measure of the model
-        lines.append(
-            f"ft: eval mean reward {metrics.get('base_reward', float('nan')):.4f} (start) -> "
-            f"{metrics['eval_reward']:.4f}"
-        )
+        start = f"{metrics['base_reward']:.4f} (start) -> " if "base_reward" in metrics else ""
+        lines.append(f"ft: eval mean reward {start}{metrics['eval_reward']:.4f}")
     elif "base_loss" in metrics and "eval_loss" in metrics:
         ratio = metrics["eval_loss"] / metrics["base_loss"]
         lines.append(
