@@ -65,7 +65,7 @@ def _other_adapter(tmp: Path) -> Path:
 def _existing_run(out: Path, extra: list[str], **files: str) -> list[str]:
     """A run dir as an earlier run of `extra` would have left it (config.yaml + the given files)."""
     cfg = config.compose([*QUICK, *extra, f"training.output_dir={out}", f"training.run_name={RUN}"])
-    detect.resolve(cfg, announce=False)  # a run saves its config with data.format resolved
+    cfg = detect.resolved(cfg)
     (out / RUN).mkdir()
     (out / RUN / "config.yaml").write_text(config.to_yaml(cfg))
     for name, text in files.items():
@@ -88,7 +88,7 @@ def _incomplete_checkpoint(tmp: Path) -> list[str]:
 def _image_folder(tmp: Path, change: str) -> list[str]:
     """An imagefolder of 4 synthetic captioned images for task=text_to_image, spoilt by `change`: missing (an
     image deleted), unreadable (an image's bytes replaced), captionless (a row without its caption)."""
-    from ft.data import images
+    from ft.tasks.text_to_image import images
 
     folder = images.write_folder(images.synthetic(4, 16, seed=0), tmp / "pictures")
     if change == "missing":

@@ -63,11 +63,11 @@ def test_unknown_command_is_one_line_exit_2():
 
 
 def _options_classes():
+    from ft.commands.slurm import SbatchOptions
     from ft.finish.evaluate import EvalOptions
     from ft.finish.generate import ChatOptions, GenerateOptions
     from ft.finish.hub import PushOptions
     from ft.finish.merge import MergeOptions
-    from ft.run.slurm import SbatchOptions
 
     return {
         "generate": GenerateOptions,

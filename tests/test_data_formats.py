@@ -34,7 +34,7 @@ def test_each_format_is_recognised_from_its_columns(fmt, tmp_path, capsys):
     task, row = ROWS[fmt]
     cfg = compose(tmp_path, [row] * 4, f"task={task}")
     assert cfg.data.format == "auto"
-    detect.resolve(cfg)
+    cfg = detect.resolved(cfg, announce=True)
     assert cfg.data.format == fmt
     assert (
         capsys.readouterr().out.strip()
@@ -51,7 +51,7 @@ def test_renamed_columns_are_recognised(tmp_path):
         "+data.columns.prompt=question",
         "+data.columns.completion=answer",
     )
-    detect.resolve(cfg, announce=False)
+    cfg = detect.resolved(cfg)
     assert cfg.data.format == "prompt_completion"
     assert data.load(cfg.data)[0][0] == {"prompt": "q", "completion": "a"}
 
@@ -60,7 +60,7 @@ def test_implicit_prompt_preference_pairs_are_recognised_and_split(tmp_path):
     answer = [{"role": "assistant", "content": "5"}]
     pair = {"chosen": TURNS[:1] + answer, "rejected": TURNS[:1] + [{"role": "assistant", "content": "6"}]}
     cfg = compose(tmp_path, [pair] * 3, "task=dpo")
-    detect.resolve(cfg, announce=False)
+    cfg = detect.resolved(cfg)
     assert cfg.data.format == "preference"
     row = data.load(cfg.data, "dpo")[0][0]
     assert row["prompt"] == TURNS[:1] and row["chosen"] == answer  # TRL's extract_prompt: the shared turns
@@ -77,7 +77,7 @@ def test_the_most_specific_fit_wins():
 )
 def test_synthetic_data_is_generated_in_the_tasks_format(task, fmt):
     cfg = config.compose([f"task={task}", "data.synthetic.num_examples=20"])
-    detect.resolve(cfg, announce=False)
+    cfg = detect.resolved(cfg)
     assert cfg.data.format == fmt
     train, evaluation = data.load(cfg.data, task)
     assert len(train) + len(evaluation) == 20

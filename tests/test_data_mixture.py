@@ -20,7 +20,7 @@ def _mixture(tmp_path, a: str, b: str, *extra):
     path_a, path_b = _files(tmp_path)
     sources = f"data.sources=[{{source:{path_a}{a}}},{{source:{path_b}{b}}}]"
     cfg = config.compose([sources, "data.eval_size=0", *extra])
-    detect.resolve(cfg, announce=False)
+    cfg = detect.resolved(cfg)
     return data.load(cfg.data)
 
 

@@ -7,8 +7,8 @@ from conftest import NO_EVAL, write_jsonl
 from ft import config, data
 from ft.data import synthetic
 from ft.errors import FtError
-from ft.run import session
 from ft.tasks import grpo, rewards, sft
+from ft.training import session
 
 TASKS = ["add", "reverse", "upper", "sort"]
 

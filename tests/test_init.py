@@ -8,7 +8,7 @@ import yaml
 
 from conftest import NO_EVAL, QUICK, assert_refused, run_ft
 from ft import config
-from ft.config import init_recipe
+from ft.commands import init as init_recipe
 
 
 @pytest.mark.parametrize("recipe", config.group_options("recipe"))

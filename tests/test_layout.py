@@ -1,5 +1,5 @@
-"""The package's shape: small modules, and no import cycle between ft's modules (counting the imports
-inside functions too, which hide a cycle from Python until the function runs)."""
+"""The package's shape: small modules, layers that only look down, and no import cycle between ft's modules
+(counting the imports inside functions too, which hide a cycle from Python until the function runs)."""
 
 import ast
 from pathlib import Path
@@ -7,7 +7,24 @@ from pathlib import Path
 import ft
 
 SRC = Path(ft.__file__).parent
-MAX_LINES = 300
+MAX_LINES = 400
+# Each layer may import the layers before it, never one after it (docs: Architecture). The schema and the
+# task registry are the bottom; composing a config (ft.config.compose) runs the config-alone rules, so it sits
+# above ft.rules. A task module's top level imports only the bottom: every layer reads its declaration.
+LAYERS = [
+    ["ft", "ft.errors", "ft.options"],
+    ["ft.config.names", "ft.config.data_schema", "ft.config.schema", "ft.config.registry", "ft.config.saved"],
+    ["ft.data"],
+    ["ft.models"],
+    ["ft.run"],
+    ["ft.rules"],
+    ["ft.config", "ft.config.recipe_file", "ft.config.reference"],
+    ["ft.finish"],
+    ["ft.training"],
+    ["ft.tasks"],
+    ["ft.commands"],
+    ["ft.cli", "ft.__main__"],
+]
 
 
 def _module_name(path: Path) -> str:
@@ -31,7 +48,48 @@ def _imports(module: str) -> set[str]:
     return found - {module}
 
 
-def test_no_module_is_over_300_lines():
+def _layer(module: str) -> int:
+    """The index of the layer `module` belongs to (its longest matching package)."""
+    owners = [
+        (len(name), index)
+        for index, names in enumerate(LAYERS)
+        for name in names
+        if module == name or module.startswith(name + ".")
+    ]
+    return max(owners)[1]
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in MODULES if not any(m == n or m.startswith(n + ".") for names in LAYERS for n in names)] == []
+
+
+def test_imports_follow_the_layer_order():
+    upward = sorted(
+        f"{module} -> {dependency}"
+        for module in MODULES
+        for dependency in _imports(module)
+        if _layer(dependency) > _layer(module)
+    )
+    assert upward == []
+
+
+def test_task_modules_declare_themselves_with_light_imports():
+    """What the registry imports to read a task's declaration stays at ft.config and below."""
+    top_level = {"ft.tasks", *(m for m in MODULES if m.count(".") == 2 and m.startswith("ft.tasks."))}
+    heavy = []
+    for module in top_level:
+        tree = ast.parse(MODULES[module].read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ft"):
+                names = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
+                    for a in node.names
+                ]
+                heavy += [f"{module} -> {n}" for n in names if _layer(n) > 1 and not n.startswith(module + ".")]
+    assert heavy == []
+
+
+def test_no_module_is_over_400_lines():
     sizes = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
 

@@ -132,7 +132,7 @@ def test_trains_saves_and_reloads(task, module, tmp_path):
     card = (result.run_dir / "README.md").read_text()
     assert f"TRL {task.upper()} trainer" in card
     if task == "kto":  # unpaired data: no pairs for ft eval to score
-        with pytest.raises(FtError, match="ft eval scores preference pairs"):
+        with pytest.raises(FtError, match="ft eval does not score task=kto runs"):
             evaluate.evaluate(evaluate.EvalOptions(run_dir=str(result.run_dir)))
         return
     accuracy = result.metrics["eval_rewards/accuracies"]

@@ -6,7 +6,7 @@ import csv
 import pytest
 
 from conftest import QUICK, assert_refused, run_ft
-from ft.run import sweep
+from ft.commands import sweep
 
 
 def test_combinations_are_the_product_of_the_listed_values():

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from ft import config
-from ft.data import images
-from ft.models import diffusion, diffusion_render
 from ft.run import rundir
+from ft.tasks.text_to_image import images
+from ft.tasks.text_to_image import pipeline as diffusion
+from ft.tasks.text_to_image import render as diffusion_render
 
 TRAIN = [
     "recipe=tiny_sd_lora",

@@ -30,7 +30,7 @@ def step_losses(run_dir: Path) -> dict[int, float]:
 def test_sdxl_lora_with_8bit_adam_and_checkpointing_trains_and_reloads_into_a_fresh_sdxl_pipeline(tmp_path):
     from diffusers import DiffusionPipeline
 
-    from ft.models import diffusion
+    from ft.tasks.text_to_image import pipeline as diffusion
 
     # with the sdxl_dreambooth_lora recipe's memory savers: 8-bit Adam and activation checkpointing
     memory = ["optim=adamw_8bit", "training.activation_checkpointing=true", "diffusion.train_text_encoder=true"]

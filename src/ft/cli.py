@@ -33,22 +33,22 @@ def cmd_train(args) -> int:
     from ft import config
 
     if args.multirun:
-        from ft.run import sweep
+        from ft.commands import sweep
 
         return sweep.run(args.overrides, show_config=args.cfg == "job")
     cfg = config.compose(args.overrides)
     if args.cfg == "job":
         print(config.to_yaml(cfg), end="")
         return 0
-    from ft import tasks
+    from ft.training import launch
 
-    tasks.run(cfg, args.overrides)
+    launch.run(cfg, args.overrides)
     return 0
 
 
 def cmd_preprocess(args) -> int:
     from ft import config
-    from ft.data.preprocess import preprocess
+    from ft.commands.preprocess import preprocess
 
     preprocess(config.compose(args.overrides))
     return 0
@@ -56,8 +56,8 @@ def cmd_preprocess(args) -> int:
 
 def cmd_sbatch(args) -> int:
     from ft import config
+    from ft.commands import slurm
     from ft.options import from_flags
-    from ft.run import slurm
 
     options = from_flags(slurm.SbatchOptions, args)
     if options.nodes < 1 or options.gpus_per_node < 1:
@@ -77,7 +77,7 @@ def cmd_sbatch(args) -> int:
 
 
 def cmd_init(args) -> int:
-    from ft.config import init_recipe
+    from ft.commands import init as init_recipe
 
     path = init_recipe.write(args.path, args.source)
     print(f"ft: wrote {path}: edit it, then train it with: python -m ft train {args.path}")
@@ -95,7 +95,7 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from ft.data import preview
+    from ft.commands import preview
 
     preview.preview(args.arguments)
     return 0
@@ -110,8 +110,13 @@ def _options(args):
 
 def cmd_generate(args) -> int:
     from ft.finish import generate
+    from ft.tasks.text_to_image import generate as generate_image
 
-    generate.generate(_options(args))
+    options = _options(args)
+    if generate_image.is_image_run(options.run_dir):  # a text-to-image run renders its prompt
+        generate_image.generate(options.run_dir, options.prompt, options.image)
+    else:
+        generate.generate(options)
     print(flush=True)
     return 0
 
@@ -162,6 +167,16 @@ def _add_key_value_command(commands, name: str, options, run, help: str, descrip
     return command
 
 
+def _task_list() -> str:
+    """`task=NAME` choices for `ft train --help`, from the registry (a task of your own: task=my_pkg.my_module)."""
+    from ft.config import registry
+
+    tasks = registry.tasks()
+    width = max(map(len, tasks))
+    lines = [f"  {name:<{width}}  {task.summary}" for name, task in tasks.items()]
+    return "tasks (task=NAME, or task=my_pkg.my_module for a task of your own):\n" + "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m ft",
@@ -175,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="fine-tune a model from a recipe and key=value overrides",
-        description="Compose a recipe from the config groups and overrides, then train with the task's TRL "
-        "trainer (SFT, DPO).",
+        description="Compose a recipe from the config groups and overrides, then train with the task's trainer.\n\n"
+        + _task_list(),
         epilog=reference.train_epilog(USAGE_EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -191,12 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preprocess.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
     preprocess.set_defaults(run=cmd_preprocess)
+    from ft.commands.slurm import SbatchOptions
     from ft.finish.evaluate import EvalOptions
     from ft.finish.generate import ChatOptions, GenerateOptions
     from ft.finish.hub import PushOptions
     from ft.finish.merge import MergeOptions
     from ft.options import add_flags
-    from ft.run.slurm import SbatchOptions
 
     sbatch = commands.add_parser(
         "sbatch",

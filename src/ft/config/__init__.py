@@ -10,7 +10,8 @@ import re
 import typing
 from pathlib import Path
 
-from ft.config import recipe_file
+from ft.config import recipe_file, registry
+from ft.config.saved import to_yaml  # noqa: F401 (ft.config's interface)
 from ft.config.schema import FtConfig
 from ft.errors import FtError, did_you_mean
 
@@ -38,9 +39,16 @@ def _schema_fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+def field_type(f: dataclasses.Field):
+    """A field's type with Optional[...] taken off (a task's section is Optional[ItsConfig])."""
+    if typing.get_origin(f.type) is typing.Union:
+        return next(t for t in typing.get_args(f.type) if t is not type(None))
+    return f.type
+
+
 def _check_key(key: str) -> None:
     """Fail on a dotted key that is not in the schema (dict-valued fields accept any sub-key)."""
-    node, walked = FtConfig, []
+    node, walked = registry.config_class(), []
     for part in key.split("."):
         if node is dict:
             return
@@ -51,7 +59,7 @@ def _check_key(key: str) -> None:
                 f"unknown key '{key}': {did_you_mean(part, fields)}valid keys in {where}: {', '.join(fields)}"
             )
         walked.append(part)
-        node = typing.get_origin(fields[part].type) or fields[part].type
+        node = typing.get_origin(field_type(fields[part])) or field_type(fields[part])
         if not (dataclasses.is_dataclass(node) or node is dict):
             node = None
     if node is not None and dataclasses.is_dataclass(node):
@@ -110,14 +118,19 @@ def compose(overrides: list[str]) -> FtConfig:
     from omegaconf import OmegaConf, open_dict
 
     overrides = recipe_file.expand(overrides)
+    _register_named_task(overrides)
     check_overrides(overrides)
-    ConfigStore.instance().store(name="ft_schema", node=FtConfig)
+    ConfigStore.instance().store(name="ft_schema", node=registry.config_class())
     recipe_path = recipe_file.path_in(overrides)
     if recipe_path:
         overrides = _use_recipe_file(recipe_path, overrides)
+    # A task's section is None until something sets it; Hydra cannot set a key under None, a merge can
+    sections = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in registry.section_owners()]
+    overrides = [o for o in overrides if o not in sections]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ft"):
             cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(sections)) if sections else cfg
     except Exception as e:  # Hydra and OmegaConf report bad YAML / wrong types with many classes
         message = f"invalid config: {_one_line(e)}"
         raise FtError(recipe_file.locate(message, e, recipe_path) if recipe_path else message) from None
@@ -148,7 +161,20 @@ def _use_recipe_file(path: Path, overrides: list[str]) -> list[str]:
     return [*kept, f"recipe={recipe_file.STORED_AS}", f"hydra.searchpath=['file://{path.parent}']"]
 
 
-def to_yaml(cfg: FtConfig) -> str:
-    from omegaconf import OmegaConf
+def _register_named_task(overrides: list[str]) -> None:
+    """A task of the user's own (task=my_pkg.my_module, on the command line or in a recipe file) registers
+    its section before the schema is built."""
+    path = recipe_file.path_in(overrides)
+    named = [o.split("=", 1)[1] for o in overrides if o.startswith("task=")]
+    if path is not None:  # its YAML errors are reported when it is loaded
+        import yaml
 
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+        try:
+            contents = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            contents = None
+        if isinstance(contents, dict):
+            named.append(str(contents.get("task", "")))
+    for name in named:
+        if "." in name:
+            registry.get(name)

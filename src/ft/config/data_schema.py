@@ -7,6 +7,18 @@ from typing import Dict, Optional
 from ft.options import option
 
 FORMATS = ["messages", "alpaca", "sharegpt", "prompt_completion", "text", "preference", "unpaired", "prompts"]
+SFT_FORMATS = ["messages", "alpaca", "sharegpt", "prompt_completion", "text"]  # supervised: answers to imitate
+# The formats that hold something other than answers to imitate: format -> (what a task trains on with it,
+# what the format holds, its rows), for the one-line refusals of a task given the wrong kind of data
+KINDS = {
+    "preference": ("preference pairs", "pairs of answers", "rows prompt/chosen/rejected"),
+    "unpaired": (
+        "single answers labelled good or bad",
+        "single answers labelled good or bad",
+        "rows prompt/completion/label",
+    ),
+    "prompts": ("prompts it answers itself", "prompts without answers", "rows with a prompt"),
+}
 
 
 @dataclass

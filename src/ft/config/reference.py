@@ -5,8 +5,7 @@ import dataclasses
 import itertools
 import textwrap
 
-from ft.config import CONF_DIR
-from ft.config.schema import FtConfig
+from ft.config import CONF_DIR, field_type, registry
 from ft.errors import FtError
 from ft.options import BOUNDS
 
@@ -29,12 +28,13 @@ def _allowed(metadata) -> str:
     return ", ".join(f"{symbol} {metadata[name]}" for name, (symbol, _) in BOUNDS.items() if name in metadata)
 
 
-def reference(cls=FtConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """Every config key of the schema: (dotted key, default, allowed values, help)."""
+def reference(cls=None, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Every config key of the schema, each task's section included: (dotted key, default, allowed values,
+    help)."""
     rows = []
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(f.type):
-            rows += reference(f.type, f"{prefix}{f.name}.")
+    for f in dataclasses.fields(cls or registry.config_class()):
+        if dataclasses.is_dataclass(field_type(f)):
+            rows += reference(field_type(f), f"{prefix}{f.name}.")
         else:
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default
             rows.append((f"{prefix}{f.name}", _shown(default), _allowed(f.metadata), f.metadata["help"]))

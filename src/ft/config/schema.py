@@ -1,7 +1,8 @@
 """The typed config schema: the single source of every default, allowed value and numeric range.
 
 YAML files under conf/ and recipes/ only override these values. Each dataclass is one config group;
-`FtConfig` is the root. Registered in Hydra's ConfigStore by `ft.config`, which checks every value
+`FtConfig` is the root, to which ft.config.registry adds each task's own section (declared beside the
+task, e.g. ft.tasks.dpo). Registered in Hydra's ConfigStore by `ft.config`, which checks every value
 against the `choices` and bounds declared here before anything heavy is imported.
 """
 
@@ -9,17 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ft.config.data_schema import FORMATS, DataCacheConfig, DataSourceConfig
-from ft.config.diffusion_schema import DiffusionConfig
 from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULERS, TINY_FAMILIES, TORCH_DTYPES
-from ft.config.task_schema import GrpoConfig, PreferenceConfig
 from ft.options import option
 
 TINY_MODEL = "tiny"  # model.name_or_path value that selects the offline tiny Llama
 SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
-TASKS = ["sft", "dpo", "reward", "orpo", "simpo", "kto", "grpo", "text_to_image"]  # modules of ft.tasks
-PREFERENCE_TASKS = ["dpo", "reward", "orpo", "simpo"]  # the tasks that train on data.format=preference
-UNPAIRED_TASKS = ["kto"]  # the tasks that train on data.format=unpaired
-PROMPT_TASKS = ["grpo"]  # the tasks that train on data.format=prompts (they generate the answers)
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
 
 
@@ -258,7 +253,10 @@ class HubConfig:
 
 @dataclass
 class FtConfig:
-    task: str = option("sft", choices=TASKS, help="the training task: a module of ft.tasks")
+    task: str = option(
+        "sft",
+        help="the training task: one of ft's (ft train --help lists them), or my_pkg.my_module: a task of your own",
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -267,8 +265,5 @@ class FtConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
-    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
-    grpo: GrpoConfig = field(default_factory=GrpoConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     recipe: Optional[str] = option(None, help="the recipe's name, recorded from the recipe=NAME choice")

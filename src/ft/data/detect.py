@@ -2,12 +2,13 @@
 renames them), among the formats the task trains on. The most specific fit wins (prompt/completion/label
 is unpaired, not prompt_completion); columns that fit none, or several equally, are refused in one line.
 
-Resolved once, before the run dir is written, so that the saved config (and everything that reads it
+Resolved once (`resolved`), before the run dir is written, so that the saved config (and everything that reads it
 later: resume, eval, generate, the model card) names the concrete format."""
 
 import dataclasses
 
-from ft.config.schema import PREFERENCE_TASKS, PROMPT_TASKS, UNPAIRED_TASKS
+from ft.config import registry
+from ft.config.data_schema import KINDS
 from ft.errors import FtError
 
 # Fields each format reads: (required, optional). data.columns maps these names to source columns.
@@ -22,19 +23,13 @@ FIELDS = {
     "prompts": (["prompt"], []),
 }
 IMPLICIT_PROMPT = ["chosen", "rejected"]  # preference pairs whose shared prompt opens both answers (TRL's form)
-SFT_FORMATS = ["messages", "alpaca", "sharegpt", "prompt_completion", "text"]
 # The dataset form each format becomes (TRL's names): sources of a mixture must all become the same one
 FORMS = {"messages": "conversational", "alpaca": "conversational", "sharegpt": "conversational"}
 
 
 def task_formats(task: str) -> list[str]:
-    if task in PREFERENCE_TASKS:
-        return ["preference"]
-    if task in UNPAIRED_TASKS:
-        return ["unpaired"]
-    if task in PROMPT_TASKS:
-        return ["prompts"]
-    return SFT_FORMATS
+    """The formats `task` trains on (ft.config.registry); synthetic data is generated in the first."""
+    return list(registry.get(task).formats)
 
 
 def form(fmt: str) -> str:
@@ -95,34 +90,37 @@ def source_format(data_cfg, task: str, where: str = "data") -> str:
     return detect(renamed(split.column_names, data_cfg.columns), task, where)
 
 
-def resolve(cfg, announce: bool = True) -> None:
-    """Make cfg.data.format (and each data.sources entry's format) concrete, checked against the task;
-    `announce`: print one line saying what was chosen."""
-    from ft.rules import tasks
-
+def resolved(cfg, announce: bool = False):
+    """The config with data.format (and each data.sources entry's format) made concrete and checked against
+    the task (the same config when nothing is `auto`); `announce`: print one line saying what was chosen."""
     data = cfg.data
-    if cfg.task == "text_to_image":  # images with captions (ft.data.images): no text format to choose
-        return
+    if not task_formats(cfg.task):  # e.g. text_to_image's captioned images: no text format to choose
+        return cfg
     if not data.sources:
-        if data.format == "auto":
-            data.format = source_format(data, cfg.task)
-            _say(announce, f"data.format=auto: {data.format} ({_origin(data, cfg.task)})")
-        return
+        if data.format != "auto":
+            return cfg
+        fmt = source_format(data, cfg.task)
+        _say(announce, f"data.format=auto: {fmt} ({_origin(data, cfg.task)})")
+        return dataclasses.replace(cfg, data=dataclasses.replace(data, format=fmt))
+    sources = []
     for index, entry in enumerate(data.sources):
         where = f"data.sources[{index}]"
         if entry.format == "auto":
-            entry.format = source_format(source_config(data, entry), cfg.task, where)
+            entry = dataclasses.replace(entry, format=source_format(source_config(data, entry), cfg.task, where))
             _say(announce, f"{where}.format=auto: {entry.format} ({_origin(entry, cfg.task)})")
-        tasks.check_format(cfg.task, entry.format)
-    forms = {form(entry.format) for entry in data.sources}
+        check_format(cfg.task, entry.format)
+        sources.append(entry)
+    forms = {form(entry.format) for entry in sources}
     if len(forms) > 1:
-        shown = ", ".join(f"{entry.source}: {entry.format}" for entry in data.sources)
+        shown = ", ".join(f"{entry.source}: {entry.format}" for entry in sources)
         raise FtError(
             f"data.sources become different dataset forms ({', '.join(sorted(forms))}; {shown}): a mixture must be "
             f"all conversational (messages / alpaca / sharegpt) or all of one other format"
         )
-    if data.format == "auto" or form(data.format) not in forms:
-        data.format = data.sources[0].format  # what the mixture is: the form every source became
+    fmt = data.format
+    if fmt == "auto" or form(fmt) not in forms:
+        fmt = sources[0].format  # what the mixture is: the form every source became
+    return dataclasses.replace(cfg, data=dataclasses.replace(data, format=fmt, sources=sources))
 
 
 def _origin(source, task: str) -> str:
@@ -132,3 +130,28 @@ def _origin(source, task: str) -> str:
 def _say(announce: bool, line: str) -> None:
     if announce:
         print(f"ft: {line}", flush=True)
+
+
+def check_format(task_name: str, fmt: str) -> None:
+    """The task trains on data of this format."""
+    task = registry.get(task_name)
+    if fmt in task.formats:
+        return
+    if not task.formats:
+        raise FtError(f"task={task.name} reads no data.format (its data is not text rows): unset data.format")
+    if len(task.formats) == 1 and task.formats[0] in KINDS:  # first what the task demands
+        wanted = task.formats[0]
+        trains_on, _, rows = KINDS[wanted]
+        raise FtError(
+            f"task={task.name} trains on {trains_on}, not data.format={fmt}: set data.format={wanted} ({rows}), "
+            f"or start from recipe=tiny_{task.name}"
+        )
+    if fmt in KINDS:  # then whose format it was given
+        readers = [t.name for t in registry.tasks().values() if fmt in t.formats]
+        raise FtError(
+            f"data.format={fmt} holds {KINDS[fmt][1]}, which task={task.name} cannot train on: "
+            f"use task={' / '.join(readers)}, or a format for task={task.name}"
+        )
+    raise FtError(
+        f"task={task.name} trains on data.format={' / '.join(task.formats)}, not data.format={fmt}: choose one of those"
+    )

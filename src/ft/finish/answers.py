@@ -3,6 +3,7 @@ answers to held-out prompts, untrained (adapter off) and trained, with a few sam
 saved in all_results.json (exact_match, base_exact_match)."""
 
 from ft import data
+from ft.config import registry
 from ft.finish.evaluate import generate_answers, is_right, untrained
 
 PROMPTS = 100  # held-out prompts scored
@@ -10,11 +11,12 @@ SAMPLES = 3  # of them shown with their answers
 
 
 def report(cfg, trainer) -> dict:
-    """Score, print and save; {} where it does not apply (not SFT on synthetic data, no eval split, or a
-    full fine-tune, whose untrained base is no longer in memory)."""
-    if cfg.task != "sft" or cfg.data.source != "synthetic" or not hasattr(trainer.model, "disable_adapter"):
+    """Score, print and save; {} where it does not apply (a task not scored on its answers, not synthetic
+    data, no eval split, or a full fine-tune, whose untrained base is no longer in memory)."""
+    adapter = hasattr(trainer.model, "disable_adapter")
+    if registry.get(cfg.task).evaluation != "answers" or cfg.data.source != "synthetic" or not adapter:
         return {}
-    _, eval_rows = data.load(cfg.data)
+    _, eval_rows = data.load(cfg.data, cfg.task)
     if not eval_rows or "messages" not in eval_rows.column_names:
         return {}
     rows = [eval_rows[i] for i in range(min(PROMPTS, len(eval_rows)))]

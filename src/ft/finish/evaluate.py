@@ -20,13 +20,12 @@ import sys
 from dataclasses import dataclass
 
 from ft import data
+from ft.config import registry
 from ft.data import templates
 from ft.errors import FtError
 from ft.finish import loading
 from ft.finish.preference_eval import shared_prefix
 from ft.options import option
-
-PAIRED_TASKS = ("dpo", "orpo", "simpo")  # scored on pairs (ft.finish.preference_eval); reward models cannot load
 
 
 @dataclass(kw_only=True)
@@ -171,11 +170,9 @@ def evaluate(options: EvalOptions) -> dict:
     run_dir = loading.check_run_dir(options.run_dir)
     max_examples, batch_size = options.max_examples, options.batch_size
     cfg = loading.load_config(run_dir)
-    if cfg.task == "kto":
-        raise FtError(
-            "ft eval scores preference pairs, and a KTO run's eval data is single answers labelled good or bad: its "
-            "eval metrics (rewards, KL) are in the run's eval_results.json and model card"
-        )
+    task = registry.get(cfg.task)
+    if task.evaluation is None:
+        raise FtError(f"ft eval does not score task={task.name} runs: {task.no_evaluation}")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     _, eval_rows = data.load(cfg.data, cfg.task)
     if eval_rows is None:
@@ -186,9 +183,9 @@ def evaluate(options: EvalOptions) -> dict:
         eval_rows = eval_rows.select(range(min(max_examples, len(eval_rows))))
     tokenizer = loading.load_tokenizer(run_dir)
     model = loading.load_model(run_dir, cfg, device_map={"": accelerator.device})
-    if cfg.task in PAIRED_TASKS:
+    if task.evaluation == "pairs":
         return _evaluate_pairs(model, tokenizer, eval_rows, cfg, run_dir, batch_size, options.base)
-    if cfg.task == "grpo":  # the prompts with their reference answers, when the data has them
+    if task.evaluation == "prompts":  # the prompts with their reference answers, when the data has them
         eval_rows = _prompts_as_conversations(eval_rows)
     features = [_features(row, tokenizer, cfg) for row in eval_rows]
     from torch.utils.data import DataLoader

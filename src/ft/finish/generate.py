@@ -106,10 +106,6 @@ class Session:
 def generate(options: GenerateOptions) -> str:
     if not options.prompt.strip():
         raise FtError('generate: prompt is empty: pass prompt="..."')
-    from ft.finish import generate_image
-
-    if generate_image.is_image_run(options.run_dir):
-        return str(generate_image.generate(options.run_dir, options.prompt, options.image))
     session = Session(options.run_dir)
     messages = session.conversation([], options.prompt) if session.chat else options.prompt
     return session.generate(messages, options)

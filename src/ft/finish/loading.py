@@ -7,6 +7,7 @@ local cache), so a run dir moved to another machine still finds a hub base.
 
 from pathlib import Path
 
+from ft.config import registry
 from ft.errors import FtError
 from ft.run import rundir
 
@@ -22,16 +23,19 @@ def check_run_dir(run_dir) -> Path:
 
 def load_config(run_dir: Path):
     """The run's config.yaml as the typed FtConfig (keys added to the schema later get defaults)."""
-    from omegaconf import OmegaConf
-
-    from ft.config.schema import FtConfig
+    from ft.config import saved
+    from ft.rules import tasks
 
     path = Path(run_dir) / rundir.CONFIG
+    root = registry.config_class()
     if not path.is_file() and not is_adapter(run_dir):  # e.g. a merged model copied elsewhere
-        return FtConfig()
-    if not path.is_file():
+        cfg = root()
+    elif not path.is_file():
         raise FtError(f"{path} is missing: ft needs the run's resolved config to know its base model and data")
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FtConfig), OmegaConf.load(path)))
+    else:
+        cfg = saved.load(path)
+    tasks.check_sections(cfg, registry.get(cfg.task))
+    return cfg
 
 
 def is_adapter(run_dir: Path) -> bool:
@@ -62,9 +66,9 @@ def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
 
     from ft import models
 
-    if cfg.task == "reward":
+    if registry.get(cfg.task).head == "sequence_classification":
         raise FtError(
-            f"{run_dir} is a reward model (task=reward): it scores answers and has no language-model head to "
+            f"{run_dir} is a reward model (task={cfg.task}): it scores answers and has no language-model head to "
             f"generate with; load it with AutoModelForSequenceClassification (num_labels=1) and PeftModel"
         )
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32

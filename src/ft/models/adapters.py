@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ft.config.schema import PeftConfig
 from ft.errors import FtError
-from ft.run import rundir
 
 
 def _targets(cfg: PeftConfig):
@@ -173,9 +172,12 @@ def loraplus_optimizer(trainer, lr_ratio: float):
     )
 
 
+PISSA_INIT = "pissa_init"  # the PiSSA adapter as initialized, kept in the run dir until the final save
+
+
 def save_pissa_init(model, run_dir: Path) -> None:
     """Keep the PiSSA adapter as initialized: the final save converts against it."""
-    model.save_pretrained(str(run_dir / rundir.PISSA_INIT))
+    model.save_pretrained(str(run_dir / PISSA_INIT))
 
 
 def save_pissa_as_lora(model, run_dir: Path) -> None:
@@ -186,15 +188,16 @@ def save_pissa_as_lora(model, run_dir: Path) -> None:
     the difference from the initial adapter, which applies to the unmodified base model.
     """
     from peft import get_peft_model_state_dict
+    from peft.utils import SAFETENSORS_WEIGHTS_NAME
     from safetensors.torch import load_file, save_file
 
-    init = run_dir / rundir.PISSA_INIT
+    init = run_dir / PISSA_INIT
     model.save_pretrained(str(run_dir), path_initial_model_for_weight_conversion=str(init))
     shutil.rmtree(init)
     # PEFT's conversion keeps only the lora_A/lora_B tensors; put the modules_to_save weights back
     extra = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items() if "lora_" not in k}
     if extra:
-        path = run_dir / rundir.ADAPTER_WEIGHTS
+        path = run_dir / SAFETENSORS_WEIGHTS_NAME
         save_file({**load_file(str(path)), **extra}, str(path), metadata={"format": "pt"})
 
 

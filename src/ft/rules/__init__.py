@@ -13,16 +13,18 @@ A failed rule raises FtError: one line naming the problem and the fix (the CLI e
 
 from pathlib import Path
 
+from ft.config import registry
 from ft.data import is_conversational
-from ft.rules import combinations, diffusion, distributed, inputs, machine, model, tasks, trainer, values
+from ft.rules import combinations, distributed, inputs, machine, model, tasks, trainer, values
 
 
 def check_config(cfg) -> None:
+    tasks.check_sections(cfg, registry.get(cfg.task))  # first: the task's own section filled in, others refused
     values.check_values(cfg)
     distributed.check_config(cfg)
     combinations.check_combinations(cfg)
+    inputs.check_offline_model(cfg)
     tasks.check_task(cfg)
-    diffusion.check_config(cfg)
 
 
 def check_machine(cfg, hw, launching: bool = False) -> None:
@@ -32,12 +34,17 @@ def check_machine(cfg, hw, launching: bool = False) -> None:
     else:
         distributed.check_engine(cfg)
     machine.check_requirements(cfg, hw)
+    task = registry.get(cfg.task)
+    if task.check_machine is not None:
+        task.check_machine(cfg, hw)
 
 
 def check_inputs(cfg) -> None:
-    diffusion.check_model_kind(cfg)
+    inputs.check_model_kind(cfg)
     inputs.check_sources(cfg)
-    diffusion.check_images(cfg)
+    task = registry.get(cfg.task)
+    if task.check_inputs is not None:
+        task.check_inputs(cfg)
 
 
 def check_model_config(cfg, model_config) -> None:
@@ -49,8 +56,9 @@ def check_loaded_model(cfg, loaded_model) -> None:
     model.check_fused_experts(cfg.peft, loaded_model)
 
 
-def check_trainer(trainer_, cfg, run_dir: Path, num_examples: int) -> None:
+def check_trainer(trainer_, cfg, run_dir: Path, num_examples: int, trained_share: bool = False) -> None:
+    """`trained_share`: the task masks the loss to the assistant's tokens (SFT); check each example's share."""
     trainer.lengths(trainer_.train_dataset, num_examples, cfg.training.max_length, cfg.training.packing)
-    if cfg.task == "sft" and cfg.training.assistant_only_loss and is_conversational(cfg.data.format):
+    if trained_share and cfg.training.assistant_only_loss and is_conversational(cfg.data.format):
         trainer.trained_share(trainer_.train_dataset, cfg.training.packing)
     trainer.disk_space(trainer_, cfg, run_dir, num_examples)

@@ -4,7 +4,7 @@ from ft.errors import FtError
 from ft.run.hardware import Hardware, precision
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
@@ -20,7 +20,7 @@ def check_requirements(cfg, hw: Hardware) -> None:
                 "model.attn_implementation=flash_attention_2 needs a CUDA GPU; this machine has none: use sdpa (the "
                 "default) or eager"
             )
-        if not _installed("flash_attn"):
+        if not installed("flash_attn"):
             raise FtError(
                 "model.attn_implementation=flash_attention_2 needs flash-attn: pip install -e '.[gpu]', or use sdpa"
             )
@@ -30,29 +30,21 @@ def check_requirements(cfg, hw: Hardware) -> None:
                 "training.use_liger_kernel=true needs a CUDA GPU (Liger kernels are Triton); this machine has none: "
                 "set it to false"
             )
-        if not _installed("liger_kernel"):
+        if not installed("liger_kernel"):
             raise FtError("training.use_liger_kernel=true needs liger-kernel: pip install -e '.[gpu]'")
     if optim.startswith("galore"):
-        if not _installed("galore_torch"):
+        if not installed("galore_torch"):
             raise FtError(f"optim.name={optim} needs galore-torch: pip install galore-torch==1.0")
         if "8bit" in optim and hw.device != "cuda":
             raise FtError(
                 f"optim.name={optim} (GaLore with 8-bit state) needs a CUDA GPU; this machine has none: use "
                 "optim=galore"
             )
-    if cfg.task == "grpo" and cfg.grpo.use_vllm:
-        if hw.device != "cuda":
-            raise FtError(
-                "grpo.use_vllm=true needs a CUDA GPU; this machine has none: set grpo.use_vllm=false (generation "
-                "with transformers)"
-            )
-        if not _installed("vllm"):
-            raise FtError("grpo.use_vllm=true needs vllm: pip install vllm, or set grpo.use_vllm=false")
-    if ("8bit" in optim or "bnb" in optim) and not _installed("bitsandbytes"):
+    if ("8bit" in optim or "bnb" in optim) and not installed("bitsandbytes"):
         raise FtError(f"optim.name={optim} needs bitsandbytes: pip install -e '.[quant]'")
     if "wandb" in cfg.logging.report_to:
         _check_wandb()
-    if "mlflow" in cfg.logging.report_to and not _installed("mlflow"):
+    if "mlflow" in cfg.logging.report_to and not installed("mlflow"):
         raise FtError("logging=mlflow needs mlflow: pip install -e '.[mlflow]', or use logging=tensorboard")
     rows = cfg.training.per_device_train_batch_size
     if cfg.training.packing and rows > 1 and attn != "flash_attention_2":
@@ -71,7 +63,7 @@ def _check_wandb() -> None:
     import os
     from pathlib import Path
 
-    if not _installed("wandb"):
+    if not installed("wandb"):
         raise FtError("logging=wandb needs wandb: pip install -e '.[wandb]', or use logging=tensorboard")
     if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
         return

@@ -19,12 +19,12 @@ class PreemptionCallback(TrainerCallback):
         self.received: str | None = None  # the name of the first signal, once one arrived
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._any_rank_received(args.device):
+        if self.any_rank_received(args.device):
             control.should_save = True
             control.should_training_stop = True
         return control
 
-    def _any_rank_received(self, device) -> bool:
+    def any_rank_received(self, device) -> bool:
         """Ranks may get the signal a step apart: all stop at the same step, or the collectives hang."""
         import torch
         import torch.distributed as dist

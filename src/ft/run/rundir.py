@@ -32,7 +32,6 @@ TENSORBOARD = "tensorboard"
 MLFLOW = "mlruns"
 SAMPLES = "samples.jsonl"
 LAUNCH_CONFIG = "accelerate_config.yaml"  # written by the relaunch under accelerate
-PISSA_INIT = "pissa_init"  # the PiSSA adapter as initialized, kept until the final save
 MERGED = "merged"  # `ft merge`'s default output
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # PEFT's
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA (task=text_to_image)

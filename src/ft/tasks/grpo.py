@@ -3,24 +3,86 @@
 checks (the reward functions resolved) -> run dir -> prompts (data.format=prompts) -> tokenizer -> model
 (with model.adapter, a finished run's adapter to continue) -> PEFT config -> GRPOConfig (the shared
 TrainingArguments + the `grpo` section) -> GRPOTrainer + the reward functions + callbacks -> train ->
-finish, the same session as SFT (ft.run.session).
+finish, the same session as SFT (ft.training.session).
 
 Each step, the model generates grpo.num_generations completions per prompt (transformers' generate, or
-vLLM with grpo.use_vllm on a GPU machine),
-the reward functions (ft.tasks.rewards) score them, and each completion's log-probs are pushed up or
-down by its advantage: its reward minus its group's mean (divided by the std, grpo.scale_rewards).
-With grpo.beta > 0 a KL penalty to the reference (the adapter switched off) is added.
+vLLM with grpo.use_vllm on a GPU machine), the reward functions (ft.training.rewards) score them, and
+each completion's log-probs are pushed up or down by its advantage: its reward minus its group's mean
+(divided by the std, grpo.scale_rewards). With grpo.beta > 0 a KL penalty to the reference (the adapter
+switched off) is added.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional
 
-# Only light modules here: train() runs its quick checks before transformers (and bitsandbytes) load.
-from ft.run import hardware, session
-from ft.tasks import build, rewards, trainer_args
+from ft.config.names import GRPO_LOSSES
+from ft.config.registry import Task
+from ft.errors import FtError
+from ft.options import option
 
 
-def grpo_config(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool, resuming: bool = False):
+@dataclass
+class GrpoConfig:
+    """GRPO (task=grpo): TRL's GRPOConfig settings (README: Reinforcement learning (GRPO))."""
+
+    rewards: List[str] = option(
+        ["exact_match"], help="reward functions: exact_match, bare_answer, last_number, or module:function"
+    )
+    reward_weights: Optional[List[float]] = option(None, help="one weight per reward function; null: all 1.0")
+    num_generations: int = option(4, ge=2, help="completions per prompt (a group); the batch must divide by it")
+    max_completion_length: int = option(16, ge=1, help="tokens generated per completion at most")
+    temperature: float = option(1.0, gt=0, help="sampling temperature of the generations")
+    top_p: float = option(1.0, gt=0, le=1, help="nucleus sampling: the smallest token set with this probability")
+    beta: float = option(0.0, ge=0, help="KL penalty to the reference (adapter off); 0: no reference pass")
+    loss_type: str = option("dapo", choices=GRPO_LOSSES, help="how token losses are aggregated (TRL's loss_type)")
+    scale_rewards: str = option("group", choices=["group", "batch", "none"], help="divide advantages by the std of")
+    use_vllm: bool = option(False, help="generate with vLLM (CUDA GPU and the vllm package); false: transformers")
+    vllm_mode: str = option(
+        "colocate",
+        choices=["colocate", "server"],
+        help="colocate: in the training processes; server: trl vllm-serve",
+    )
+    vllm_gpu_memory_utilization: float = option(
+        0.3, gt=0, le=1, help="colocate: share of each GPU's memory vLLM may take for weights and KV cache"
+    )
+
+
+def check_config(cfg) -> None:
+    """The reward functions resolve, and each prompt's group of completions fits in one batch."""
+    from ft.training import rewards
+
+    g, t = cfg.grpo, cfg.training
+    rewards.check(g.rewards, g.reward_weights, "grpo")
+    batch = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    for name, size in (
+        ("per_device_train_batch_size * gradient_accumulation_steps", batch),
+        ("per_device_eval_batch_size", t.per_device_eval_batch_size),
+    ):
+        if size % g.num_generations:
+            raise FtError(
+                f"training.{name}={size} is not a multiple of grpo.num_generations={g.num_generations}: "
+                f"each prompt's {g.num_generations} completions must be in the same batch"
+            )
+
+
+def check_machine(cfg, hw) -> None:
+    from ft.rules.machine import installed
+
+    if cfg.grpo.use_vllm:
+        if hw.device != "cuda":
+            raise FtError(
+                "grpo.use_vllm=true needs a CUDA GPU; this machine has none: set grpo.use_vllm=false (generation "
+                "with transformers)"
+            )
+        if not installed("vllm"):
+            raise FtError("grpo.use_vllm=true needs vllm: pip install vllm, or set grpo.use_vllm=false")
+
+
+def grpo_config(cfg, hw, run_dir: Path, has_eval: bool, resuming: bool = False):
     from trl import GRPOConfig
+
+    from ft.training import trainer_args
 
     g = cfg.grpo
     return GRPOConfig(
@@ -43,11 +105,21 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready GRPOTrainer (reward functions loaded, model wrapped); nothing trained yet."""
     from trl import GRPOTrainer
 
+    from ft.training import build, rewards
+
     reward_functions = rewards.load(list(cfg.grpo.rewards))
     trainer = build.trainer(GRPOTrainer, grpo_config, cfg, run_dir, resuming, reward_funcs=reward_functions)
     rewards.try_on(reward_functions, trainer.train_dataset[0])
     return trainer
 
 
-def train(cfg, command: list[str] | None = None) -> session.Result:
-    return session.train(cfg, command, build_trainer)
+TASK = Task(
+    name="grpo",
+    summary="Group Relative Policy Optimization: the model answers prompts, reward functions score the answers",
+    formats=("prompts",),
+    build_trainer=build_trainer,
+    section=GrpoConfig,
+    evaluation="prompts",
+    check_config=check_config,
+    check_machine=check_machine,
+)

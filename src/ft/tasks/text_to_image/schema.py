@@ -1,4 +1,4 @@
-"""The schema section of task=text_to_image (part of the schema in ft.config.schema): diffusion LoRA on
+"""The config section of task=text_to_image (`diffusion.*`): diffusion LoRA on
 Stable Diffusion 1.5 / 2.1 and SDXL, with DreamBooth. The batch size, learning rate, steps, precision,
 optimizer and LoRA rank are the shared training / optim / peft keys."""
 

@@ -27,7 +27,7 @@ def sample_prompts(cfg) -> list[str]:
         return list(d.validation_prompts)
     if d.instance_prompt:
         return [d.instance_prompt]
-    from ft.data import images
+    from ft.tasks.text_to_image import images
 
     return [e.caption for e in images.synthetic(4, 8, cfg.data.seed + 1)]
 
@@ -96,7 +96,8 @@ def render_card(cfg, run_dir: Path, metrics: dict, base: str, num_processes: int
 def finish(job, metrics: dict) -> None:
     """Samples grid, card, push; a summary line."""
     from ft.finish import hub
-    from ft.models import diffusion, diffusion_render
+    from ft.tasks.text_to_image import pipeline as diffusion
+    from ft.tasks.text_to_image import render as diffusion_render
 
     cfg, run_dir, acc = job.cfg, job.run_dir, job.acc
     models = [acc.unwrap_model(m) for m in job.models]

@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft.config.diffusion_schema import UNET_ATTENTION
-from ft.models import tiny_diffusion
+from ft.tasks.text_to_image import tiny as tiny_diffusion
+from ft.tasks.text_to_image.schema import UNET_ATTENTION
 
 MODEL_INDEX = "model_index.json"  # a diffusers pipeline's
 TEXT_ENCODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]  # CLIP's attention projections

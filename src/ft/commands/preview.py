@@ -9,10 +9,10 @@ loads the tokenizer only (the offline tiny model is built on first use), so it t
 import sys
 from pathlib import Path
 
+from ft.config.data_schema import SFT_FORMATS
 from ft.errors import FtError
 
 GREEN, RESET = "\033[32m", "\033[0m"
-SFT_FORMATS = ("messages", "alpaca", "sharegpt", "prompt_completion", "text")
 
 
 def parse(arguments: list[str]) -> tuple[list[str], int]:
@@ -96,7 +96,7 @@ def preview(arguments: list[str], out=None) -> list[float]:
     out = out or sys.stdout
     overrides, n = parse(arguments)
     cfg = config.compose(overrides)
-    detect.resolve(cfg)  # data.format=auto made concrete, as training does
+    cfg = detect.resolved(cfg, announce=True)  # data.format=auto made concrete, as training does
     if cfg.data.format not in SFT_FORMATS:
         raise FtError(
             f"data preview shows supervised data ({', '.join(SFT_FORMATS)}), not data.format={cfg.data.format}"

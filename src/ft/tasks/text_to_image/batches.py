@@ -2,7 +2,7 @@
 DreamBooth's prior preservation, also a class image's), optionally encoded once up front (VAE latents,
 text embeddings); a batch puts the instance rows first, then the class rows."""
 
-from ft.data import images
+from ft.tasks.text_to_image import images
 
 
 class Examples:
@@ -33,7 +33,7 @@ class Examples:
         """Encode every image (VAE latents, its crop and flip fixed now) and/or caption once."""
         import torch
 
-        from ft.models import diffusion
+        from ft.tasks.text_to_image import pipeline as diffusion
 
         cached = []
         with torch.no_grad():

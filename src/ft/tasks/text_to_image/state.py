@@ -18,7 +18,7 @@ def make_optimizer(cfg, params):
         eps=o.adam_epsilon,
         weight_decay=o.weight_decay,
     )
-    if "8bit" in o.name:  # adamw_bnb_8bit / adamw_8bit (ft.rules.diffusion allows no other 8-bit one)
+    if "8bit" in o.name:  # adamw_bnb_8bit / adamw_8bit (ft.tasks.text_to_image.rules allows no other 8-bit one)
         import bitsandbytes
 
         return bitsandbytes.optim.AdamW8bit(params, **kwargs)
@@ -27,7 +27,7 @@ def make_optimizer(cfg, params):
 
 def checkpoint_only_the_lora(acc, parts) -> None:
     """save_state / load_state hooks: a checkpoint holds the LoRA weights, not the frozen base models."""
-    from ft.models import diffusion
+    from ft.tasks.text_to_image import pipeline as diffusion
 
     pipeline_class = parts.pipeline_class()
 

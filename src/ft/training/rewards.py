@@ -1,4 +1,5 @@
-"""Reward functions for task=grpo (`grpo.rewards`): ft's built-ins, or the user's `module:function`.
+"""Reward functions for task=grpo and task=rloo (`grpo.rewards`, `rloo.rewards`): ft's built-ins, or the
+user's `module:function`.
 
 TRL calls each one with `prompts`, `completions` (strings, or lists of turns for conversational prompts),
 `completion_ids` and every other column of the data as a keyword (the synthetic prompts carry `answer`,
@@ -69,6 +70,22 @@ def resolve(name: str):
     if not callable(function):
         raise FtError(f"grpo.rewards: module {module_name} has no function {function_name}")
     return function
+
+
+def check(names: list[str], weights, section: str) -> None:
+    """`section.rewards` names at least one function, each resolves, and `section.reward_weights` (if set) has
+    one weight per function."""
+    if not names:
+        raise FtError(
+            f"{section}.rewards is empty: name at least one reward function, e.g. {section}.rewards=[exact_match]"
+        )
+    for name in names:
+        resolve(name)
+    if weights is not None and len(weights) != len(names):
+        raise FtError(
+            f"{section}.reward_weights has {len(weights)} weights for {len(names)} reward functions: "
+            f"give one weight per function, or none"
+        )
 
 
 def load(names: list[str]) -> list:

@@ -3,7 +3,7 @@ images from the base model, `ft generate` on a finished run, and the model card'
 
 from pathlib import Path
 
-from ft.models import diffusion
+from ft.tasks.text_to_image import pipeline as diffusion
 
 SAMPLES = "samples"  # the run dir's folder of validation renders: step-<N>-<i>.png
 GRID = "samples.png"  # the model card's sample grid

@@ -1,24 +1,26 @@
 """`ft train` with task=text_to_image: LoRA on a Stable Diffusion (1.5, 2.1) or SDXL UNet, top to bottom.
 
 There is no Trainer for diffusion, so this is a plain Accelerate loop, the kind diffusers' example
-scripts are: checks -> run dir (ft.run.session: new, resumed or replaced) -> captioned images
-(ft.data.images; DreamBooth: instance images + class images the base renders) -> the pipeline's parts
-(ft.models.diffusion) -> LoRA on the UNet attention, trainable params kept fp32 -> Accelerator(
+scripts are: checks -> run dir (ft.training.session: new, resumed or replaced) -> captioned images
+(ft.tasks.text_to_image.images; DreamBooth: instance images + class images the base renders) -> the pipeline's parts
+(ft.tasks.text_to_image.pipeline) -> LoRA on the UNet attention, trainable params kept fp32 -> Accelerator(
 mixed_precision, gradient_accumulation_steps) -> prepare -> per batch: VAE latents, text embeddings,
 noise at random timesteps, predict the noise or the velocity, MSE (Min-SNR weighted if asked) ->
 accumulate, backward, clip, step -> gather the loss for logging; validation renders into samples/ and
 TensorBoard; save_state checkpoints (LoRA, optimizer, scheduler, RNG) -> pytorch_lora_weights.safetensors
-in the run dir, loss plot, model card (ft.tasks.text_to_image_finish).
+in the run dir, loss plot, model card (ft.tasks.text_to_image.finish).
 """
 
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Only light modules here: train() runs its quick checks before torch and diffusers load.
-from ft.run import hardware, resume, rundir, session
-from ft.tasks import text_to_image_state
+from ft.run import hardware, resume, rundir
+from ft.tasks.text_to_image import state as text_to_image_state
+from ft.training import session
 
 MIXED_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # ft's precision -> Accelerate's
 
@@ -30,8 +32,25 @@ def train(cfg, command: list[str] | None = None) -> session.Result:
     return loop(job, run)
 
 
+@dataclass
 class Job:
     """Everything the loop uses, made ready in the run dir by `prepare`."""
+
+    cfg: object
+    run_dir: Path
+    acc: object  # the Accelerator
+    trackers: list[str]
+    dtype: object  # torch dtype of the frozen parts
+    parts: object  # pipeline.Parts
+    dataset: object  # batches.Examples
+    steps: int  # optimizer steps of the run
+    steps_per_epoch: int
+    params: list  # the trained (LoRA) parameters
+    models: list  # the trained models, prepared by Accelerate
+    optimizer: object
+    lr_scheduler: object
+    start_step: int  # 0, or the checkpoint's step
+    log_history: list[dict]
 
 
 def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
@@ -41,39 +60,40 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import cast_training_params
 
-    from ft.data import image_batches, images
-    from ft.models import diffusion, diffusion_render
+    from ft.tasks.text_to_image import batches as image_batches
+    from ft.tasks.text_to_image import images
+    from ft.tasks.text_to_image import pipeline as diffusion
+    from ft.tasks.text_to_image import render as diffusion_render
 
-    job, d, t = Job(), cfg.diffusion, cfg.training
-    job.cfg, job.run_dir = cfg, run_dir
+    d, t = cfg.diffusion, cfg.training
     hw = hardware.detect()
-    job.trackers = [name for name in cfg.logging.report_to if name == "tensorboard"]
-    job.acc = acc = Accelerator(
+    trackers = [name for name in cfg.logging.report_to if name == "tensorboard"]
+    acc = Accelerator(
         mixed_precision=MIXED_PRECISION[hardware.precision(t.precision, hw)],
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        log_with=job.trackers or None,
+        log_with=trackers or None,
         project_dir=str(run_dir / rundir.TENSORBOARD),
         cpu=hw.device == "cpu",
         # SDXL's first text encoder gives its penultimate layer: the last layer's LoRA gets no gradient
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=d.train_text_encoder)],
     )
     set_seed(t.seed)
-    job.dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[acc.mixed_precision]
+    dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[acc.mixed_precision]
     with PartialState().main_process_first():  # build a tiny pipeline, read and check the images, once
         path = diffusion.resolve_path(cfg.model.name_or_path)
         examples = images.load(cfg.data, d)
-    job.parts = parts = diffusion.load_parts(path, cfg.model.revision, d.prediction_type)
+    parts = diffusion.load_parts(path, cfg.model.revision, d.prediction_type)
     class_examples = []
     if d.with_prior_preservation:  # DreamBooth: class images rendered by the base on rank 0, kept for reuse
         folder = Path(d.class_data_dir).expanduser() if d.class_data_dir else run_dir / "class_images"
         with PartialState().main_process_first():
-            diffusion_render.class_images(cfg.model.name_or_path, cfg.model.revision, folder, d, acc.device, job.dtype)
+            diffusion_render.class_images(cfg.model.name_or_path, cfg.model.revision, folder, d, acc.device, dtype)
         class_examples = images.instance_folder(folder, d.class_prompt, "diffusion.class_data_dir")
 
     # Frozen parts in the run's precision (the VAE in fp32: it overflows in fp16); LoRA parameters in fp32
     parts.vae.to(acc.device)
     for model in (parts.unet, *parts.text_encoders):
-        model.to(acc.device, **({"dtype": job.dtype} if job.dtype != torch.float32 else {}))
+        model.to(acc.device, **({"dtype": dtype} if dtype != torch.float32 else {}))
     diffusion.add_lora(parts, cfg.peft, d.train_text_encoder)
     models = diffusion.trained_models(parts, d.train_text_encoder)
     cast_training_params(models, dtype=torch.float32)
@@ -82,26 +102,40 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
         for encoder in models[1:]:
             encoder.gradient_checkpointing_enable()
 
-    job.dataset = image_batches.Examples(examples, class_examples, d)
+    dataset = image_batches.Examples(examples, class_examples, d)
     if d.cache_latents or d.cache_text_embeddings:
-        job.dataset.cache(parts, acc.device, d.cache_latents, d.cache_text_embeddings)
-    job.steps = session.total_optimizer_steps(cfg, len(job.dataset))
-    batches = math.ceil(len(job.dataset) / (t.per_device_train_batch_size * acc.num_processes))
-    job.steps_per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
-    job.params = [p for model in models for p in model.parameters() if p.requires_grad]
-    optimizer = text_to_image_state.make_optimizer(cfg, job.params)
-    warmup = int(t.warmup_steps if t.warmup_steps >= 1 else math.ceil(t.warmup_steps * job.steps))
+        dataset.cache(parts, acc.device, d.cache_latents, d.cache_text_embeddings)
+    steps = session.total_optimizer_steps(cfg, len(dataset))
+    batches = math.ceil(len(dataset) / (t.per_device_train_batch_size * acc.num_processes))
+    params = [p for model in models for p in model.parameters() if p.requires_grad]
+    optimizer = text_to_image_state.make_optimizer(cfg, params)
+    warmup = int(t.warmup_steps if t.warmup_steps >= 1 else math.ceil(t.warmup_steps * steps))
     lr_scheduler = get_scheduler(  # stepped once per process per optimizer step by Accelerate
-        t.lr_scheduler_type, optimizer, warmup * acc.num_processes, job.steps * acc.num_processes
+        t.lr_scheduler_type, optimizer, warmup * acc.num_processes, steps * acc.num_processes
     )
-    *job.models, job.optimizer, job.lr_scheduler = acc.prepare(*models, optimizer, lr_scheduler)
-    text_to_image_state.checkpoint_only_the_lora(job.acc, job.parts)
-    job.start_step = 0
+    *models, optimizer, lr_scheduler = acc.prepare(*models, optimizer, lr_scheduler)
+    text_to_image_state.checkpoint_only_the_lora(acc, parts)
+    start_step = 0
     if checkpoint:
         acc.load_state(checkpoint)
-        job.start_step = json.loads((Path(checkpoint) / rundir.TRAINER_STATE).read_text())["global_step"]
-    job.log_history = text_to_image_state.earlier_log(checkpoint)
-    return job
+        start_step = json.loads((Path(checkpoint) / rundir.TRAINER_STATE).read_text())["global_step"]
+    return Job(
+        cfg=cfg,
+        run_dir=run_dir,
+        acc=acc,
+        trackers=trackers,
+        dtype=dtype,
+        parts=parts,
+        dataset=dataset,
+        steps=steps,
+        steps_per_epoch=max(math.ceil(batches / t.gradient_accumulation_steps), 1),
+        params=params,
+        models=models,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        start_step=start_step,
+        log_history=text_to_image_state.earlier_log(checkpoint),
+    )
 
 
 def loop(job: Job, run) -> session.Result:
@@ -147,7 +181,7 @@ def loop(job: Job, run) -> session.Result:
                 if run.main and step % log_every == 0:
                     print(f"ft: step {step}/{job.steps} loss {step_loss:.4f}", flush=True)
                 step_loss = 0.0
-                stopping = preemption._any_rank_received(acc.device)
+                stopping = preemption.any_rank_received(acc.device)
                 if stopping or (t.save_strategy == "steps" and step % save_every == 0 and step < job.steps):
                     text_to_image_state.save_checkpoint(job, step)
                 if d.validation_prompts and step % d.validation_steps == 0:
@@ -174,7 +208,7 @@ def _epoch_batches(job: Job, epoch: int, skip: int):
     import torch
     from torch.utils.data import DataLoader
 
-    from ft.data import image_batches
+    from ft.tasks.text_to_image import batches as image_batches
 
     t = job.cfg.training
     order = torch.randperm(len(job.dataset), generator=torch.Generator().manual_seed(t.seed + epoch)).tolist()
@@ -195,7 +229,7 @@ def batch_loss(job: Job, batch: dict):
     """The batch's diffusion loss; with prior preservation, instance loss + prior_loss_weight * class loss."""
     import torch
 
-    from ft.models import diffusion
+    from ft.tasks.text_to_image import pipeline as diffusion
 
     parts, d, device = job.parts, job.cfg.diffusion, job.acc.device
     with torch.no_grad():
@@ -221,7 +255,7 @@ def batch_loss(job: Job, batch: dict):
 
 def validate(job: Job, step: int, prompts: list[str]) -> list:
     """Render `prompts` with the LoRA trained so far into samples/step-<N>-<i>.png and TensorBoard (rank 0)."""
-    from ft.models import diffusion_render
+    from ft.tasks.text_to_image import render as diffusion_render
 
     acc, d, rendered = job.acc, job.cfg.diffusion, []
     if acc.is_main_process:
@@ -251,8 +285,8 @@ def validate(job: Job, step: int, prompts: list[str]) -> list:
 
 def _finish(job: Job, run, step: int, metrics: dict) -> None:
     """pytorch_lora_weights.safetensors, the run's log and metrics, loss plot, samples and model card (rank 0)."""
-    from ft.models import diffusion
-    from ft.tasks import text_to_image_finish
+    from ft.tasks.text_to_image import finish as text_to_image_finish
+    from ft.tasks.text_to_image import pipeline as diffusion
 
     acc, run_dir = job.acc, job.run_dir
     acc.wait_for_everyone()

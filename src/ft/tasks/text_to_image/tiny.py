@@ -9,8 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ft.config.diffusion_schema import TINY_DIFFUSION_MODELS
 from ft.models.tiny import cache_root
+from ft.tasks.text_to_image.schema import TINY_DIFFUSION_MODELS
 
 BUILD_VERSION = 1  # bump when a shape or the vocabulary changes, to rebuild caches
 SEED = 0

@@ -7,21 +7,22 @@ import tempfile
 from pathlib import Path
 
 from ft import rules
+from ft.config import registry
 from ft.data import detect
 from ft.errors import FtError
 
 
 def preprocess(cfg) -> None:
-    if cfg.task != "sft":
+    task = registry.get(cfg.task)
+    if not task.cache:
+        cached = [t.name for t in registry.tasks().values() if t.cache]
         raise FtError(
-            f"ft preprocess caches the tokenized datasets of task=sft; task={cfg.task} tokenizes inside its "
-            f"trainer at every run"
+            f"ft preprocess caches the tokenized datasets of task={' / '.join(cached)}; task={cfg.task} tokenizes "
+            f"inside its trainer at every run"
         )
     if not cfg.data.cache.enabled:
         raise FtError("data.cache.enabled=false: there is no cache to build; drop that override")
     rules.check_inputs(cfg)
-    detect.resolve(cfg)
-    from ft.tasks import sft
-
+    cfg = detect.resolved(cfg, announce=True)
     with tempfile.TemporaryDirectory(prefix="ft-preprocess-") as scratch:
-        sft.build_trainer(cfg, Path(scratch))
+        task.build_trainer(cfg, Path(scratch))

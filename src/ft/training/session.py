@@ -1,6 +1,7 @@
-"""One training run, as every task runs it: the quick checks, the run directory (rank 0 decides:
-new, continued from a checkpoint, or replaced), training under preemption handling, and the finish
-(metrics, weights, loss plot, summary, model card, optional push). A task hands its
+"""One training run, as every task runs it (the layer above rules/, data/, models/, run/ and finish/): the
+quick checks, the run directory (rank 0 decides: new, continued from a checkpoint, or replaced), training
+under preemption handling, and the finish (metrics, weights, loss plot, summary, model card, optional push).
+A task hands its
 `build_trainer(cfg, run_dir, resuming=...)` to `train`, which runs:
 
     run = start(cfg, command)
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ft import rules
-from ft.config import to_yaml
+from ft.config.saved import to_yaml
 from ft.data import detect
 from ft.errors import FtError
 from ft.models import adapters
@@ -39,14 +40,20 @@ def train(cfg, command: list[str] | None, build_trainer) -> Result:
     return run.train(trainer)
 
 
+def check(cfg, hw, launching: bool = False) -> None:
+    """The pre-run checks of every run, in the training process or before ft relaunches itself: what the
+    config asks of this machine, and whether the model and data can be had."""
+    rules.check_machine(cfg, hw, launching=launching)
+    rules.check_inputs(cfg)
+
+
 def start(cfg, command: list[str] | None = None) -> "Run":
     """`command`: the command line that started the run, echoed in how-to-resume messages."""
     hw = hardware.detect()
-    rules.check_machine(cfg, hw)
-    rules.check_inputs(cfg)
+    check(cfg, hw)
     ranks = distributed.state(cfg.distributed.timeout_s, cpu=hw.device == "cpu")  # one process or many
-    with ranks.main_process_first():  # data.format=auto made concrete before the config is saved
-        detect.resolve(cfg, announce=ranks.is_main_process)
+    with ranks.main_process_first():  # data.format=auto made concrete (read once) before the config is saved
+        cfg = detect.resolved(cfg, announce=ranks.is_main_process)
     run_dir = Path(distributed.shared_value(str(rundir.run_dir_for(cfg)), ranks))  # rank 0's name
     main = ranks.is_main_process
     plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite) if main else None

@@ -18,10 +18,12 @@ from pathlib import Path
 
 # Only light modules here: a task runs its quick checks before transformers (and bitsandbytes) load.
 from ft import data, models, rules
+from ft.config import registry
 from ft.data import detect
 from ft.errors import FtError
 from ft.models import adapters
-from ft.run import distributed, hardware, rundir, session
+from ft.run import distributed, hardware, rundir
+from ft.training import session
 
 
 @dataclass
@@ -38,7 +40,6 @@ def inputs(cfg):
     from accelerate import PartialState
 
     with PartialState().main_process_first():  # read, convert (and build the tiny model) once
-        detect.resolve(cfg, announce=False)  # done already by a training session; not by every caller
         train_dataset, eval_dataset = data.load(cfg.data, cfg.task)
         tokenizer = models.load_tokenizer(cfg.model)
     return train_dataset, eval_dataset, tokenizer
@@ -112,26 +113,27 @@ def trainer(
     resuming: bool,
     num_labels=None,
     prepare=None,
-    cached=False,
+    trained_share=False,
     **task_kwargs,
 ):
     """`trainer_class` (a TRL trainer) on the task's data and base model, with ft's callbacks, made ready.
     `make_args(cfg, hw, run_dir, has_eval, resuming)`: the task's TRL config; `num_labels`: a classification
     head on the base (a reward model); `prepare(cfg, tokenizer, train, eval, args)`: the task's last word on
-    its data (SFT: the assistant masks); `cached`: its tokenized datasets go through the preprocessing cache
-    (ft.data.cache: SFTTrainer's); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
+    its data (SFT: the assistant masks); `trained_share`: check each example's share of trained tokens (assistant-only
+    loss); `task_kwargs`: what only this trainer takes (GRPO's reward_funcs)."""
     from accelerate import PartialState
 
     from ft.data import cache
     from ft.run import callbacks
 
     hw = hardware.detect()
+    cfg = detect.resolved(cfg)  # the same config when a session resolved it already
     train_dataset, eval_dataset, tokenizer = inputs(cfg)
     args = make_args(cfg, hw, run_dir, has_eval=eval_dataset is not None, resuming=resuming)
     num_examples, entry = len(train_dataset), None  # examples, not the cached (packed) rows
     if prepare is not None:  # first: it may change the chat template, which the cache key includes
         train_dataset, eval_dataset = prepare(cfg, tokenizer, train_dataset, eval_dataset, args)
-    if cached and cfg.data.cache.enabled:
+    if registry.get(cfg.task).cache and cfg.data.cache.enabled:
         entry, train_dataset, eval_dataset = cache.lookup(
             cfg, args, tokenizer, train_dataset, eval_dataset, PartialState()
         )
@@ -147,13 +149,13 @@ def trainer(
         callbacks=callbacks.build(cfg, run_dir),
         **task_kwargs,
     )
-    made = finish(made, cfg, base, run_dir, num_examples)
+    made = finish(made, cfg, base, run_dir, num_examples, trained_share)
     if entry is not None:  # only data that passed the trainer rules is kept
         cache.store(entry, made.train_dataset, made.eval_dataset, PartialState())
     return made
 
 
-def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int):
+def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int, trained_share: bool = False):
     """The trainer made ready to train; the last rules checked on the tokenized data."""
     from ft.run import callbacks
 
@@ -166,5 +168,5 @@ def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int):
         trainer.optimizer = adapters.loraplus_optimizer(trainer, cfg.peft.loraplus_lr_ratio)
     if adapters.is_pissa(cfg.peft) and not cfg.model.adapter:
         adapters.save_pissa_init(trainer.model, run_dir)
-    rules.check_trainer(trainer, cfg, run_dir, num_examples)
+    rules.check_trainer(trainer, cfg, run_dir, num_examples, trained_share)
     return trainer

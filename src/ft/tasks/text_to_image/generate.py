@@ -18,8 +18,10 @@ def generate(run_dir, prompt: str, image: str | None) -> Path:
     import torch
 
     from ft.finish import loading
-    from ft.models import diffusion_render
+    from ft.tasks.text_to_image import render as diffusion_render
 
+    if not prompt.strip():
+        raise FtError('generate: prompt is empty: pass prompt="..."')
     path = Path(run_dir).expanduser()
     if not (path / rundir.LORA_WEIGHTS).is_file():
         raise FtError(f"run_dir={run_dir} holds no {rundir.LORA_WEIGHTS}: is the training finished?")
