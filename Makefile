@@ -41,4 +41,4 @@ bench: install  ## the CPU benchmarks (bench/gpu.py is for a GPU machine)
 	cd bench && ../$(PY) startup.py && ../$(PY) overhead.py && ../$(PY) packing.py && ../$(PY) cache.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) runs build docs/reference *.egg-info src/*.egg-info
