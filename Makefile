@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS := .ci/constraints.txt
 STAMP := $(VENV)/.ft-installed
 
-.PHONY: install train test test-fast lint format bench clean
+.PHONY: install train test test-fast lint format docs bench clean
 
 install: $(STAMP)
 
@@ -26,15 +26,19 @@ test-fast: install  ## skip the slow end-to-end runs
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install  ## ruff: the checks and the formatting (CI runs it)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs
+	$(VENV)/bin/ruff format --check src tests bench docs
 
 format: install  ## apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench docs
+	$(VENV)/bin/ruff format src tests bench docs
+
+docs: install  ## the manual: docs/ plus its generated reference pages, built by mkdocs (strict) into build/docs
+	$(PY) docs/generate.py
+	$(PY) -m mkdocs build --strict
 
 bench: install  ## the CPU benchmarks (bench/gpu.py is for a GPU machine)
 	cd bench && ../$(PY) startup.py && ../$(PY) overhead.py && ../$(PY) packing.py && ../$(PY) cache.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) runs build docs/reference *.egg-info src/*.egg-info

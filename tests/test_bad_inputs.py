@@ -316,7 +316,7 @@ CASES = [
     Case(
         "pairs_for_kto",
         ["task=kto trains on single answers labelled good or bad", "data.format=unpaired"],
-        ["recipe=tiny_dpo", "task=kto"],
+        ["task=kto", "data.format=preference"],
     ),
     Case(
         "unpaired_data_for_sft",
@@ -326,8 +326,20 @@ CASES = [
     Case(
         "unpaired_data_for_dpo",
         ["task=dpo trains on preference pairs", "not data.format=unpaired"],
-        ["recipe=tiny_kto", "task=dpo"],
+        ["task=dpo", "data.format=unpaired"],
     ),
+    Case(
+        "another_tasks_key",
+        ["dpo.beta is read by task=dpo only", "this run is task=sft", "drop it, or set task=dpo"],
+        ["task=sft", "dpo.beta=0.2"],
+    ),
+    Case(
+        "another_tasks_section_from_a_recipe",
+        ["kto is read by task=kto only", "this run is task=dpo"],
+        ["recipe=tiny_kto", "task=dpo", "data.format=preference"],
+    ),
+    Case("unknown_task", ["task=sfft is not a task", "did you mean 'sft'?"], ["task=sfft"]),
+    Case("task_module_missing", ["task=no_such_pkg.mod: cannot import"], ["task=no_such_pkg.mod"]),
     Case(
         "kto_batch_of_one",
         ["task=kto", "per_device_train_batch_size to 2"],

@@ -1,15 +1,14 @@
 """Every real family (`model.tiny.family`) x {LoRA on all linear layers, QLoRA, DoRA}: trains two steps
 through the CLI's entry function in-process, saves, reloads (logits within 1e-6), merges (1e-4; QLoRA
-into its dequantized base, 2e-2 relative), and serves with the template it trained with. The README's
-family table is written from these results (FT_WRITE_README=1 rewrites it; otherwise it must match).
+into its dequantized base, 2e-2 relative), and serves with the template it trained with. The manual's
+family table (docs/generate.py writes it from ft.models.families at `make docs`) must be what these
+runs found.
 """
 
 import contextlib
 import io
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from ft.data import templates
 from ft.finish import generate, loading
 from ft.models import families
 from ft.run import callbacks
+from test_config import docs_generator
 from test_peft import _Capture, _logits
 
 pytestmark = pytest.mark.slow
@@ -43,9 +43,7 @@ FAST = [
     "training.learning_rate=1e-2",  # visible updates in two steps
     "peft.lora_dropout=0",  # PEFT has no dropout on fused MoE experts
 ]
-README = Path(__file__).parents[1] / "README.md"
-START, END = "<!-- family-table:start -->", "<!-- family-table:end -->"
-RESULTS: dict = {}  # (family, method) -> what the run showed, for the README table
+RESULTS: dict = {}  # (family, method) -> what the run showed, for the manual's family table
 
 
 class _CaptureTemplate(_Capture):
@@ -162,19 +160,14 @@ def family_table() -> str:
     return "\n".join(lines)
 
 
-def test_readme_family_table_is_the_matrix_result():
+def test_the_manuals_family_table_is_the_matrix_result():
     if len(RESULTS) < len(FAMILIES) * len(METHODS):
         pytest.skip("needs the whole matrix in this session")
     assert {r["mask method"] for r in RESULTS.values()} <= {templates.MARKERS, templates.TRL_VARIANT, templates.PREFIX}
-    text = README.read_text()
-    block = f"{START}\n{family_table()}\n{END}"
-    current = text[text.index(START) : text.index(END) + len(END)]
-    if os.environ.get("FT_WRITE_README"):
-        README.write_text(text.replace(current, block))
-    else:
-        assert current == block, (
-            "README's family table is out of date: FT_WRITE_README=1 pytest tests/test_family_matrix.py"
-        )
+    assert docs_generator().family_matrix() == family_table(), (
+        "docs/generate.py's family table (model families page) differs from what the runs found: fix the generator "
+        "or ft.models.families"
+    )
 
 
 def test_config_names_every_family():

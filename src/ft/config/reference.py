@@ -1,16 +1,11 @@
-"""The config reference, generated from the schema: for `ft train --help` and the README's
-"Config reference" section (tests/test_config.py fails when the README's copy is out of date)."""
+"""The config reference, generated from the schema: for `ft train --help` and the manual's config
+reference page (docs/generate.py writes it at `make docs`)."""
 
 import dataclasses
-import itertools
 import textwrap
 
-from ft.config import CONF_DIR, field_type, registry
-from ft.errors import FtError
+from ft.config import field_type, registry
 from ft.options import BOUNDS
-
-README = CONF_DIR.resolve().parent / "README.md"  # in a checkout: src/ft/conf links to the top-level conf/
-REFERENCE_START, REFERENCE_END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
 def _shown(value) -> str:
@@ -39,42 +34,6 @@ def reference(cls=None, prefix: str = "") -> list[tuple[str, str, str, str]]:
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default
             rows.append((f"{prefix}{f.name}", _shown(default), _allowed(f.metadata), f.metadata["help"]))
     return rows
-
-
-def reference_markdown() -> str:
-    """The README's config reference: a table per section of the schema."""
-
-    def code(text: str) -> str:
-        return f"`{text}`" if text else ""
-
-    def escaped(text: str) -> str:  # a bare | ends the table cell, and <word would start an HTML tag
-        return text.replace("|", "\\|").replace("<", "\\<")
-
-    lines = [
-        "<!-- generated from src/ft/config/schema.py by ft.config.reference.write_reference(): edit the schema, not "
-        "this -->"
-    ]
-    for section, rows in itertools.groupby(reference(), key=lambda row: row[0].split(".")[0]):
-        lines += ["", f"**`{section}`**", "", "| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
-        lines += [
-            f"| `{key}` | {code(default)} | {code(allowed)} | {escaped(help_text)} |"
-            for key, default, allowed, help_text in rows
-        ]
-    return "\n".join(lines)
-
-
-def readme_with_reference(readme: str) -> str:
-    """`readme` with the text between the config-reference markers replaced by reference_markdown()."""
-    before, start, rest = readme.partition(REFERENCE_START)
-    _, end, after = rest.partition(REFERENCE_END)
-    if not (start and end):
-        raise FtError(f"{README} needs the markers {REFERENCE_START} and {REFERENCE_END}")
-    return f"{before}{start}\n{reference_markdown()}\n{end}{after}"
-
-
-def write_reference() -> None:
-    """Regenerate the config reference in README.md from the schema."""
-    README.write_text(readme_with_reference(README.read_text()))
 
 
 def train_epilog(examples: str) -> str:
