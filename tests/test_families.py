@@ -15,6 +15,7 @@ from ft import cli, config
 from ft.config.names import TINY_FAMILIES
 from ft.data import templates
 from ft.models import families
+from ft.training import launch
 
 SHAPE = [
     "model.tiny.hidden_size=64",
@@ -137,14 +138,13 @@ def test_method_per_family(tmp_path):
 def test_moe_family_trains_with_the_default_recipe_and_answers_its_prompts(family, tmp_path):
     """The default recipe has no LoRA dropout, so a MoE family needs no extra option; after training, TRL has
     switched router logits on for its load-balancing loss, and the exact-match report still generates."""
-    from ft.tasks import sft
 
     cfg = config.compose(
         [*SHAPE, f"model.tiny.family={family}", "logging=none", f"training.output_dir={tmp_path}"]
         + ["training.max_steps=2", "training.eval_steps=2", "training.save_strategy=no"]
         + ["data.synthetic.num_examples=100"]
     )
-    result = sft.train(cfg)
+    result = launch.train(cfg)
     assert 0 <= result.metrics["exact_match"] <= 1
 
 

@@ -7,8 +7,8 @@ from conftest import NO_EVAL, write_jsonl
 from ft import config, data
 from ft.data import synthetic
 from ft.errors import FtError
-from ft.tasks import grpo, rewards, sft
-from ft.training import session
+from ft.tasks import rewards
+from ft.training import launch, session
 
 TASKS = ["add", "reverse", "upper", "sort"]
 
@@ -99,8 +99,8 @@ def test_grpo_after_sft_raises_the_held_out_reward(tmp_path):
         + ["training.per_device_train_batch_size=16", "training.learning_rate=2e-3"]
         + ["data.synthetic.seed=1", *NO_EVAL]  # another seed: GRPO's held-out prompts are not its examples
     )
-    sft_run = sft.train(sft_cfg)
-    result = grpo.train(_compose(tmp_path, f"model.adapter={sft_run.run_dir}", "training.run_name=grpo"))
+    sft_run = launch.train(sft_cfg)
+    result = launch.train(_compose(tmp_path, f"model.adapter={sft_run.run_dir}", "training.run_name=grpo"))
     start, end = result.metrics["base_reward"], result.metrics["eval_reward"]
     steps = [row for row in result.trainer.state.log_history if "frac_reward_zero_std" in row]
     print(f"held-out mean reward (exact match) {start:.3f} -> {end:.3f}, GRPO time {result.metrics['train_runtime']}")

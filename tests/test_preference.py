@@ -12,7 +12,8 @@ from ft import config, data, models
 from ft.data import synthetic
 from ft.errors import FtError
 from ft.finish import evaluate
-from ft.tasks import dpo, sft
+from ft.tasks import dpo
+from ft.training import launch
 
 TASKS = ["add", "reverse", "upper", "sort"]
 
@@ -153,7 +154,7 @@ def test_dpo_after_sft_raises_held_out_preference_accuracy(tmp_path):
             *NO_EVAL,
         ]
     )
-    sft_run = sft.train(sft_cfg)
+    sft_run = launch.train(sft_cfg)
     dpo_cfg = _compose(
         tmp_path,
         f"model.adapter={sft_run.run_dir}",
@@ -162,7 +163,7 @@ def test_dpo_after_sft_raises_held_out_preference_accuracy(tmp_path):
         "data.eval_size=64",
         "training.eval_steps=1000",  # evaluated at the start and at the end only
     )
-    result = dpo.train(dpo_cfg)
+    result = launch.train(dpo_cfg)
     history = result.trainer.state.log_history
     start = next(row for row in history if row.get("step") == 0 and "eval_rewards/accuracies" in row)
     end = result.metrics
@@ -185,7 +186,7 @@ def test_ft_eval_reward_accuracy_is_trls_and_the_card_shows_it(tmp_path):
     eval_rewards/accuracies."""
     cfg = _compose(tmp_path, "training.run_name=dpo", "training.max_steps=20", "data.eval_size=32")
     cfg.training.save_strategy, cfg.training.eval_steps = "no", 1000
-    result = dpo.train(cfg)
+    result = launch.train(cfg)
     accuracy = result.metrics["eval_rewards/accuracies"]
     card = (result.run_dir / "README.md").read_text()
     assert f"held-out preference accuracy (implicit reward of chosen > rejected), trained | {accuracy:.4f}" in card
@@ -213,7 +214,7 @@ def test_qlora_dpo_trains_a_4bit_base(tmp_path):
         "data.synthetic.num_examples=200",
         "data.eval_size=32",
     )
-    result = dpo.train(cfg)
+    result = launch.train(cfg)
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in result.trainer.model.modules())
     assert result.metrics["eval_loss"] < result.metrics["base_loss"]
     assert (result.run_dir / "adapter_model.safetensors").is_file()

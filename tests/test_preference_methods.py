@@ -9,7 +9,8 @@ from ft import config, data, models
 from ft.data import synthetic
 from ft.errors import FtError
 from ft.finish import evaluate, loading
-from ft.tasks import kto, orpo, reward, simpo
+from ft.tasks import kto, orpo, simpo
+from ft.training import launch
 
 TASKS = ["add", "reverse", "upper", "sort"]
 
@@ -74,7 +75,7 @@ def test_reward_model_ranks_held_out_pairs(tmp_path):
     from peft import PeftModel
 
     cfg = _compose(tmp_path, "reward", "training.run_name=reward", "data.eval_size=64", "training.eval_steps=1000")
-    result = reward.train(cfg)
+    result = launch.train(cfg)
     trainer = result.trainer
     assert type(trainer.model).__name__ == "PeftModelForSequenceClassification"
     assert trainer.model.config.num_labels == 1
@@ -119,7 +120,7 @@ def test_trains_saves_and_reloads(task, module, tmp_path):
         "data.eval_size=32",
         "training.eval_steps=1000",
     )
-    result = module.train(cfg)
+    result = launch.train(cfg)
     history = result.trainer.state.log_history
     start = next(row for row in history if row.get("step") == 0 and "eval_loss" in row)
     print(f"{task}: eval loss {start['eval_loss']:.4f} -> {result.metrics['eval_loss']:.4f}")

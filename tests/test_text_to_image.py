@@ -10,6 +10,7 @@ from ft.run import rundir
 from ft.tasks.text_to_image import images
 from ft.tasks.text_to_image import pipeline as diffusion
 from ft.tasks.text_to_image import render as diffusion_render
+from ft.training import launch
 
 TRAIN = [
     "recipe=tiny_sd_lora",
@@ -51,11 +52,10 @@ def render_array(pipe, prompt: str = "a green square on a white background"):
 
 @pytest.fixture(scope="module")
 def sd_run(tmp_path_factory):
-    from ft.tasks import text_to_image
 
     out = tmp_path_factory.mktemp("runs")
     cfg = config.compose([*TRAIN, f"training.output_dir={out}", "training.run_name=sd"])
-    return cfg, text_to_image.train(cfg)
+    return cfg, launch.train(cfg)
 
 
 @pytest.mark.slow

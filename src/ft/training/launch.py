@@ -13,15 +13,19 @@ def run(cfg, overrides: list[str]) -> None:
     if cfg.distributed.strategy != "single" and not distributed.is_launched():
         _launch(cfg, overrides)
         return
-    task = registry.get(cfg.task)
-    command = ["python", "-m", "ft", "train", *overrides]
     try:
-        if task.train is not None:  # a loop of its own
-            task.train(cfg, command)
-        else:
-            session.train(cfg, command, task.build_trainer)
+        train(cfg, ["python", "-m", "ft", "train", *overrides])
     finally:
         distributed.close()
+
+
+def train(cfg, command: list[str] | None = None):
+    """The task's run in this process: its own loop, or its trainer in ft's session. Returns the
+    session's Result (run dir, trainer, metrics)."""
+    task = registry.get(cfg.task)
+    if task.train is not None:
+        return task.train(cfg, command)
+    return session.train(cfg, command, task.build_trainer)
 
 
 def _launch(cfg, overrides: list[str]) -> None:

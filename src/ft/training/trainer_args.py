@@ -9,7 +9,7 @@ from ft.run import hardware
 
 def common(cfg, hw: hardware.Hardware, run_dir: Path, has_eval: bool, resuming: bool = False) -> dict:
     """The TrainingArguments keywords of a run, the same for every task; a task's module adds its own
-    (e.g. ft.tasks.sft_args) and builds its TRL config from both."""
+    (e.g. ft.tasks.sft.sft_config) and builds its TRL config from both."""
     t, o = cfg.training, cfg.optim
     precision = hardware.precision(t.precision, hw)
     checkpointing = hardware.activation_checkpointing(t.activation_checkpointing, hw)
