@@ -7,8 +7,7 @@ from conftest import NO_EVAL, write_jsonl
 from ft import config, data
 from ft.data import synthetic
 from ft.errors import FtError
-from ft.tasks import rewards
-from ft.training import launch, session
+from ft.training import launch, rewards, session
 
 TASKS = ["add", "reverse", "upper", "sort"]
 

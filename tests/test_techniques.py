@@ -16,8 +16,7 @@ from ft.data import synthetic
 from ft.errors import FtError
 from ft.rules import machine
 from ft.run import hardware
-from ft.tasks.sft import build_trainer
-from ft.tasks.sft_args import sft_config
+from ft.tasks.sft import build_trainer, sft_config
 
 
 def make_trainer(tmp_path, *overrides):

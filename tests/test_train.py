@@ -8,7 +8,7 @@ import torch
 
 from conftest import QUICK, assert_refused, run_ft
 from ft import config
-from ft.tasks.sft import train
+from ft.training.launch import train
 
 pytestmark = pytest.mark.slow
 DEFAULT_EXACT_MATCH = 0.3  # bench/RESULTS.md: the default recipe measured 0.42
