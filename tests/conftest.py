@@ -99,3 +99,22 @@ QUICK = [
 ]
 # No evaluation at all (neither the untrained one nor during training).
 NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_before_training=false"]
+
+
+@pytest.fixture(scope="session")
+def sort_sft_run(tmp_path_factory):
+    """200 SFT steps on the synthetic `sort` task, trained once for the RL tests that continue its adapter
+    (GRPO, RLOO): at temperature 1.5 its samples are often wrong where its greedy answer is right, which
+    gives the reward functions something to tell apart. Another data seed than the RL recipes', so their
+    held-out prompts are not its examples."""
+    from ft import config
+    from ft.training import launch
+
+    out = tmp_path_factory.mktemp("sort-sft")
+    cfg = config.compose(
+        ["logging=none", f"training.output_dir={out}", "training.run_name=sft", "training.save_strategy=no"]
+        + ["training.max_steps=200", "data.synthetic.tasks=[sort]", "data.synthetic.num_examples=1000"]
+        + ["training.per_device_train_batch_size=16", "training.learning_rate=2e-3"]
+        + ["data.synthetic.seed=1", *NO_EVAL]
+    )
+    return launch.train(cfg)

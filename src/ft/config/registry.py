@@ -96,7 +96,7 @@ def _discover() -> None:
     from importlib.metadata import entry_points
 
     for point in entry_points(group=ENTRY_POINTS):
-        _register_module(point.value)
+        _register_module(point.value.split(":")[0])  # a module, or module:attribute
 
 
 def _register_module(module_name: str) -> Task:

@@ -73,3 +73,13 @@ def _check_wandb() -> None:
             "logging=wandb: no W&B credentials (WANDB_API_KEY or `wandb login`): log in, or set WANDB_MODE=offline to "
             "log to the run directory"
         )
+
+
+def check_vllm(hw: Hardware, key: str) -> None:
+    """`key`=true (e.g. grpo.use_vllm) asks for generation with vLLM: a CUDA GPU and the vllm package."""
+    if hw.device != "cuda":
+        raise FtError(
+            f"{key}=true needs a CUDA GPU; this machine has none: set {key}=false (generation with transformers)"
+        )
+    if not installed("vllm"):
+        raise FtError(f"{key}=true needs vllm: pip install vllm, or set {key}=false")

@@ -18,7 +18,6 @@ from typing import List, Optional
 
 from ft.config.names import GRPO_LOSSES
 from ft.config.registry import Task
-from ft.errors import FtError
 from ft.options import option
 
 
@@ -52,31 +51,15 @@ def check_config(cfg) -> None:
     """The reward functions resolve, and each prompt's group of completions fits in one batch."""
     from ft.training import rewards
 
-    g, t = cfg.grpo, cfg.training
-    rewards.check(g.rewards, g.reward_weights, "grpo")
-    batch = t.per_device_train_batch_size * t.gradient_accumulation_steps
-    for name, size in (
-        ("per_device_train_batch_size * gradient_accumulation_steps", batch),
-        ("per_device_eval_batch_size", t.per_device_eval_batch_size),
-    ):
-        if size % g.num_generations:
-            raise FtError(
-                f"training.{name}={size} is not a multiple of grpo.num_generations={g.num_generations}: "
-                f"each prompt's {g.num_generations} completions must be in the same batch"
-            )
+    rewards.check(cfg.grpo.rewards, cfg.grpo.reward_weights, "grpo")
+    rewards.check_groups(cfg.training, cfg.grpo.num_generations, "grpo")
 
 
 def check_machine(cfg, hw) -> None:
-    from ft.rules.machine import installed
+    from ft.rules import machine
 
     if cfg.grpo.use_vllm:
-        if hw.device != "cuda":
-            raise FtError(
-                "grpo.use_vllm=true needs a CUDA GPU; this machine has none: set grpo.use_vllm=false (generation "
-                "with transformers)"
-            )
-        if not installed("vllm"):
-            raise FtError("grpo.use_vllm=true needs vllm: pip install vllm, or set grpo.use_vllm=false")
+        machine.check_vllm(hw, "grpo.use_vllm")
 
 
 def grpo_config(cfg, hw, run_dir: Path, has_eval: bool, resuming: bool = False):

@@ -88,6 +88,20 @@ def check(names: list[str], weights, section: str) -> None:
         )
 
 
+def check_groups(training, num_generations: int, section: str) -> None:
+    """Each prompt's `num_generations` completions are scored as one group: they must share a batch."""
+    batch = training.per_device_train_batch_size * training.gradient_accumulation_steps
+    for name, size in (
+        ("per_device_train_batch_size * gradient_accumulation_steps", batch),
+        ("per_device_eval_batch_size", training.per_device_eval_batch_size),
+    ):
+        if size % num_generations:
+            raise FtError(
+                f"training.{name}={size} is not a multiple of {section}.num_generations={num_generations}: "
+                f"each prompt's {num_generations} completions must be in the same batch"
+            )
+
+
 def load(names: list[str]) -> list:
     """The reward functions, each stopping the run with one line naming it when it raises."""
     return [_named_on_error(name, resolve(name)) for name in names]
