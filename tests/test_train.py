@@ -67,6 +67,15 @@ def test_the_eval_at_the_last_step_is_not_run_again(quick_run):
     assert saved["eval_loss"] == evals[-1]["eval_loss"]
 
 
+def test_the_exact_match_report_can_be_turned_off(quick_run, capsys):
+    from ft.finish import answers
+
+    assert {"exact_match", "base_exact_match"} <= set(quick_run.metrics)  # on by default
+    off = config.compose([*QUICK, "training.report_exact_match=false"])
+    assert answers.report(off, quick_run.trainer) == {}
+    assert "exact match" not in capsys.readouterr().out
+
+
 def test_cli_train_writes_a_run_and_reports_losses(tmp_path):
     result = run_ft("train", *QUICK, f"training.output_dir={tmp_path}", "training.run_name=cli")
     assert result.returncode == 0, result.stderr[-3000:]

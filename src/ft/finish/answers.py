@@ -11,7 +11,9 @@ SAMPLES = 3  # of them shown with their answers
 
 def report(cfg, trainer) -> dict:
     """Score, print and save; {} where it does not apply (not SFT on synthetic data, no eval split, or a
-    full fine-tune, whose untrained base is no longer in memory)."""
+    full fine-tune, whose untrained base is no longer in memory) or training.report_exact_match is off."""
+    if not cfg.training.report_exact_match:
+        return {}
     if cfg.task != "sft" or cfg.data.source != "synthetic" or not hasattr(trainer.model, "disable_adapter"):
         return {}
     _, eval_rows = data.load(cfg.data)
