@@ -19,6 +19,14 @@ ENV = {
 }
 
 
+def use_threads(threads: int | None) -> None:
+    """Torch threads of the benchmarked commands (OMP_NUM_THREADS); None: torch's default (one per core).
+    On a machine shared with other jobs, one thread each keeps small operations such as generation steps
+    from waiting on a descheduled second thread at every parallel region, which inflates them many times."""
+    if threads:
+        ENV["OMP_NUM_THREADS"] = str(threads)
+
+
 def run(command: list[str]) -> float:
     """Wall seconds of a command; fails loudly if it fails."""
     start = time.perf_counter()

@@ -95,6 +95,10 @@ def test_model_card_has_hub_metadata_results_and_recipe(finished):
     assert "![loss curve](loss.png)" in card and (finished.run_dir / "loss.png").stat().st_size > 1000
     metrics = finished.metrics
     assert f"{metrics['eval_loss']:.4f}" in card and f"{metrics['base_loss']:.4f}" in card
+    # the exact match `ft train` prints at the end of a run on the synthetic tasks, untrained -> trained
+    assert "exact_match" in metrics and "base_exact_match" in metrics
+    assert f"held-out prompts, untrained base | {100 * metrics['base_exact_match']:.1f}% |" in card
+    assert f"held-out prompts, trained | {100 * metrics['exact_match']:.1f}% |" in card
     assert (finished.run_dir / "config.yaml").read_text().strip() in card
     assert "190 training examples, 10 eval examples" in card and "40 steps" in card
     assert "peft.co" not in card.lower() and "[More Information Needed]" not in card  # PEFT's stub was replaced

@@ -57,6 +57,25 @@ def test_saved_adapter_reloads_to_the_same_logits(quick_run, tiny_model_path):
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "the adapter was trained"
 
 
+def test_the_eval_at_the_last_step_is_not_run_again(quick_run):
+    """eval_steps=5 of 5 steps: the trainer evaluated the final model at step 5, and the final metrics are
+    that eval's, not a second identical pass (the default recipe evaluates at 100 and 200 of 200 steps)."""
+    evals = [row for row in quick_run.trainer.state.log_history if "eval_runtime" in row]
+    assert [row["step"] for row in evals] == [0, 5]  # the untrained eval and the one at the last step
+    assert quick_run.metrics["eval_loss"] == evals[-1]["eval_loss"]
+    saved = json.loads((quick_run.run_dir / "eval_results.json").read_text())
+    assert saved["eval_loss"] == evals[-1]["eval_loss"]
+
+
+def test_the_exact_match_report_can_be_turned_off(quick_run, capsys):
+    from ft.finish import answers
+
+    assert {"exact_match", "base_exact_match"} <= set(quick_run.metrics)  # on by default
+    off = config.compose([*QUICK, "training.report_exact_match=false"])
+    assert answers.report(off, quick_run.trainer) == {}
+    assert "exact match" not in capsys.readouterr().out
+
+
 def test_cli_train_writes_a_run_and_reports_losses(tmp_path):
     result = run_ft("train", *QUICK, f"training.output_dir={tmp_path}", "training.run_name=cli")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -197,6 +197,11 @@ class TrainingConfig:
     save_total_limit: Optional[int] = option(2, ge=1, help="checkpoints kept (the oldest are deleted); null: all")
     logging_steps: float = option(10, gt=0, help="an int number of steps, or a float < 1 as a ratio of the run")
     eval_before_training: bool = option(True, help="report the untrained model's eval loss next to the final")
+    report_exact_match: bool = option(
+        True,
+        help="SFT on the synthetic tasks: at the end, the exact match of greedy answers to 100 held-out prompts, "
+        "untrained -> trained (two generation passes over them)",
+    )
     seed: int = option(42, ge=0, help="seed of the model initialization, dropout and data order")
     dataloader_num_workers: int = option(0, ge=0, help="data loading processes; 0: in the training process")
     resume: str = option(

@@ -12,8 +12,11 @@ SAMPLES = 3  # of them shown with their answers
 
 def report(cfg, trainer) -> dict:
     """Score, print and save; {} where it does not apply (a task not scored on its answers, not synthetic
-    data, no eval split, or a full fine-tune, whose untrained base is no longer in memory)."""
+    data, no eval split, or a full fine-tune, whose untrained base is no longer in memory) or
+    training.report_exact_match is off."""
     adapter = hasattr(trainer.model, "disable_adapter")
+    if not cfg.training.report_exact_match:
+        return {}
     if registry.get(cfg.task).evaluation != "answers" or cfg.data.source != "synthetic" or not adapter:
         return {}
     _, eval_rows = data.load(cfg.data, cfg.task)

@@ -115,6 +115,18 @@ def _method_rows(metrics: dict) -> list[str]:
     return rows
 
 
+def _exact_match_rows(metrics: dict) -> list[str]:
+    """The end-of-run exact match on held-out synthetic prompts (ft.finish.answers), as `ft train` prints it."""
+    if "exact_match" not in metrics:
+        return []
+    rows = []
+    for key, label in (("base_exact_match", "untrained base"), ("exact_match", "trained")):
+        value = metrics.get(key)
+        shown = f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "—"
+        rows.append(f"| exact match of greedy answers to held-out prompts, {label} | {shown} |")
+    return rows
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "—"
 
@@ -180,6 +192,7 @@ def render(
         f"| final train loss (last logged) | {_fmt(train_losses[-1] if train_losses else None)} |",
         f"| mean train loss over the run | {_fmt(metrics.get('train_loss'))} |",
         *_method_rows(metrics),
+        *_exact_match_rows(metrics),
         "",
         "![loss curve](loss.png)",
         "",

@@ -143,10 +143,23 @@ def _evaluate(trainer, train_output) -> dict:
         trainer.save_metrics("base", base)
     trainer.save_metrics("train", train_output.metrics)
     if trainer.eval_dataset is not None:
-        final_eval = trainer.evaluate()
+        final_eval = _eval_at_last_step(trainer) or trainer.evaluate()
         metrics.update(final_eval)
         trainer.save_metrics("eval", final_eval)
     return metrics
+
+
+def _eval_at_last_step(trainer) -> dict:
+    """The metrics of the eval the trainer ran at its last step (eval_steps dividing the run, eval_strategy=epoch),
+    as evaluate() returns them: the model has not changed since, so evaluating again would only repeat it (the
+    default recipe evaluates at steps 100 and 200 of 200). {} when the last step was not evaluated, or when early
+    stopping reloaded the best checkpoint at the end."""
+    if trainer.args.load_best_model_at_end:
+        return {}
+    last = next((row for row in reversed(trainer.state.log_history) if "eval_runtime" in row), None)
+    if last is None or last.get("step") != trainer.state.global_step or trainer.state.global_step == 0:
+        return {}
+    return {key: value for key, value in last.items() if key != "step"}
 
 
 def total_optimizer_steps(cfg, num_examples: int) -> int:
