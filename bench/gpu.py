@@ -29,7 +29,7 @@ from ft import config  # noqa: E402
 from ft.config import schema
 from ft.data import synthetic
 from ft.models import tiny
-from ft.tasks.sft import train  # noqa: E402
+from ft.training.launch import train  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--tiny", action="store_true", help="tiny shapes, runs on a CPU (a smoke test)")

@@ -30,17 +30,17 @@ IMPORTS = "imports: torch, transformers, TRL, PEFT, datasets"
 TIMED = {
     "ft": [
         ("ft.config", "compose", "config: compose + validate"),
-        ("ft.tasks.build", "trainer", "_build"),  # the whole trainer build; its parts below
-        ("ft.tasks.build", "inputs", "data rows (+ tokenizer)"),
+        ("ft.training.build", "trainer", "_build"),  # the whole trainer build; its parts below
+        ("ft.training.build", "inputs", "data rows (+ tokenizer)"),
         ("ft.data.cache", "lookup", "tokenized data (ft's cache)"),
-        ("ft.tasks.build", "base_model", "model load"),
+        ("ft.training.build", "base_model", "model load"),
         ("transformers", "Trainer.train", "_train"),  # the loop is its train_runtime; the rest is set-up
-        ("ft.run.session", "_evaluate", "final eval"),
+        ("ft.training.session", "_evaluate", "final eval"),
         ("transformers", "Trainer.save_model", "save adapter + state"),
         ("transformers", "Trainer.save_state", "save adapter + state"),
         ("ft.run.rundir", "plot_loss", "loss plot"),
         ("ft.finish.answers", "report", "exact-match report"),
-        ("ft.run.session", "_finish", "model card (+ push)"),
+        ("ft.training.session", "_finish", "model card (+ push)"),
     ],
     "baseline": [
         ("ft.config", "compose", "config: compose + validate"),

@@ -9,7 +9,7 @@ import torch
 
 from ft import config
 from ft.run import distributed
-from ft.tasks.sft import train
+from ft.training.launch import train
 
 PROMPTS = ["What is 12 + 30?", "Reverse the letters: abcde"]
 

@@ -12,7 +12,7 @@ from ft import config, data, models
 from ft.data import detect
 from ft.models import adapters
 from ft.run.hardware import Hardware
-from ft.tasks import sft_args
+from ft.tasks import sft
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -84,11 +84,11 @@ def test_trl_baseline_trains_with_the_default_recipes_settings(tmp_path):
     overrides = ["training.max_steps=60", "training.eval_strategy=no", "training.save_strategy=no", "logging=none"]
     cfg = baseline.settings(overrides)
     ft_cfg = config.compose(overrides)
-    detect.resolve(ft_cfg, announce=False)  # as `ft train` does before it builds the trainer
+    ft_cfg = detect.resolved(ft_cfg)  # as `ft train` does before it builds the trainer
     cpu = Hardware("cpu", False, 0)
 
     theirs = baseline.sft_config(cfg, tmp_path).to_dict()
-    ours = sft_args.sft_config(ft_cfg, cpu, tmp_path, has_eval=True).to_dict()
+    ours = sft.sft_config(ft_cfg, cpu, tmp_path, has_eval=True).to_dict()
     assert set(theirs) == set(ours)
     differing = {key: (theirs[key], ours[key]) for key in ours if theirs[key] != ours[key]}
     assert set(differing) <= NOT_TRAINING, differing

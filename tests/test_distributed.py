@@ -247,8 +247,9 @@ def test_every_rank_destroys_its_process_group_when_training_ends(tmp_path):
     script.write_text(
         "import sys\n"
         "import torch.distributed\n"
-        "from ft import config, tasks\n"
-        "tasks.run(config.compose(sys.argv[1:]), sys.argv[1:])\n"
+        "from ft import config\n"
+        "from ft.training import launch\n"
+        "launch.run(config.compose(sys.argv[1:]), sys.argv[1:])\n"
         "print('process group alive after training:', torch.distributed.is_initialized())\n"
     )
     run = [*SMALL, "training.max_steps=1", f"training.output_dir={tmp_path}", "training.run_name=closes"]

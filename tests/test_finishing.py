@@ -36,7 +36,7 @@ ALLOW_LISTED = {
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    from ft.tasks.sft import train
+    from ft.training.launch import train
 
     out = tmp_path_factory.mktemp("runs")
     overrides = [
