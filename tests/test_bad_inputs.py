@@ -372,7 +372,7 @@ CASES = [
     # reinforcement learning (task=grpo)
     Case(
         "prompts_data_for_sft",
-        ["data.format=prompts holds prompts without answers", "task=sft cannot train on", "use task=grpo"],
+        ["data.format=prompts holds prompts without answers", "task=sft cannot train on", "use task=distill / grpo"],
         ["data.format=prompts"],
     ),
     Case(
