@@ -41,7 +41,7 @@ def test_a_recipe_file_extends_a_shipped_recipe_and_uses_its_own_group_options(t
     as_recipe = _job(f"recipe={recipe}", "training.max_steps=9", cwd=tmp_path)
     assert as_argument == as_recipe
     assert as_argument["task"] == "dpo"  # from tiny_dpo
-    assert as_argument["preference"]["beta"] == 0.1
+    assert as_argument["dpo"]["beta"] == 0.1
     assert as_argument["model"]["tiny"]["hidden_size"] == 128  # model/narrow.yaml beside the file
     assert as_argument["training"]["learning_rate"] == 3.0e-4  # the file
     assert as_argument["training"]["max_steps"] == 9  # the command line wins
