@@ -280,10 +280,10 @@ def _two_ranks(rank: int, port: int, results) -> None:
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     callback = PreemptionCallback()
-    before = callback._any_rank_received(torch.device("cpu"))
+    before = callback.any_rank_received(torch.device("cpu"))
     if rank == 0:
         callback.received = "SIGTERM"  # only rank 0 got the signal so far
-    results[rank] = (before, callback._any_rank_received(torch.device("cpu")))
+    results[rank] = (before, callback.any_rank_received(torch.device("cpu")))
     dist.destroy_process_group()
 
 
