@@ -33,8 +33,9 @@ format: install  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: install  ## the CPU benchmarks (bench/gpu.py is for a GPU machine)
+bench: install  ## the CPU benchmarks, then bench/gpu.py's code path with tiny shapes (gpu.py itself is for a GPU machine)
 	cd bench && ../$(PY) startup.py && ../$(PY) overhead.py && ../$(PY) packing.py && ../$(PY) cache.py
+	cd bench && ../$(PY) gpu.py --tiny
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
