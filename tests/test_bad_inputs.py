@@ -128,6 +128,8 @@ CASES = [
     # config: before anything loads
     Case("unknown_recipe", ["unknown recipe 'no_such'", "default"], ["recipe=no_such"]),
     Case("unknown_key", ["unknown key 'training.leraning_rate'", "learning_rate"], ["training.leraning_rate=1"]),
+    Case("unknown_section", ["unknown key 'nonsense.key'", "training"], ["nonsense.key=1"]),
+    Case("unknown_group_option", ["unknown peft option 'lorax'", "lora", "none"], ["peft=lorax"]),
     Case("wrong_type", ["training.max_steps", "abc"], ["training.max_steps=abc"]),
     Case("bad_choice", ["model.dtype=fp8", "bfloat16"], ["model.dtype=fp8"]),
     Case("zero_rank", ["peft.r must be >= 1, got 0"], ["peft.r=0"]),
@@ -409,7 +411,11 @@ CASES = [
         ["recipe=tiny_grpo", "training.per_device_train_batch_size=6"],
     ),
     # impossible combinations
-    Case("galore_with_adapter", ["GaLore is a full-parameter optimizer", "peft=none"], ["optim=galore", "peft=lora"]),
+    Case(
+        "galore_with_adapter",
+        ["GaLore is a full-parameter optimizer and cannot train a PEFT adapter", "peft=none"],
+        ["optim=galore", "peft=lora"],
+    ),
     Case("zero3_with_4bit_base", ["partitions every parameter", "zero2"], ["peft=qlora", "distributed=zero3"]),
     Case("fsdp_on_cpu", ["FSDP through Accelerate needs GPUs"], ["distributed=fsdp"]),
     # text-to-image: its images, and the line between diffusion pipelines and language models

@@ -83,7 +83,6 @@ def test_top_level_accelerate_config_is_multi_process_ddp():
 @pytest.mark.parametrize(
     "override, message",
     [
-        (["distributed=fsdp"], "FSDP through Accelerate needs GPUs"),
         (["distributed=fsdp_qlora", "peft=qlora"], "FSDP through Accelerate needs GPUs"),
         (["distributed=ddp"], "set distributed.num_processes=N"),
         (["distributed=ddp", "distributed.num_processes=1", "distributed.num_machines=2"], "needs one run directory"),
