@@ -242,6 +242,8 @@ def _launch_worker(tmp_path, strategy, run_name):
 def test_every_rank_destroys_its_process_group_when_training_ends(tmp_path):
     # A rank that exits with its gloo group alive can abort (SIGABRT) in the interpreter's teardown;
     # that made the two-node test below fail now and then. The abort is a race; its cause is not.
+    # The run is a DPO one: this is also the check that a task beside SFT trains on 2 ranks through the
+    # session every task shares, whose DDP equality test_ddp_equals_single_process_with_doubled_batch proves.
     script = tmp_path / "train_then_report.py"
     script.write_text(
         "import sys\n"
@@ -251,8 +253,10 @@ def test_every_rank_destroys_its_process_group_when_training_ends(tmp_path):
         "print('process group alive after training:', torch.distributed.is_initialized())\n"
     )
     run = [*SMALL, "training.max_steps=1", f"training.output_dir={tmp_path}", "training.run_name=closes"]
-    result = _accelerate_launch(tmp_path, "ddp", script, "distributed=ddp", *run)
+    result = _accelerate_launch(tmp_path, "ddp", script, "recipe=tiny_dpo", "distributed=ddp", *run)
     assert result.stdout.count("process group alive after training: False") == 2, result.stdout[-3000:]
+    assert "world size 2" in result.stdout and "identical on every rank" in result.stdout, result.stdout[-3000:]
+    assert "TRL DPO trainer" in (tmp_path / "closes" / "README.md").read_text()
 
 
 @pytest.mark.slow
