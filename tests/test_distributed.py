@@ -189,10 +189,14 @@ def test_sbatch_script(tmp_path):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
-    port = free_port()
+    """2 ranks at batch 4 give the per-step losses of 1 process at batch 8. Both runs use one empty
+    preprocessing cache: under DDP one rank tokenizes and the other loads its result, and the single
+    process then reuses the cached datasets instead of tokenizing again."""
+    port, cache = free_port(), f"data.cache.dir={tmp_path / 'cache'}"
     ddp = run_ft(
         "train",
         *SMALL,
+        cache,
         "distributed=ddp",
         "distributed.num_processes=2",
         f"distributed.main_process_port={port}",
@@ -204,14 +208,18 @@ def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
     assert "ft: launching 2 processes" in ddp.stdout and "accelerate.commands.launch" in ddp.stdout
     assert "world size 2" in ddp.stdout  # not just an exit code: accelerate can silently start one
     assert "identical on every rank" in ddp.stdout
+    assert ddp.stderr.count("Tokenizing train dataset:   0%") == 1  # rank 1 loaded rank 0's tokenization
+    assert ddp.stdout.count("tokenized dataset cached as") == 1
     single = run_ft(
         "train",
         *SMALL,
+        cache,
         "training.per_device_train_batch_size=8",
         f"training.output_dir={tmp_path}",
         "training.run_name=single",
     )
     assert single.returncode == 0, single.stderr[-3000:]
+    assert single.stderr.count("Tokenizing train dataset") == 0 and "reused" in single.stdout
     ddp_losses, single_losses = step_losses(tmp_path / "ddp"), step_losses(tmp_path / "single")
     assert len(ddp_losses) == len(single_losses) == 4
     assert max(abs(a - b) for a, b in zip(ddp_losses, single_losses)) <= 1e-5, (ddp_losses, single_losses)
