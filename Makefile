@@ -37,8 +37,9 @@ docs: install  ## the manual: docs/ plus its generated reference pages, built by
 	$(PY) docs/generate.py
 	$(PY) -m mkdocs build --strict
 
-bench: install  ## the CPU benchmarks (bench/gpu.py is for a GPU machine)
+bench: install  ## the CPU benchmarks, then bench/gpu.py's code path with tiny shapes (gpu.py itself is for a GPU machine)
 	cd bench && ../$(PY) startup.py && ../$(PY) overhead.py && ../$(PY) packing.py && ../$(PY) cache.py
+	cd bench && ../$(PY) gpu.py --tiny
 
 clean:
 	rm -rf $(VENV) runs build docs/reference *.egg-info src/*.egg-info

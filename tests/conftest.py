@@ -118,3 +118,63 @@ def sort_sft_run(tmp_path_factory):
         + ["data.synthetic.seed=1", *NO_EVAL]
     )
     return launch.train(cfg)
+
+
+# --- runs trained once per session, for the tests that only read what they left ----------------------------
+
+FINISHED_STEPS = 40
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """An SFT run trained in-process (tests read its trainer and model too): 40 steps, evaluated at the start
+    and the end, checkpoints at steps 20 and 40. A stray .env file is planted in it: it must stay local."""
+    from ft import config
+    from ft.training import launch
+
+    out = tmp_path_factory.mktemp("runs")
+    overrides = [
+        o for o in QUICK if not o.startswith(("training.max_steps", "training.eval_steps", "training.save_strategy"))
+    ]
+    cfg = config.compose(
+        [
+            *overrides,
+            f"training.max_steps={FINISHED_STEPS}",
+            f"training.eval_steps={FINISHED_STEPS}",
+            "training.save_steps=20",
+            f"training.output_dir={out}",
+            "training.run_name=finished",
+        ]
+    )
+    result = launch.train(cfg)
+    (result.run_dir / ".env").write_text("WANDB_API_KEY=planted-env-file\n")
+    return result
+
+
+# Tokens in the environment of `cli_run`: none may reach its files or its output.
+PLANTED_SECRETS = {
+    "HF_TOKEN": "hf_PLANTEDsecretTOKEN0123456789",
+    "HUGGING_FACE_HUB_TOKEN": "hf_PLANTEDsecretTOKEN0123456789",
+    "WANDB_API_KEY": "PLANTEDwandbKEY0123456789abcdef0123456789",
+}
+
+
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`python -m ft train` in a subprocess, run from its output directory with tokens planted in its
+    environment: the quick run with the default logging (TensorBoard), a checkpoint at step 3 and
+    training.max_length=30 (which some examples exceed). Returns (the output directory, the finished process)."""
+    out = tmp_path_factory.mktemp("cli")
+    overrides = [o for o in QUICK if o not in ("logging=none", "training.save_strategy=no")]
+    result = run_ft(
+        "train",
+        *overrides,
+        "training.save_steps=3",
+        "training.max_length=30",
+        f"training.output_dir={out}",
+        "training.run_name=cli",
+        env_extra=PLANTED_SECRETS,
+        cwd=out,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result

@@ -83,7 +83,6 @@ def test_top_level_accelerate_config_is_multi_process_ddp():
 @pytest.mark.parametrize(
     "override, message",
     [
-        (["distributed=fsdp"], "FSDP through Accelerate needs GPUs"),
         (["distributed=fsdp_qlora", "peft=qlora"], "FSDP through Accelerate needs GPUs"),
         (["distributed=ddp"], "set distributed.num_processes=N"),
         (["distributed=ddp", "distributed.num_processes=1", "distributed.num_machines=2"], "needs one run directory"),
@@ -190,10 +189,14 @@ def test_sbatch_script(tmp_path):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
-    port = free_port()
+    """2 ranks at batch 4 give the per-step losses of 1 process at batch 8. Both runs use one empty
+    preprocessing cache: under DDP one rank tokenizes and the other loads its result, and the single
+    process then reuses the cached datasets instead of tokenizing again."""
+    port, cache = free_port(), f"data.cache.dir={tmp_path / 'cache'}"
     ddp = run_ft(
         "train",
         *SMALL,
+        cache,
         "distributed=ddp",
         "distributed.num_processes=2",
         f"distributed.main_process_port={port}",
@@ -205,14 +208,18 @@ def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
     assert "ft: launching 2 processes" in ddp.stdout and "accelerate.commands.launch" in ddp.stdout
     assert "world size 2" in ddp.stdout  # not just an exit code: accelerate can silently start one
     assert "identical on every rank" in ddp.stdout
+    assert ddp.stderr.count("Tokenizing train dataset:   0%") == 1  # rank 1 loaded rank 0's tokenization
+    assert ddp.stdout.count("tokenized dataset cached as") == 1
     single = run_ft(
         "train",
         *SMALL,
+        cache,
         "training.per_device_train_batch_size=8",
         f"training.output_dir={tmp_path}",
         "training.run_name=single",
     )
     assert single.returncode == 0, single.stderr[-3000:]
+    assert single.stderr.count("Tokenizing train dataset") == 0 and "reused" in single.stdout
     ddp_losses, single_losses = step_losses(tmp_path / "ddp"), step_losses(tmp_path / "single")
     assert len(ddp_losses) == len(single_losses) == 4
     assert max(abs(a - b) for a, b in zip(ddp_losses, single_losses)) <= 1e-5, (ddp_losses, single_losses)
@@ -243,6 +250,8 @@ def _launch_worker(tmp_path, strategy, run_name):
 def test_every_rank_destroys_its_process_group_when_training_ends(tmp_path):
     # A rank that exits with its gloo group alive can abort (SIGABRT) in the interpreter's teardown;
     # that made the two-node test below fail now and then. The abort is a race; its cause is not.
+    # The run is a DPO one: this is also the check that a task beside SFT trains on 2 ranks through the
+    # session every task shares, whose DDP equality test_ddp_equals_single_process_with_doubled_batch proves.
     script = tmp_path / "train_then_report.py"
     script.write_text(
         "import sys\n"
@@ -253,8 +262,10 @@ def test_every_rank_destroys_its_process_group_when_training_ends(tmp_path):
         "print('process group alive after training:', torch.distributed.is_initialized())\n"
     )
     run = [*SMALL, "training.max_steps=1", f"training.output_dir={tmp_path}", "training.run_name=closes"]
-    result = _accelerate_launch(tmp_path, "ddp", script, "distributed=ddp", *run)
+    result = _accelerate_launch(tmp_path, "ddp", script, "recipe=tiny_dpo", "distributed=ddp", *run)
     assert result.stdout.count("process group alive after training: False") == 2, result.stdout[-3000:]
+    assert "world size 2" in result.stdout and "identical on every rank" in result.stdout, result.stdout[-3000:]
+    assert "TRL DPO trainer" in (tmp_path / "closes" / "README.md").read_text()
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """What users do with a finished run: read its model card, push it, generate / chat, evaluate.
 
-One short training run (40 steps, checkpoints every 20) is shared by the module; the commands run
-against it for real (the CLI in subprocesses, the Hub replaced by a local HTTP server)."""
+One short training run (conftest's session-scoped `finished`: 40 steps, checkpoints every 20) is what the
+commands run against, for real (the CLI in subprocesses, the Hub replaced by a local HTTP server)."""
 
 import hashlib
 import json
@@ -32,29 +32,6 @@ ALLOW_LISTED = {
     "tokenizer.json",
     "tokenizer_config.json",
 }
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    from ft.training.launch import train
-
-    out = tmp_path_factory.mktemp("runs")
-    overrides = [
-        o for o in QUICK if not o.startswith(("training.max_steps", "training.eval_steps", "training.save_strategy"))
-    ]
-    cfg = config.compose(
-        [
-            *overrides,
-            "training.max_steps=40",
-            "training.eval_steps=40",
-            "training.save_steps=20",
-            f"training.output_dir={out}",
-            "training.run_name=finished",
-        ]
-    )
-    result = train(cfg)
-    (result.run_dir / ".env").write_text("WANDB_API_KEY=planted-env-file\n")  # a stray env file must stay local
-    return result
 
 
 def _hashes(root: Path) -> dict:

@@ -1,4 +1,5 @@
-"""`python -m ft init`: a commented recipe file that composes to exactly the recipe it starts from."""
+"""`python -m ft init`: a commented recipe file that composes to exactly the recipe it starts from. That the
+file it writes trains, names its run dir and resumes is tests/test_recipe_files.py's."""
 
 import dataclasses
 import re
@@ -6,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from conftest import NO_EVAL, QUICK, assert_refused, run_ft
+from conftest import assert_refused, run_ft
 from ft import config
 from ft.commands import init as init_recipe
 
@@ -40,24 +41,3 @@ def test_init_refuses_to_overwrite_and_names_unknown_recipes(tmp_path):
     result = run_ft("init", str(tmp_path / "new"))
     assert_refused(result.returncode, result.stderr, "ends in .yaml")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]
-
-
-@pytest.mark.slow
-def test_an_initialized_recipe_trains_as_written(tmp_path):
-    written = run_ft("init", cwd=tmp_path)  # recipe.yaml, from the default recipe
-    assert written.returncode == 0, written.stderr
-    assert "python -m ft train recipe.yaml" in written.stdout
-    out = tmp_path / "runs"
-    result = run_ft(
-        "train",
-        "recipe.yaml",
-        *QUICK,
-        *NO_EVAL,
-        "training.max_steps=2",
-        f"training.output_dir={out}",
-        "training.run_name=mine",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (out / "mine" / "adapter_model.safetensors").is_file()
-    assert yaml.safe_load((out / "mine" / "config.yaml").read_text())["recipe"] == str(tmp_path / "recipe.yaml")

@@ -1,21 +1,21 @@
-"""DPO in real processes: two DDP ranks equal one process at the doubled batch, kill -9 and resume equals an
-uninterrupted run, and the reference model costs no second copy of the weights (peak memory)."""
+"""DPO runs: continued from a checkpoint it equals an uninterrupted run, and the reference model costs no second
+copy of the weights (peak memory). Under DDP, DPO is run by tests/test_distributed.py."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, run_ft
+from conftest import run_ft
 from ft.run import resume
-from test_resume import adapter, finish, kill9, loss_lines, start, step_losses, wait_for
+from test_resume import adapter, step_losses
 
-# A short deterministic DPO run: no dropout, a loss logged every step.
+# A short deterministic DPO run: no dropout, a loss logged every step, a checkpoint every 2.
 DPO = [
     "recipe=tiny_dpo",
     "training.max_steps=4",
     "training.logging_steps=1",
-    "training.save_strategy=no",
+    "training.save_steps=2",
     "logging=none",
     "data.synthetic.num_examples=200",
     "peft.lora_dropout=0",
@@ -23,59 +23,28 @@ DPO = [
 ]
 
 
-def _losses(run_dir: Path) -> list[float]:
-    return list(step_losses(run_dir).values())
-
-
 @pytest.mark.slow
-@pytest.mark.distributed
-def test_ddp_dpo_equals_single_process_with_doubled_batch(tmp_path):
-    ddp = run_ft(
-        "train",
-        *DPO,
-        "distributed=ddp",
-        "distributed.num_processes=2",
-        f"distributed.main_process_port={free_port()}",
-        "training.per_device_train_batch_size=4",
-        f"training.output_dir={tmp_path}",
-        "training.run_name=ddp",
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert "world size 2" in ddp.stdout
-    one = ["training.per_device_train_batch_size=8", f"training.output_dir={tmp_path}", "training.run_name=one"]
-    single = run_ft("train", *DPO, *one)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp_losses, single_losses = _losses(tmp_path / "ddp"), _losses(tmp_path / "one")
-    print(f"DPO per-step loss, 2 ranks x 4: {ddp_losses}; 1 process x 8: {single_losses}")
-    assert len(ddp_losses) == len(single_losses) == 4
-    assert max(abs(a - b) for a, b in zip(ddp_losses, single_losses)) <= 1e-5
+def test_dpo_continued_from_its_checkpoint_equals_the_uninterrupted_run(tmp_path):
+    """DPO resumes through the session every task shares (ft.training.session), whose exactness tests/test_resume.py
+    proves on SFT (kill -9 at four points, SIGTERM). Here, cheaply, that DPO takes that path and that it restores
+    what DPO needs: a run started from the uninterrupted run's checkpoint-2 (training.resume=<checkpoint>) ends
+    with the same per-step losses and adapter (1e-5)."""
+    from ft import config
+    from ft.training import launch
 
-
-@pytest.mark.slow
-def test_dpo_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
-    # test_resume's runs (12 steps, a checkpoint every 2, a loss every step) on the DPO recipe
-    dpo = ["recipe=tiny_dpo", "training.eval_before_training=false"]
-    straight = tmp_path / "straight"
-    straight.mkdir()
-    finish(straight, "run", *dpo)
-    run_dir = tmp_path / "run"
-    proc, log = start(tmp_path, "run", *dpo)
-    checkpoint = run_dir / "checkpoint-4"
-    wait_for(proc, lambda: loss_lines(log) >= 5 and _complete(checkpoint))
-    kill9(proc)
-    text = finish(tmp_path, "run", *dpo)
-    assert "resuming from" in text and "checkpoint-4" in text
-    expected, actual = step_losses(straight / "run"), step_losses(run_dir)
-    assert sorted(actual) == sorted(expected) == list(range(1, 13))
+    run = [*DPO, f"training.output_dir={tmp_path}"]
+    straight = launch.train(config.compose([*run, "training.run_name=straight"])).run_dir
+    checkpoint = straight / "checkpoint-2"
+    assert resume.incomplete_reason(checkpoint) is None
+    resumed = launch.train(config.compose([*run, "training.run_name=resumed", f"training.resume={checkpoint}"])).run_dir
+    assert [p.name for p in resume.checkpoints(resumed)] == ["checkpoint-4"]  # it began at step 2, not 0
+    expected, actual = step_losses(straight), step_losses(resumed)
+    assert sorted(actual) == sorted(expected) == [1, 2, 3, 4]
     worst_loss = max(abs(actual[s] - expected[s]) for s in expected)
-    want, got = adapter(straight / "run"), adapter(run_dir)
+    want, got = adapter(straight), adapter(resumed)
     worst_weight = max((got[k] - want[k]).abs().max().item() for k in want)
     print(f"resumed vs uninterrupted DPO: max |loss diff| {worst_loss:.2e}, max |adapter diff| {worst_weight:.2e}")
     assert want.keys() == got.keys() and worst_loss <= 1e-5 and worst_weight <= 1e-5
-
-
-def _complete(checkpoint: Path) -> bool:
-    return checkpoint.is_dir() and resume.incomplete_reason(checkpoint) is None
 
 
 # A tiny Llama wide enough (about 95M parameters, 380 MB in fp32) that a second copy would stand out of the noise.

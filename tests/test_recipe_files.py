@@ -100,11 +100,15 @@ def _refusal(result):
 
 @pytest.mark.slow
 def test_a_recipe_file_trains_names_its_run_dir_and_resumes(tmp_path):
-    recipe = tmp_path / "mine.yaml"
-    recipe.write_text("# @package _global_\ndefaults:\n  - default\n  - _self_\ntraining:\n  learning_rate: 1.0e-3\n")
+    """The file is the one `python -m ft init` writes (recipe.yaml, from the default recipe): it trains as
+    written."""
+    written = run_ft("init", cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    assert "python -m ft train recipe.yaml" in written.stdout
+    recipe = tmp_path / "recipe.yaml"
     out = tmp_path / "runs"
     args = [
-        "mine.yaml",
+        "recipe.yaml",
         *QUICK,
         *NO_EVAL,
         "training.max_steps=2",
@@ -115,7 +119,8 @@ def test_a_recipe_file_trains_names_its_run_dir_and_resumes(tmp_path):
     result = run_ft("train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = out.iterdir()
-    assert run_dir.name.startswith("mine-"), run_dir.name  # the file's name, not its path
+    assert run_dir.name.startswith("recipe-"), run_dir.name  # the file's name, not its path
+    assert (run_dir / "adapter_model.safetensors").is_file()
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["recipe"] == str(recipe)
     # The same command continues the run: its recorded config matches the file's again
     (run_dir / "trainer_state.json").unlink()  # as if it had been stopped after its checkpoint

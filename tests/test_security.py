@@ -5,33 +5,17 @@ import re
 
 import pytest
 
-from conftest import QUICK, run_ft
-
-HF_SECRET = "hf_PLANTEDsecretTOKEN0123456789"
-WANDB_SECRET = "PLANTEDwandbKEY0123456789abcdef0123456789"
+from conftest import PLANTED_SECRETS
 
 
 @pytest.mark.slow
-def test_tokens_never_reach_files_or_logs_and_weights_are_safetensors(tmp_path):
-    secrets = {"HF_TOKEN": HF_SECRET, "HUGGING_FACE_HUB_TOKEN": HF_SECRET, "WANDB_API_KEY": WANDB_SECRET}
-    overrides = [o for o in QUICK if o not in ("logging=none", "training.save_strategy=no")]
-    result = run_ft(
-        "train",
-        *overrides,
-        "logging=tensorboard",
-        "training.save_steps=3",
-        "training.max_length=30",
-        f"training.output_dir={tmp_path}",
-        "training.run_name=secret",
-        env_extra=secrets,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "secret"
+def test_tokens_never_reach_files_or_logs_and_weights_are_safetensors(cli_run):
+    out, result = cli_run
+    run_dir = out / "cli"
 
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) > 15 and list(run_dir.glob("tensorboard/events.*")) and (run_dir / "checkpoint-3").is_dir()
-    for secret in (HF_SECRET, WANDB_SECRET):
+    for secret in set(PLANTED_SECRETS.values()):
         assert secret not in result.stdout + result.stderr
         leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
         assert not leaked, leaked

@@ -1,28 +1,20 @@
-"""End to end through the real training path: the CLI in a subprocess, and the same composition
-in-process where the test needs the trained model object."""
+"""End to end through the real training path: the CLI in a subprocess (conftest's `cli_run`), and the same
+composition in-process where the test needs the trained model object (conftest's `finished`)."""
 
 import json
 
 import pytest
 import torch
 
-from conftest import QUICK, assert_refused, run_ft
+from conftest import FINISHED_STEPS, QUICK, run_ft
 from ft import config
-from ft.training.launch import train
 
 pytestmark = pytest.mark.slow
 DEFAULT_EXACT_MATCH = 0.3  # bench/RESULTS.md: the default recipe measured 0.42
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    cfg = config.compose([*QUICK, f"training.output_dir={out}", "training.run_name=quick"])
-    return train(cfg)
-
-
-def test_run_dir_has_every_output(quick_run):
-    run_dir = quick_run.run_dir
+def test_run_dir_has_every_output(finished):
+    run_dir = finished.run_dir
     for name in (
         "adapter_config.json",
         "adapter_model.safetensors",
@@ -36,19 +28,19 @@ def test_run_dir_has_every_output(quick_run):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "adapter_model.safetensors").stat().st_size > 10_000
     state = json.loads((run_dir / "trainer_state.json").read_text())
-    assert state["global_step"] == 5
+    assert state["global_step"] == FINISHED_STEPS
     assert not [p for p in run_dir.glob("*.bin") if p.name != "training_args.bin"], "weights are safetensors only"
 
 
-def test_saved_adapter_reloads_to_the_same_logits(quick_run, tiny_model_path):
+def test_saved_adapter_reloads_to_the_same_logits(finished, tiny_model_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    trained = quick_run.trainer.model.eval()
-    tokenizer = quick_run.trainer.processing_class
+    trained = finished.trainer.model.eval()
+    tokenizer = finished.trainer.processing_class
     batch = tokenizer(["What is 12 + 30?", "Reverse the letters: abc"], return_tensors="pt", padding=True)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
-    reloaded = PeftModel.from_pretrained(base, quick_run.run_dir).eval()
+    reloaded = PeftModel.from_pretrained(base, finished.run_dir).eval()
     with torch.no_grad():
         expected = trained(**batch).logits
         actual = reloaded(**batch).logits
@@ -57,47 +49,35 @@ def test_saved_adapter_reloads_to_the_same_logits(quick_run, tiny_model_path):
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "the adapter was trained"
 
 
-def test_the_eval_at_the_last_step_is_not_run_again(quick_run):
-    """eval_steps=5 of 5 steps: the trainer evaluated the final model at step 5, and the final metrics are
+def test_the_eval_at_the_last_step_is_not_run_again(finished):
+    """eval_steps=40 of 40 steps: the trainer evaluated the final model at step 40, and the final metrics are
     that eval's, not a second identical pass (the default recipe evaluates at 100 and 200 of 200 steps)."""
-    evals = [row for row in quick_run.trainer.state.log_history if "eval_runtime" in row]
-    assert [row["step"] for row in evals] == [0, 5]  # the untrained eval and the one at the last step
-    assert quick_run.metrics["eval_loss"] == evals[-1]["eval_loss"]
-    saved = json.loads((quick_run.run_dir / "eval_results.json").read_text())
+    evals = [row for row in finished.trainer.state.log_history if "eval_runtime" in row]
+    assert [row["step"] for row in evals] == [0, FINISHED_STEPS]  # the untrained eval and the last step's
+    assert finished.metrics["eval_loss"] == evals[-1]["eval_loss"]
+    saved = json.loads((finished.run_dir / "eval_results.json").read_text())
     assert saved["eval_loss"] == evals[-1]["eval_loss"]
 
 
-def test_the_exact_match_report_can_be_turned_off(quick_run, capsys):
+def test_the_exact_match_report_can_be_turned_off(finished, capsys):
     from ft.finish import answers
 
-    assert {"exact_match", "base_exact_match"} <= set(quick_run.metrics)  # on by default
+    assert {"exact_match", "base_exact_match"} <= set(finished.metrics)  # on by default
     off = config.compose([*QUICK, "training.report_exact_match=false"])
-    assert answers.report(off, quick_run.trainer) == {}
+    assert answers.report(off, finished.trainer) == {}
     assert "exact match" not in capsys.readouterr().out
 
 
-def test_cli_train_writes_a_run_and_reports_losses(tmp_path):
-    result = run_ft("train", *QUICK, f"training.output_dir={tmp_path}", "training.run_name=cli")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"ft: run directory {tmp_path / 'cli'}" in result.stdout
+def test_cli_train_writes_a_run_and_reports_losses(cli_run):
+    out, result = cli_run
+    assert f"ft: run directory {out / 'cli'}" in result.stdout
     assert "(untrained)" in result.stdout and "(trained)" in result.stdout
-    assert (tmp_path / "cli" / "adapter_model.safetensors").is_file()
+    assert (out / "cli" / "adapter_model.safetensors").is_file()
 
 
-def test_existing_run_dir_is_not_overwritten(tmp_path):
-    (tmp_path / "taken").mkdir()
-    (tmp_path / "taken" / "keep.txt").write_text("mine")
-    result = run_ft("train", *QUICK, f"training.output_dir={tmp_path}", "training.run_name=taken")
-    assert_refused(result.returncode, result.stderr, "already exists")
-    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
-
-
-def test_tensorboard_logs_are_written(tmp_path):
-    result = run_ft(
-        "train", *[o for o in QUICK if o != "logging=none"], f"training.output_dir={tmp_path}", "training.run_name=tb"
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+def test_tensorboard_logs_are_written(cli_run):
+    out, _ = cli_run
+    assert list((out / "cli" / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_default_recipe_learns(tmp_path):
