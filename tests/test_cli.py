@@ -46,6 +46,8 @@ def test_unknown_command_is_one_line_exit_2():
 
 
 def _options_classes():
+    from ft.commands.init import InitOptions
+    from ft.commands.preview import PreviewOptions
     from ft.commands.slurm import SbatchOptions
     from ft.finish.evaluate import EvalOptions
     from ft.finish.generate import ChatOptions, GenerateOptions
@@ -59,10 +61,15 @@ def _options_classes():
         "merge": MergeOptions,
         "push": PushOptions,
         "sbatch": SbatchOptions,
+        "data": PreviewOptions,
+        "init": InitOptions,
     }
 
 
-@pytest.mark.parametrize("command", ["generate", "chat", "eval", "merge", "push", "sbatch"])
+COMMANDS = ["generate", "chat", "eval", "merge", "push", "sbatch", "data", "init"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_command_help_lists_every_option_with_its_default(command):
     import dataclasses
 
@@ -72,8 +79,8 @@ def test_command_help_lists_every_option_with_its_default(command):
     assert result.returncode == 0, result.stderr
     usage, lines = result.stdout.split("\n\n")[0], result.stdout.splitlines()
     for field in dataclasses.fields(_options_classes()[command]):
-        name = f"--{field.name.replace('_', '-')}" if command == "sbatch" else field.name
-        assert name in usage, (name, usage)
+        name = field.name
+        assert f"{name}=" in usage, (name, usage)
         line = next(line for line in lines if line.split()[:1] == [name])
         assert field.metadata["help"] in line, line
         if is_required(field):
@@ -98,13 +105,32 @@ def test_command_help_lists_every_option_with_its_default(command):
         (["eval", "run_dir=x", "base=maybe"], ["eval: base=maybe is not a valid bool"]),
         (["merge", "runs/x"], ["merge: expected key=value, got 'runs/x'", "valid keys: run_dir, out"]),
         (["push", "run_dir=x", "privat=true"], ["unknown key 'privat'", "did you mean 'private'?"]),
-        (["sbatch", "--nodes", "0", "--gpus-per-node", "1"], ["--nodes and --gpus-per-node must be >= 1"]),
+        (["sbatch", "nodes=0", "gpus_per_node=1"], ["sbatch: nodes must be >= 1, got 0"]),
+        (["sbatch", "nodes=2"], ["sbatch: gpus_per_node=... is required"]),
+        (["data", "preview", "n=0"], ["data preview: n must be >= 1, got 0"]),
+        (["data", "preview", "n=two"], ["data preview: n=two is not a valid int"]),
+        (["init", "x.yaml", "form=tiny_dpo"], ["init: unknown key 'form'", "valid keys: recipe"]),
+        (["init", "a.yaml", "b.yaml"], ["init: one PATH at most, got a.yaml b.yaml"]),
     ],
 )
 def test_option_errors_are_one_line_with_exit_2(args, expected, capsys):
     from ft import cli
 
     assert_refused(cli.main(args), capsys.readouterr().err, *expected)
+
+
+def test_a_commands_own_keys_are_never_a_recipes():
+    """sbatch and data preview take their own keys beside a recipe's overrides (ft.options.split_pairs): a bare
+    key is the command's, so none may be a top-level key of the config (task, recipe, model, peft, ...)."""
+    import dataclasses
+
+    from ft.commands.preview import PreviewOptions
+    from ft.commands.slurm import SbatchOptions
+    from ft.config import registry
+
+    top_level = {field.name for field in dataclasses.fields(registry.config_class())} | {"recipe"}
+    for options in (SbatchOptions, PreviewOptions):
+        assert not {field.name for field in dataclasses.fields(options)} & top_level, options
 
 
 def test_key_value_pairs_fill_the_options_dataclass():

@@ -150,14 +150,10 @@ def test_sbatch_script(tmp_path):
     out = tmp_path / "job.sbatch"
     result = run_ft(
         "sbatch",
-        "--nodes",
-        "4",
-        "--gpus-per-node",
-        "8",
-        "--partition",
-        "gpu",
-        "--output",
-        str(out),
+        "nodes=4",
+        "gpus_per_node=8",
+        "partition=gpu",
+        f"output={out}",
         "recipe=default",
         "training.learning_rate=1e-4",
         "training.run_name=big",
@@ -177,9 +173,9 @@ def test_sbatch_script(tmp_path):
     ):
         assert line in script, line
     assert subprocess.run(["bash", "-n", str(out)]).returncode == 0
-    again = run_ft("sbatch", "--nodes", "1", "--gpus-per-node", "1", "--output", str(out), "recipe=default")
+    again = run_ft("sbatch", "nodes=1", "gpus_per_node=1", f"output={out}", "recipe=default")
     assert_refused(again.returncode, again.stderr, "already exists")
-    typo = run_ft("sbatch", "--nodes", "1", "--gpus-per-node", "1", "training.leraning_rate=1")
+    typo = run_ft("sbatch", "nodes=1", "gpus_per_node=1", "training.leraning_rate=1")
     assert_refused(typo.returncode, typo.stderr, "learning_rate")
 
 

@@ -206,7 +206,7 @@ def test_data_preview_marks_what_training_trains(family, tmp_path, capsys):
 
 
 def test_data_preview_refuses_what_it_cannot_show(capsys):
-    assert_refused(cli.main(["data", "preview", "n=zero"]), capsys.readouterr().err, "n must be a whole number")
+    assert_refused(cli.main(["data", "preview", "n=zero"]), capsys.readouterr().err, "n=zero is not a valid int")
     assert_refused(cli.main(["data", "preview", "recipe=tiny_dpo"]), capsys.readouterr().err, "not data.format=pref")
 
 

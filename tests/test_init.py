@@ -36,7 +36,7 @@ def test_init_refuses_to_overwrite_and_names_unknown_recipes(tmp_path):
     result = run_ft("init", str(existing))
     assert_refused(result.returncode, result.stderr, "mine.yaml already exists")
     assert existing.read_text() == "# mine\n"
-    result = run_ft("init", str(tmp_path / "new.yaml"), "--from", "tiny_dpp")
+    result = run_ft("init", str(tmp_path / "new.yaml"), "recipe=tiny_dpp")
     assert_refused(result.returncode, result.stderr, "unknown recipe 'tiny_dpp'", "did you mean 'tiny_dpo'")
     result = run_ft("init", str(tmp_path / "new"))
     assert_refused(result.returncode, result.stderr, "ends in .yaml")

@@ -15,7 +15,8 @@ USAGE_EXAMPLES = """examples:
   python -m ft train -m training.learning_rate=1e-4,3e-4 peft.r=8,16   a sweep: one run per combination
   python -m ft recipes                                  list recipes
   python -m ft data preview model.tiny.family=qwen3 n=2  what training sees: trained tokens marked
-  python -m ft init my.yaml --from tiny_dpo             write a commented recipe file to edit
+  python -m ft init my.yaml recipe=tiny_dpo             write a commented recipe file to edit
+  python -m ft sbatch nodes=2 gpus_per_node=8 recipe=NAME   a SLURM script for 2 nodes x 8 GPUs
   python -m ft generate run_dir=runs/NAME prompt="What is 2 + 3?"
   python -m ft chat run_dir=runs/NAME                   talk to the trained model (stdin, `exit` to leave)
   python -m ft eval run_dir=runs/NAME                   eval loss / perplexity / exact match vs the base
@@ -57,20 +58,18 @@ def cmd_preprocess(args) -> int:
 def cmd_sbatch(args) -> int:
     from ft import config
     from ft.commands import slurm
-    from ft.options import from_flags
+    from ft.options import split_pairs
 
-    options = from_flags(slurm.SbatchOptions, args)
-    if options.nodes < 1 or options.gpus_per_node < 1:
-        raise FtError("--nodes and --gpus-per-node must be >= 1")
-    cfg = config.compose(args.overrides)  # a typo fails now, not on the cluster
-    script = slurm.sbatch_script(cfg, args.overrides, options)
+    options, overrides = split_pairs(slurm.SbatchOptions, args.pairs, "sbatch")
+    cfg = config.compose(overrides)  # a typo fails now, not on the cluster
+    script = slurm.sbatch_script(cfg, overrides, options)
     if options.output is None:
         print(script, end="")
         return 0
     from pathlib import Path
 
     if Path(options.output).exists():
-        raise FtError(f"{options.output} already exists: choose another --output or remove it")
+        raise FtError(f"{options.output} already exists: choose another output=PATH or remove it")
     Path(options.output).write_text(script)
     print(f"ft: wrote {options.output}; submit it with: sbatch {options.output}")
     return 0
@@ -78,9 +77,15 @@ def cmd_sbatch(args) -> int:
 
 def cmd_init(args) -> int:
     from ft.commands import init as init_recipe
+    from ft.options import parse_pairs
 
-    path = init_recipe.write(args.path, args.source)
-    print(f"ft: wrote {path}: edit it, then train it with: python -m ft train {args.path}")
+    paths = [argument for argument in args.pairs if "=" not in argument]
+    options = parse_pairs(init_recipe.InitOptions, [a for a in args.pairs if "=" in a], "init")
+    if len(paths) > 1:
+        raise FtError(f"init: one PATH at most, got {' '.join(paths)}")
+    path = paths[0] if paths else "recipe.yaml"
+    written = init_recipe.write(path, options.recipe)
+    print(f"ft: wrote {written}: edit it, then train it with: python -m ft train {path}")
     return 0
 
 
@@ -97,7 +102,7 @@ def cmd_recipes(args) -> int:
 def cmd_data(args) -> int:
     from ft.commands import preview
 
-    preview.preview(args.arguments)
+    preview.preview(args.pairs)
     return 0
 
 
@@ -150,18 +155,23 @@ def cmd_merge(args) -> int:
     return 0
 
 
-def _add_key_value_command(commands, name: str, options, run, help: str, description: str, flags: str = ""):
+def _add_key_value_command(
+    commands, name: str, options, run, help: str, description: str, before: str = "", after: str = "", action=None
+):
     """A command taking key=value arguments: its usage line and per-key help come from the `options`
-    dataclass, which also parses them (see `_options`). `flags`: the usage of its --flags, if any."""
+    dataclass, which also parses them (see `_options`). `before` / `after`: the usage of what it takes
+    beside its own keys (--flags, a PATH, a recipe's overrides); `action`: the choices of a first word."""
     from ft.options import describe, usage
 
     command = commands.add_parser(
         name,
         help=help,
-        usage=f"%(prog)s [-h]{flags} " + usage(options).replace("%", "%%"),
+        usage="%(prog)s [-h] " + f"{before}{usage(options)}{after}".replace("%", "%%"),
         description=textwrap.fill(description, 100) + "\n\n" + describe(options),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if action:
+        command.add_argument("action", choices=action, help=argparse.SUPPRESS)
     command.add_argument("pairs", nargs="*", help=argparse.SUPPRESS)
     command.set_defaults(run=run, options=options)
     return command
@@ -206,31 +216,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preprocess.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
     preprocess.set_defaults(run=cmd_preprocess)
+    from ft.commands.init import InitOptions
+    from ft.commands.preview import PreviewOptions
     from ft.commands.slurm import SbatchOptions
     from ft.finish.evaluate import EvalOptions
     from ft.finish.generate import ChatOptions, GenerateOptions
     from ft.finish.hub import PushOptions
     from ft.finish.merge import MergeOptions
-    from ft.options import add_flags
 
-    sbatch = commands.add_parser(
+    recipe_overrides = " [recipe=NAME | FILE.yaml] [key=value ...]"
+    _add_key_value_command(
+        commands,
         "sbatch",
+        SbatchOptions,
+        cmd_sbatch,
+        after=recipe_overrides,
         help="write a SLURM batch script that trains a recipe on N nodes x G GPUs",
-        description="Print (or write with --output) an sbatch script running `ft train` on every node.",
+        description="Print (or write to output=PATH) an sbatch script running `ft train` on every node, with the "
+        "recipe and overrides given beside the keys below.",
     )
-    sbatch.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
-    add_flags(sbatch, SbatchOptions)
-    sbatch.set_defaults(run=cmd_sbatch)
-    data = commands.add_parser(
-        "data", help="preview: n examples rendered as training sees them, trained tokens marked, %% trained each"
+    _add_key_value_command(
+        commands,
+        "data",
+        PreviewOptions,
+        cmd_data,
+        action=["preview"],
+        before="preview [FILE] ",
+        after=recipe_overrides,
+        help="preview: n examples rendered as training sees them, trained tokens marked, %% trained each",
+        description="Show the first n training examples of a recipe (or of FILE, as data.source) rendered through "
+        "the chat template training uses, the tokens that carry the loss marked.",
     )
-    data.add_argument("action", choices=["preview"])
-    data.add_argument("arguments", nargs="*", metavar="[FILE] [key=value ...] [n=3]")
-    data.set_defaults(run=cmd_data)
-    init = commands.add_parser("init", help="write a commented recipe file to edit (never over an existing file)")
-    init.add_argument("path", nargs="?", default="recipe.yaml", help="where to write it (default: recipe.yaml)")
-    init.add_argument("--from", dest="source", default="default", help="the shipped recipe it starts from")
-    init.set_defaults(run=cmd_init)
+    _add_key_value_command(
+        commands,
+        "init",
+        InitOptions,
+        cmd_init,
+        before="[PATH] ",
+        help="write a commented recipe file to edit (never over an existing file)",
+        description="Write a recipe file (PATH, default recipe.yaml) that extends a shipped recipe and spells out "
+        "its keys, each under a comment with its help and allowed values.",
+    )
     recipes = commands.add_parser("recipes", help="list the recipes with a one-line description each")
     recipes.set_defaults(run=cmd_recipes)
     _add_key_value_command(
@@ -277,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         "push",
         PushOptions,
         cmd_push,
-        flags=" [--dry-run]",
+        before="[--dry-run] ",
         help="upload a run (adapter, tokenizer, model card, loss plot, config) to the Hugging Face Hub",
         description="Upload a run to the Hugging Face Hub: an allow-list of files only (adapter, tokenizer, model "
         "card, loss plot, config). The token comes from `hf auth login` or HF_TOKEN.",

@@ -1,10 +1,11 @@
 """A command's options, declared once: a dataclass whose fields carry type, default and a one-line help.
 
-The finishing commands' `key=value` parser, their usage line and per-key `--help`, and `sbatch`'s
---flags are all derived from it, so none of them can drift from the defaults the code runs with.
+Every command takes its options the same way, as `key=value` arguments: the parser, the usage line and
+the per-key `--help` are derived from the dataclass, so none of them can drift from the defaults the code
+runs with. Commands that also compose a recipe (sbatch, data preview) take the recipe's overrides beside
+their own keys; a bare key of the dataclass is the command's, anything else is the recipe's.
 """
 
-import argparse
 import dataclasses
 import typing
 
@@ -105,10 +106,26 @@ def parse_pairs(cls, pairs: list[str], command: str):
         if key not in by_name:
             raise FtError(f"{command}: unknown key '{key}': {did_you_mean(key, by_name)}valid keys: {keys}")
         values[key] = _convert(raw, kind(cls, by_name[key]), f"{command}: {key}={raw}")
+        _check_bounds(by_name[key], values[key], command)
     missing = [name for name, field in by_name.items() if is_required(field) and name not in values]
     if missing:
         raise FtError(f"{command}: {missing[0]}=... is required (valid keys: {keys})")
     return cls(**values)
+
+
+def split_pairs(cls, arguments: list[str], command: str):
+    """(the command's options, the other arguments): `key=value` pairs whose key is a field of `cls` fill
+    it (see parse_pairs); the rest (recipe=NAME, GROUP=OPTION, a.b=VALUE, a file) are the recipe's."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    own = [argument for argument in arguments if argument.partition("=")[0] in names]
+    rest = [argument for argument in arguments if argument.partition("=")[0] not in names]
+    return parse_pairs(cls, own, command), rest
+
+
+def _check_bounds(field: dataclasses.Field, value, command: str) -> None:
+    for bound, (op, holds) in BOUNDS.items():
+        if bound in field.metadata and value is not None and not holds(value, field.metadata[bound]):
+            raise FtError(f"{command}: {field.name} must be {op} {field.metadata[bound]}, got {value}")
 
 
 def _convert(raw: str, to: type, where: str):
@@ -120,26 +137,3 @@ def _convert(raw: str, to: type, where: str):
         return to(raw)
     except ValueError:
         raise FtError(f"{where} is not a valid {to.__name__}") from None
-
-
-def add_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per field (underscores as dashes), with the field's type, default and help."""
-    for field in dataclasses.fields(cls):
-        to = kind(cls, field)
-        if to is bool:
-            typed = {"action": argparse.BooleanOptionalAction}
-        else:
-            typed = {"type": to, "metavar": metavar(cls, field)}
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            dest=field.name,
-            required=is_required(field),
-            default=None if is_required(field) else field.default,
-            help=explain(field).replace("%", "%%"),
-            **typed,
-        )
-
-
-def from_flags(cls, args: argparse.Namespace):
-    """The instance of `cls` that add_flags' --flags parsed into `args`."""
-    return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})

@@ -1,4 +1,4 @@
-"""`python -m ft init [PATH] [--from RECIPE]`: a recipe file for the user to edit.
+"""`python -m ft init [PATH] [recipe=NAME]`: a recipe file for the user to edit.
 
 The file extends the shipped recipe it starts from (`defaults: [RECIPE, _self_]`) and spells out every
 key that recipe sets, plus the keys most runs change (COMMON), each under a comment with its help text
@@ -7,12 +7,14 @@ and allowed values from the schema. It trains as written: `python -m ft train PA
 
 import dataclasses
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 from ft.config import check_overrides, compose, recipe_file
 from ft.config.reference import _allowed
 from ft.config.schema import FtConfig
 from ft.errors import FtError
+from ft.options import option
 
 # The keys a new recipe is most likely to change, written even where they keep the default
 COMMON = (
@@ -34,6 +36,11 @@ COMMON = (
 SKIPPED = ("recipe",)  # recorded by ft, not set by a recipe
 
 
+@dataclass(kw_only=True)
+class InitOptions:
+    recipe: str = option("default", help="the shipped recipe the file starts from", metavar="NAME")
+
+
 def write(path: str, source: str) -> Path:
     """Write the recipe to `path` (never over an existing file); returns where."""
     target = Path(path).expanduser()
@@ -42,7 +49,7 @@ def write(path: str, source: str) -> Path:
     if target.exists():
         raise FtError(f"{path} already exists: choose another PATH or remove it")
     if recipe_file.is_path(source):
-        raise FtError(f"--from {source}: name a shipped recipe (python -m ft recipes); to start from a file, copy it")
+        raise FtError(f"recipe={source}: name a shipped recipe (python -m ft recipes); to start from a file, copy it")
     check_overrides([f"recipe={source}"])  # unknown: one line with the valid names
     text = render(source, target.name)
     target.parent.mkdir(parents=True, exist_ok=True)

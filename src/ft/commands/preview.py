@@ -1,4 +1,4 @@
-"""`python -m ft data preview [FILE] [key=value ...] [n=3]`: what training will see, before it runs.
+"""`python -m ft data preview [FILE] [n=3] [recipe=NAME] [key=value ...]`: what training will see, before it runs.
 
 The first n training examples of a recipe (or of a data file, which becomes data.source), rendered
 through the chat template training will use, with the tokens that carry the loss marked (green on a
@@ -7,32 +7,32 @@ loads the tokenizer only (the offline tiny model is built on first use), so it t
 """
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ft.config.data_schema import SFT_FORMATS
 from ft.errors import FtError
+from ft.options import option, split_pairs
 
 GREEN, RESET = "\033[32m", "\033[0m"
 
 
-def parse(arguments: list[str]) -> tuple[list[str], int]:
-    """(config overrides, n) from `[FILE] [key=value ...] [n=N]`."""
-    overrides, n = [], 3
-    for argument in arguments:
-        if argument.startswith("n="):
-            try:
-                n = int(argument[2:])
-            except ValueError:
-                raise FtError(f"data preview: n must be a whole number, got {argument[2:]!r}") from None
-            if n < 1:
-                raise FtError(f"data preview: n must be >= 1, got {n}")
-        elif "=" not in argument:
+@dataclass(kw_only=True)
+class PreviewOptions:
+    n: int = option(3, help="how many training examples to show", ge=1)
+
+
+def parse(arguments: list[str]) -> tuple[list[str], PreviewOptions]:
+    """(config overrides, the preview's options) from `[FILE] [n=N] [key=value ...]`: a FILE becomes data.source."""
+    options, rest = split_pairs(PreviewOptions, arguments, "data preview")
+    overrides = []
+    for argument in rest:
+        if "=" not in argument:
             if not Path(argument).expanduser().exists():
                 raise FtError(f"data preview: {argument} is neither key=value nor an existing data file")
-            overrides.append(f"data.source={argument}")
-        else:
-            overrides.append(argument)
-    return overrides, n
+            argument = f"data.source={argument}"
+        overrides.append(argument)
+    return overrides, options
 
 
 def examples(cfg, tokenizer, rows) -> tuple[list[tuple[list[int], list[int]]], list[str]]:
@@ -94,7 +94,7 @@ def preview(arguments: list[str], out=None) -> list[float]:
     from ft.data import detect
 
     out = out or sys.stdout
-    overrides, n = parse(arguments)
+    overrides, options = parse(arguments)
     cfg = config.compose(overrides)
     cfg = detect.resolved(cfg, announce=True)  # data.format=auto made concrete, as training does
     if cfg.data.format not in SFT_FORMATS:
@@ -102,7 +102,7 @@ def preview(arguments: list[str], out=None) -> list[float]:
             f"data preview shows supervised data ({', '.join(SFT_FORMATS)}), not data.format={cfg.data.format}"
         )
     train, _ = data.load(cfg.data)
-    rows = train.select(range(min(n, len(train))))
+    rows = train.select(range(min(options.n, len(train))))
     tokenizer = models.load_tokenizer(cfg.model)
     encoded, warnings = examples(cfg, tokenizer, rows)
     colour = out.isatty()

@@ -16,12 +16,12 @@ from ft.options import option
 
 @dataclass(kw_only=True)
 class SbatchOptions:
-    nodes: int = option(help="number of nodes; one SLURM task on each")
-    gpus_per_node: int = option(help="GPUs per node; one training process on each", metavar="G")
+    nodes: int = option(help="number of nodes; one SLURM task on each", ge=1)
+    gpus_per_node: int = option(help="GPUs per node; one training process on each", metavar="G", ge=1)
     time: str = option("24:00:00", help="SLURM time limit", metavar="TIME")
     partition: str | None = option(None, help="SLURM partition; unset: the cluster's default", metavar="NAME")
-    cpus_per_task: int = option(16, help="CPUs of each node's task")
-    port: int = option(29500, help="rendezvous port on the first node")
+    cpus_per_task: int = option(16, help="CPUs of each node's task", ge=1)
+    port: int = option(29500, help="rendezvous port on the first node", ge=1, le=65535)
     output: str | None = option(None, help="write the script to this file; unset: print it", metavar="PATH")
 
 
