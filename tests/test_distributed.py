@@ -261,7 +261,7 @@ def test_every_rank_destroys_its_process_group_when_training_ends(tmp_path):
     result = _accelerate_launch(tmp_path, "ddp", script, "recipe=tiny_dpo", "distributed=ddp", *run)
     assert result.stdout.count("process group alive after training: False") == 2, result.stdout[-3000:]
     assert "world size 2" in result.stdout and "identical on every rank" in result.stdout, result.stdout[-3000:]
-    assert "TRL DPO trainer" in (tmp_path / "closes" / "README.md").read_text()
+    assert "TRL's DPOTrainer" in (tmp_path / "closes" / "README.md").read_text()
 
 
 @pytest.mark.slow

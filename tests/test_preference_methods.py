@@ -131,7 +131,8 @@ def test_trains_saves_and_reloads(task, module, tmp_path):
     reloaded = PeftModel.from_pretrained(models.load_model(cfg.model, torch.float32), str(result.run_dir)).eval()
     assert (_logits(trained, tokenizer) - _logits(reloaded, tokenizer)).abs().max() <= 1e-5
     card = (result.run_dir / "README.md").read_text()
-    assert f"TRL {task.upper()} trainer" in card
+    trainer_class = {"orpo": "ORPOTrainer", "simpo": "CPOTrainer", "kto": "KTOTrainer"}[task]  # SimPO is CPO's loss
+    assert f"TRL's {trainer_class} + PEFT" in card
     if task == "kto":  # unpaired data: no pairs for ft eval to score
         with pytest.raises(FtError, match="ft eval does not score task=kto runs"):
             evaluate.evaluate(evaluate.EvalOptions(run_dir=str(result.run_dir)))

@@ -148,6 +148,7 @@ def render(
     log_history: list,
     train_size: int | None,
     eval_size: int | None,
+    trainer_class: str,
     num_processes: int = 1,
     adapter_ref: str | None = None,
 ) -> str:
@@ -179,7 +180,7 @@ def render(
         f"# {Path(run_dir).name}",
         "",
         f"A {'PEFT adapter' if p.method != 'none' else 'fine-tuned model'} for `{base_model}`, trained with "
-        f"ft (TRL {cfg.task.upper()} trainer + PEFT) from the recipe "
+        f"ft (TRL's {trainer_class} + PEFT) from the recipe "
         f"`{cfg.recipe}`.",
         "",
         "## Results",
@@ -241,6 +242,7 @@ def write(cfg, run_dir: Path, trainer, metrics: dict) -> Path:
             trainer.state.log_history,
             train_size,
             eval_size,
+            type(trainer).__name__,
             num_processes=trainer.args.world_size,
         )
     )

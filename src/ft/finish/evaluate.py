@@ -185,7 +185,7 @@ def evaluate(options: EvalOptions) -> dict:
     model = loading.load_model(run_dir, cfg, device_map={"": accelerator.device})
     if task.evaluation == "pairs":
         return _evaluate_pairs(model, tokenizer, eval_rows, cfg, run_dir, batch_size, options.base)
-    if task.evaluation == "prompts":  # the prompts with their reference answers, when the data has them
+    if task.evaluation == "prompts" or cfg.data.format == "prompts":  # scored with their reference answers
         eval_rows = _prompts_as_conversations(eval_rows)
     features = [_features(row, tokenizer, cfg) for row in eval_rows]
     from torch.utils.data import DataLoader
@@ -247,8 +247,8 @@ def _evaluate_pairs(model, tokenizer, eval_rows, cfg, run_dir, batch_size, base:
 def _prompts_as_conversations(eval_rows):
     if "answer" not in eval_rows.column_names or isinstance(eval_rows[0]["prompt"], str):
         raise FtError(
-            "ft eval scores a GRPO run on conversational prompts with an 'answer' column (reference answers), "
-            "which this run's eval data lacks"
+            "ft eval scores a run trained on prompts by their reference answers: conversational prompts with an "
+            "'answer' column, which this run's eval data lacks"
         )
     return eval_rows.map(
         lambda row: {"messages": [*row["prompt"], {"role": "assistant", "content": str(row["answer"])}]},
