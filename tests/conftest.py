@@ -102,22 +102,15 @@ NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_befor
 
 
 @pytest.fixture(scope="session")
-def sort_sft_run(tmp_path_factory):
-    """200 SFT steps on the synthetic `sort` task, trained once for the RL tests that continue its adapter
-    (GRPO, RLOO): at temperature 1.5 its samples are often wrong where its greedy answer is right, which
-    gives the reward functions something to tell apart. Another data seed than the RL recipes', so their
-    held-out prompts are not its examples."""
-    from ft import config
-    from ft.training import launch
-
-    out = tmp_path_factory.mktemp("sort-sft")
-    cfg = config.compose(
-        ["logging=none", f"training.output_dir={out}", "training.run_name=sft", "training.save_strategy=no"]
-        + ["training.max_steps=200", "data.synthetic.tasks=[sort]", "data.synthetic.num_examples=1000"]
-        + ["training.per_device_train_batch_size=16", "training.learning_rate=2e-3"]
-        + ["data.synthetic.seed=1", *NO_EVAL]
-    )
-    return launch.train(cfg)
+def default_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The default recipe as `make train` runs it (the CLI, 200 steps: ~2 min on a quiet 2-core machine),
+    trained once: tests/test_train.py checks its acceptance bar, and the GRPO, RLOO and distillation tests
+    start from it (an SFT model that answers `sort`, so sampled answers differ in reward). Returns (its run
+    directory, the finished process)."""
+    out = tmp_path_factory.mktemp("default")
+    result = run_ft("train", f"training.output_dir={out}", "training.run_name=default", "logging=none", timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "default", result
 
 
 # --- runs trained once per session, for the tests that only read what they left ----------------------------

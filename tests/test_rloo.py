@@ -1,5 +1,6 @@
 """RLOO (task=rloo, TRL's RLOOTrainer), added as one task module, one recipe and this test: after the same
-SFT run as GRPO's test, it raises the held-out mean reward on the same prompts and reward function."""
+SFT run as GRPO's test (the default recipe's), it raises the held-out mean reward on the same prompts and
+reward function."""
 
 import pytest
 
@@ -9,10 +10,13 @@ from ft.training import launch
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="not yet measured (issue 23 note): the shared SFT fixture's run dir held no adapter")
-def test_rloo_after_sft_raises_the_held_out_reward(sort_sft_run, tmp_path):
+def test_rloo_after_sft_raises_the_held_out_reward(default_run, tmp_path):
+    """As GRPO's test: from the default recipe's run, the held-out mean reward (exact match of 4 samples at
+    temperature 1.5 for each of 64 held-out `sort` prompts) rises. Measured: 0.19 -> 0.51 in
+    100 steps (2026-12-04; GRPO on the same start: 0.19 -> 0.41); the bar is GRPO's, a rise of 0.1."""
+    sft_run_dir, _ = default_run
     cfg = config.compose(
-        ["recipe=tiny_rloo", "logging=none", f"training.output_dir={tmp_path}", f"model.adapter={sort_sft_run.run_dir}"]
+        ["recipe=tiny_rloo", "logging=none", f"training.output_dir={tmp_path}", f"model.adapter={sft_run_dir}"]
     )
     result = launch.train(cfg)
     start, end = result.metrics["base_reward"], result.metrics["eval_reward"]

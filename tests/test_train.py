@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import FINISHED_STEPS, QUICK, run_ft
+from conftest import FINISHED_STEPS, QUICK
 from ft import config
 
 pytestmark = pytest.mark.slow
@@ -80,15 +80,11 @@ def test_tensorboard_logs_are_written(cli_run):
     assert list((out / "cli" / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_default_recipe_learns(tmp_path):
+def test_default_recipe_learns(default_run):
     """The acceptance bar of `make train`: eval loss ends at <= 0.6x the untrained model's, and the trained
     model answers held-out synthetic prompts (exact match, printed before/after with sample answers)."""
-    # ~2 min on a quiet 2-core machine; a shared one can take 5x that
-    result = run_ft(
-        "train", f"training.output_dir={tmp_path}", "training.run_name=default", "logging=none", timeout=1800
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "default" / "all_results.json").read_text())
+    run_dir, result = default_run
+    metrics = json.loads((run_dir / "all_results.json").read_text())
     assert metrics["eval_loss"] <= 0.6 * metrics["base_loss"], metrics
     assert metrics["exact_match"] >= DEFAULT_EXACT_MATCH > metrics["base_exact_match"], metrics
     lines = result.stdout.splitlines()
