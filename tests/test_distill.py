@@ -68,7 +68,7 @@ def test_a_smaller_student_learns_from_the_default_run(default_run, tmp_path):
     sizes = [sum(p.numel() for p in model.parameters()) for model in (teacher_model, student_model)]
     assert sizes[1] < sizes[0] / 4  # a smaller model than its teacher
     assert (student.run_dir / "adapter_model.safetensors").is_file()
-    from ft.finish import evaluate  # `ft eval` scores the student on its prompts' reference answers
+    from ft.finish import evaluate  # `ft eval` scores a distill run (here on conversations, as it trained)
 
     scored = evaluate.evaluate(evaluate.EvalOptions(run_dir=str(student.run_dir), max_examples=16, base=False))
     assert scored["examples"] == 16 and scored["trained"]["loss"] > 0

@@ -100,3 +100,7 @@ def test_grpo_after_sft_raises_the_held_out_reward(default_run, tmp_path):
     assert any(row["frac_reward_zero_std"] < 1 for row in steps)  # some groups' completions scored differently
     assert end >= start + 0.1
     assert (result.run_dir / "adapter_model.safetensors").is_file()
+    from ft.finish import evaluate  # `ft eval` scores a run trained on prompts by their reference answers
+
+    scored = evaluate.evaluate(evaluate.EvalOptions(run_dir=str(result.run_dir), max_examples=16, base=False))
+    assert scored["examples"] == 16 and scored["trained"]["loss"] > 0

@@ -106,7 +106,9 @@ def parse_pairs(cls, pairs: list[str], command: str):
         if key not in by_name:
             raise FtError(f"{command}: unknown key '{key}': {did_you_mean(key, by_name)}valid keys: {keys}")
         values[key] = _convert(raw, kind(cls, by_name[key]), f"{command}: {key}={raw}")
-        _check_bounds(by_name[key], values[key], command)
+        problem = out_of_bounds(by_name[key], values[key])
+        if problem:
+            raise FtError(f"{command}: {key} {problem}")
     missing = [name for name, field in by_name.items() if is_required(field) and name not in values]
     if missing:
         raise FtError(f"{command}: {missing[0]}=... is required (valid keys: {keys})")
@@ -122,10 +124,13 @@ def split_pairs(cls, arguments: list[str], command: str):
     return parse_pairs(cls, own, command), rest
 
 
-def _check_bounds(field: dataclasses.Field, value, command: str) -> None:
-    for bound, (op, holds) in BOUNDS.items():
-        if bound in field.metadata and value is not None and not holds(value, field.metadata[bound]):
-            raise FtError(f"{command}: {field.name} must be {op} {field.metadata[bound]}, got {value}")
+def out_of_bounds(field: dataclasses.Field, value) -> str | None:
+    """`must be >= 1, got 0` when `value` breaks a numeric bound its field declares; None when it keeps them."""
+    for name, (symbol, holds) in BOUNDS.items():
+        bound = field.metadata.get(name)
+        if bound is not None and not holds(value, bound):
+            return f"must be {symbol} {bound}, got {value}"
+    return None
 
 
 def _convert(raw: str, to: type, where: str):

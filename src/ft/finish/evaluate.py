@@ -185,7 +185,7 @@ def evaluate(options: EvalOptions) -> dict:
     model = loading.load_model(run_dir, cfg, device_map={"": accelerator.device})
     if task.evaluation == "pairs":
         return _evaluate_pairs(model, tokenizer, eval_rows, cfg, run_dir, batch_size, options.base)
-    if task.evaluation == "prompts" or cfg.data.format == "prompts":  # scored with their reference answers
+    if cfg.data.format == "prompts":  # GRPO's, RLOO's, distill's: scored with their reference answers
         eval_rows = _prompts_as_conversations(eval_rows)
     features = [_features(row, tokenizer, cfg) for row in eval_rows]
     from torch.utils.data import DataLoader

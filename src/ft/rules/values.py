@@ -3,7 +3,7 @@
 import dataclasses
 
 from ft.errors import FtError, did_you_mean
-from ft.options import BOUNDS
+from ft.options import out_of_bounds
 
 
 def check_values(node, prefix: str = "") -> None:
@@ -26,7 +26,6 @@ def check_values(node, prefix: str = "") -> None:
                 raise FtError(
                     f"{shown} is not valid: {did_you_mean(str(item), allowed)}choose one of {', '.join(allowed)}"
                 )
-        for name, (symbol, holds) in BOUNDS.items():
-            bound = f.metadata.get(name)
-            if bound is not None and not holds(value, bound):
-                raise FtError(f"{key} must be {symbol} {bound}, got {value}")
+        problem = out_of_bounds(f, value)
+        if problem:
+            raise FtError(f"{key} {problem}")
