@@ -4,11 +4,14 @@ import atexit
 import json
 import os
 import re
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,117 @@ if "FT_DATASETS_CACHE" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["FT_DATASETS_CACHE"], ignore_errors=True)
 
 
+# The environment every test starts from; the warm server (tests/warm_ft.py) imports under it.
+BASE_ENV = dict(os.environ)
+
+
+def environment() -> dict:
+    """os.environ without what pytest sets itself for the running test."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(autouse=True)
+def base_environment():
+    """Each test starts from BASE_ENV: a run in this process sets variables for its loggers (WANDB_DIR,
+    MLFLOW_TRACKING_URI, ...), which a later test's runs would otherwise inherit."""
+
+    def restore():
+        for key in environment().keys() - BASE_ENV.keys():
+            del os.environ[key]
+        os.environ.update(BASE_ENV)
+
+    restore()
+    yield
+    restore()
+
+
+class WarmFt:
+    """tests/warm_ft.py, started once per session on first use."""
+
+    def __init__(self, log: Path):
+        requests_read, self.requests = os.pipe()
+        self.replies, replies_write = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("warm_ft.py")), str(requests_read), str(replies_write)],
+            pass_fds=(requests_read, replies_write),
+            stdin=subprocess.DEVNULL,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            env=BASE_ENV,
+        )
+        os.close(requests_read)
+        os.close(replies_write)
+        self.buffer, self.child = b"", None
+        self.reply(timeout=300)  # {"ready": pid}: the stack is imported
+
+    def reply(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.replies], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(self.replies, 65536)
+            assert chunk, f"the warm server died (exit {self.process.wait()})"
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def start(self, args: list, cwd: Path | None, stdout: Path, stderr: Path, stdin: Path, unbuffered: bool):
+        if self.child and self.child.poll() is None:  # left running by a failed test: one child at a time
+            self.child.kill()
+            self.child.wait()
+        request = {"args": args, "env": BASE_ENV, "cwd": str(cwd or Path.cwd()), "unbuffered": unbuffered}
+        request |= {"stdin": str(stdin), "stdout": str(stdout), "stderr": str(stderr)}
+        os.write(self.requests, (json.dumps(request) + "\n").encode())
+        self.child = WarmProcess(self, [sys.executable, "-m", "ft", *args], self.reply(timeout=60)["pid"])
+        return self.child
+
+
+class WarmProcess:
+    """A child of the warm server, with the part of subprocess.Popen's interface the tests use."""
+
+    def __init__(self, server: WarmFt, args: list, pid: int):
+        self.server, self.args, self.pid, self.returncode = server, args, pid, None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                self.returncode = self.server.reply(timeout=3600 if timeout is None else timeout)["code"]
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+        return self.returncode
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(timeout=0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+_warm: list[WarmFt] = []
+
+
+def warm_server() -> WarmFt:
+    if not _warm:
+        _warm.append(WarmFt(Path(tempfile.gettempdir()) / f"ft-warm-{os.getpid()}.log"))
+        atexit.register(os.close, _warm[0].requests)
+    return _warm[0]
+
+
+def start_ft(*args: str, log: Path) -> subprocess.Popen | WarmProcess:
+    """`python -u -m ft <args>` in the background, stdout and stderr going to `log`, forked from the warm
+    server (see run_ft)."""
+    log.touch()
+    return warm_server().start(list(args), None, log, log, Path(os.devnull), unbuffered=True)
+
+
 def run_ft(
     *args: str,
     cwd: Path | None = None,
@@ -31,9 +145,27 @@ def run_ft(
     env_extra: dict | None = None,
     env_drop: tuple = (),
     stdin: str | None = None,
+    warm: bool = False,
 ) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess, in this environment plus `env_extra` and without `env_drop`."""
-    env = {k: v for k, v in os.environ.items() if k not in env_drop} | (env_extra or {})
+    """The real CLI in a subprocess, in this environment plus `env_extra` and without `env_drop`.
+    `warm`: the call trains, and what it checks happens after the imports: fork it from tests/warm_ft.py,
+    which has imported the training stack already (~8 s less), when the environment is the one it imported
+    under."""
+    env = {k: v for k, v in environment().items() if k not in env_drop} | (env_extra or {})
+    if warm and env == BASE_ENV:
+        with tempfile.TemporaryDirectory(prefix="ft-warm-") as tmp:
+            streams = {name: Path(tmp) / name for name in ("stdin", "stdout", "stderr")}
+            streams["stdin"].write_text(stdin or "")
+            process = warm_server().start(list(args), cwd, **streams, unbuffered=False)
+            try:
+                code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise
+            return subprocess.CompletedProcess(
+                process.args, code, streams["stdout"].read_text(), streams["stderr"].read_text()
+            )
     return subprocess.run(
         [sys.executable, "-m", "ft", *args],
         capture_output=True,

@@ -30,6 +30,7 @@ def stalled_run(tmp_path_factory):
         "callbacks.sample_max_new_tokens=8",
         "callbacks.early_stopping_patience=2",
         "callbacks.early_stopping_threshold=0.01",
+        warm=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "stalled", result
@@ -73,6 +74,7 @@ def test_wandb_offline_run_is_written(tmp_path):
         "logging=wandb",
         f"training.output_dir={tmp_path}",
         "training.run_name=wb",
+        warm=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
@@ -86,6 +88,7 @@ def test_mlflow_run_is_logged_in_the_run_dir(tmp_path, monkeypatch):
         "logging=mlflow",
         f"training.output_dir={tmp_path}",
         "training.run_name=mlf",
+        warm=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     import mlflow

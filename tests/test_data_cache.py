@@ -94,12 +94,12 @@ def test_a_change_to_any_key_rebuilds(changed, tmp_path, capsys):
 def test_preprocess_builds_it_ahead_and_train_reuses_it(tmp_path):
     write_jsonl(tmp_path / "data.jsonl", ROWS)
     overrides = _overrides(tmp_path)
-    built = run_ft("preprocess", *overrides)
+    built = run_ft("preprocess", *overrides, warm=True)
     assert built.returncode == 0, built.stderr[-3000:]
     key = re.search(r"tokenized dataset cached as (\w+)", built.stdout).group(1)
     assert not (tmp_path / "runs").exists()  # nothing trained, no run dir
     trained = run_ft(
-        "train", *overrides, "training.max_steps=1", "training.eval_strategy=no", "training.save_strategy=no"
+        "train", *overrides, "training.max_steps=1", "training.eval_strategy=no", "training.save_strategy=no", warm=True
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert f"ft: data: cached tokenized dataset {key} reused" in trained.stdout

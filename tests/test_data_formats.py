@@ -118,7 +118,12 @@ def test_a_sharegpt_file_trains(tmp_path):
     ]
     path = write_jsonl(tmp_path / "chats.jsonl", rows)
     result = run_ft(
-        "train", f"data.source={path}", f"training.output_dir={tmp_path / 'runs'}", *QUICK, "training.max_steps=2"
+        "train",
+        f"data.source={path}",
+        f"training.output_dir={tmp_path / 'runs'}",
+        *QUICK,
+        "training.max_steps=2",
+        warm=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"ft: data.format=auto: sharegpt (from the columns of {path})" in result.stdout

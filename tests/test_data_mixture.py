@@ -77,7 +77,7 @@ def test_sources_of_different_forms_are_refused(tmp_path, capsys):
 def test_a_mixture_trains(tmp_path):
     path_a, path_b = _files(tmp_path)
     sources = f"data.sources=[{{source:{path_a},weight:1}},{{source:{path_b},weight:1}},{{source:synthetic}}]"
-    result = run_ft("train", sources, f"training.output_dir={tmp_path}/runs", *QUICK, "training.max_steps=2")
+    result = run_ft("train", sources, f"training.output_dir={tmp_path}/runs", *QUICK, "training.max_steps=2", warm=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "data.sources[1].format=auto: sharegpt" in result.stdout
     assert "data.sources[2].format=auto: messages (synthetic data for task=sft)" in result.stdout

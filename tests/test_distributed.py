@@ -213,6 +213,7 @@ def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
         "training.per_device_train_batch_size=8",
         f"training.output_dir={tmp_path}",
         "training.run_name=single",
+        warm=True,
     )
     assert single.returncode == 0, single.stderr[-3000:]
     assert single.stderr.count("Tokenizing train dataset") == 0 and "reused" in single.stdout

@@ -113,7 +113,12 @@ def test_generate_streams_text_through_the_training_chat_template(finished):
 
     prompt = "What is 12 + 30?"
     result = run_ft(
-        "generate", f"run_dir={finished.run_dir}", f"prompt={prompt}", "max_new_tokens=12", "show_prompt=true"
+        "generate",
+        f"run_dir={finished.run_dir}",
+        f"prompt={prompt}",
+        "max_new_tokens=12",
+        "show_prompt=true",
+        warm=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip(), "generated some text"
@@ -136,6 +141,7 @@ def test_chat_keeps_the_conversation(finished):
         "max_new_tokens=8",
         "show_prompt=true",
         stdin="What is 2 + 3?\nSort these digits: 3 1 2\nexit\nnever read\n",
+        warm=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     first, second = _shown_prompts(result.stderr)  # two turns, then `exit`

@@ -129,7 +129,7 @@ def test_merge_matches_the_adapter_model(trained, recipe, tmp_path):
 
 def test_cli_merge_writes_a_standalone_model_once(trained, tmp_path, capsys):
     run_dir, _, _ = trained("tiny_qlora")
-    result = run_ft("merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}")
+    result = run_ft("merge", f"run_dir={run_dir}", f"out={tmp_path / 'm'}", warm=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
     assert not list(tmp_path.glob(".m.tmp-*"))

@@ -68,7 +68,7 @@ def test_dpo_reference_adds_no_second_model_to_peak_memory(tmp_path):
     peaks = {}
     for name in ("sft", "dpo"):
         recipe = "recipe=tiny_dpo" if name == "dpo" else "recipe=default"
-        result = run_ft("train", recipe, *quick, f"training.run_name={name}")
+        result = run_ft("train", recipe, *quick, f"training.run_name={name}", warm=True)
         assert result.returncode == 0, result.stderr[-3000:]
         history = json.loads((tmp_path / name / "trainer_state.json").read_text())["log_history"]
         peaks[name] = max(row["cpu_peak_rss_gb"] for row in history if "cpu_peak_rss_gb" in row)

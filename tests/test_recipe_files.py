@@ -116,7 +116,7 @@ def test_a_recipe_file_trains_names_its_run_dir_and_resumes(tmp_path):
         "training.save_steps=2",
         f"training.output_dir={out}",
     ]
-    result = run_ft("train", *args, cwd=tmp_path)
+    result = run_ft("train", *args, cwd=tmp_path, warm=True)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = out.iterdir()
     assert run_dir.name.startswith("recipe-"), run_dir.name  # the file's name, not its path
@@ -124,6 +124,6 @@ def test_a_recipe_file_trains_names_its_run_dir_and_resumes(tmp_path):
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["recipe"] == str(recipe)
     # The same command continues the run: its recorded config matches the file's again
     (run_dir / "trainer_state.json").unlink()  # as if it had been stopped after its checkpoint
-    again = run_ft("train", *args, f"training.run_name={run_dir.name}", cwd=tmp_path)
+    again = run_ft("train", *args, f"training.run_name={run_dir.name}", cwd=tmp_path, warm=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming from {run_dir / 'checkpoint-2'}" in again.stdout

@@ -4,14 +4,12 @@ the run-dir rules of training.resume / training.overwrite."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import WarmProcess, free_port, start_ft
 from ft.run import resume
 
 # A tiny run that checkpoints every 2 steps and logs every step.
@@ -27,28 +25,14 @@ TINY = [
 ]
 
 
-def start(out: Path, name: str, *extra: str) -> tuple[subprocess.Popen, Path]:
+def start(out: Path, name: str, *extra: str) -> tuple[WarmProcess, Path]:
     """The real CLI in the background, its output (stdout + stderr) going to a log file."""
     log = out / f"{name}-{time.monotonic_ns()}.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "ft",
-            "train",
-            *TINY,
-            f"training.output_dir={out}",
-            f"training.run_name={name}",
-            *extra,
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    return proc, log
+    run = [*TINY, f"training.output_dir={out}", f"training.run_name={name}", *extra]
+    return start_ft("train", *run, log=log), log
 
 
-def wait_for(proc: subprocess.Popen, condition, timeout: float = 300, poll: float = 0.002) -> None:
+def wait_for(proc: WarmProcess, condition, timeout: float = 300, poll: float = 0.002) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before the kill point"
@@ -60,7 +44,7 @@ def loss_lines(log: Path) -> int:
     return log.read_text().count("'loss':")
 
 
-def kill9(proc: subprocess.Popen) -> None:
+def kill9(proc: WarmProcess) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 

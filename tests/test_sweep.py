@@ -43,6 +43,7 @@ def test_a_sweep_runs_every_combination_and_goes_on_past_a_failure(tmp_path):
         "data.synthetic.num_examples=100",
         f"training.output_dir={tmp_path}",
         "training.run_name=lr",
+        warm=True,
     )
     assert result.returncode == 1, result.stderr[-3000:]  # not every run succeeded
     sweep_dir = tmp_path / "lr"

@@ -3,14 +3,12 @@ resume, two processes (DDP). Each drives the real CLI in a subprocess on the off
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, run_ft
+from conftest import free_port, run_ft, start_ft
 from ft.run import rundir
 
 QUICK = ["logging=none", "diffusion.num_inference_steps=2"]
@@ -35,7 +33,13 @@ def test_sdxl_lora_with_8bit_adam_and_checkpointing_trains_and_reloads_into_a_fr
     # with the sdxl_dreambooth_lora recipe's memory savers: 8-bit Adam and activation checkpointing
     memory = ["optim=adamw_8bit", "training.activation_checkpointing=true", "diffusion.train_text_encoder=true"]
     done = run_ft(
-        "train", "recipe=tiny_sdxl_lora", "training.max_steps=4", *memory, *QUICK, f"training.output_dir={tmp_path}"
+        "train",
+        "recipe=tiny_sdxl_lora",
+        "training.max_steps=4",
+        *memory,
+        *QUICK,
+        f"training.output_dir={tmp_path}",
+        warm=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
@@ -60,7 +64,12 @@ def test_sdxl_lora_with_8bit_adam_and_checkpointing_trains_and_reloads_into_a_fr
 @pytest.mark.slow
 def test_dreambooth_with_prior_preservation_renders_class_images_and_trains(tmp_path):
     done = run_ft(
-        "train", "recipe=tiny_sdxl_dreambooth_lora", "training.max_steps=3", *QUICK, f"training.output_dir={tmp_path}"
+        "train",
+        "recipe=tiny_sdxl_dreambooth_lora",
+        "training.max_steps=3",
+        *QUICK,
+        f"training.output_dir={tmp_path}",
+        warm=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
@@ -90,13 +99,11 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     optimizer, LR schedule and RNG states (noise, timesteps, crops, flips), and each epoch's batch order
     depends on (seed, epoch) alone. The task's own loop does this; which checkpoint a run continues (the
     newest complete one, after a kill -9 too) is the shared session's, proven in tests/test_resume.py."""
-    straight = run_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=straight")
+    straight = run_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=straight", warm=True)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    command = [sys.executable, "-m", "ft", "train", *RESUMABLE, f"training.output_dir={tmp_path}"]
-    command.append("training.run_name=stopped")
     log = tmp_path / "stopped.log"
-    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = start_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=stopped", log=log)
     deadline = time.monotonic() + 600
     while "ft: step 6/8" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -109,7 +116,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert 6 <= step < 8 and (tmp_path / "stopped" / f"checkpoint-{step}" / "trainer_state.json").is_file()
     assert not (tmp_path / "stopped" / rundir.LORA_WEIGHTS).exists()
 
-    resumed = run_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=stopped")
+    resumed = run_ft("train", *RESUMABLE, f"training.output_dir={tmp_path}", "training.run_name=stopped", warm=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {tmp_path / 'stopped' / f'checkpoint-{step}'}" in resumed.stdout
     expected, got = step_losses(tmp_path / "straight"), step_losses(tmp_path / "stopped")
