@@ -19,12 +19,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 train: install  ## train the default (offline tiny LoRA) recipe; ARGS="key=value ..." to override
 	$(PY) -m ft train $(ARGS)
 
-# pytest-xdist: tests run on $(WORKERS) processes; the ones that read the default recipe's run share one
-# (tests/conftest.py). WORKERS=0 runs them in this process.
-WORKERS ?= 2
-
 test: install  ## the whole suite, offline
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install  ## skip the slow end-to-end runs
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -233,15 +233,6 @@ QUICK = [
 NO_EVAL = ["training.eval_strategy=no", "data.eval_size=0", "training.eval_before_training=false"]
 
 
-def pytest_collection_modifyitems(items):
-    """The tests that read the default run go first, and under pytest-xdist (`make test` runs 2 workers) to
-    one worker: it trains that run once (~2.5 min), and their chain is the suite's longest."""
-    for item in items:
-        if "default_run" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("default_run"))
-    items.sort(key=lambda item: "default_run" not in item.fixturenames)
-
-
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The default recipe as `make train` runs it (the CLI, 200 steps: ~2 min on a quiet 2-core machine),
