@@ -1,6 +1,7 @@
 """Offline by default; the tiny model is built once into a cache shared by every test session."""
 
 import atexit
+import functools
 import json
 import os
 import re
@@ -57,14 +58,15 @@ class WarmFt:
     def __init__(self, log: Path):
         requests_read, self.requests = os.pipe()
         self.replies, replies_write = os.pipe()
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("warm_ft.py")), str(requests_read), str(replies_write)],
-            pass_fds=(requests_read, replies_write),
-            stdin=subprocess.DEVNULL,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            env=BASE_ENV,
-        )
+        with log.open("w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("warm_ft.py")), str(requests_read), str(replies_write)],
+                pass_fds=(requests_read, replies_write),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=BASE_ENV,
+            )
         os.close(requests_read)
         os.close(replies_write)
         self.buffer, self.child = b"", None
@@ -121,19 +123,17 @@ class WarmProcess:
         self.send_signal(signal.SIGKILL)
 
 
-_warm: list[WarmFt] = []
-
-
+@functools.cache
 def warm_server() -> WarmFt:
-    if not _warm:
-        _warm.append(WarmFt(Path(tempfile.gettempdir()) / f"ft-warm-{os.getpid()}.log"))
-        atexit.register(os.close, _warm[0].requests)
-    return _warm[0]
+    server = WarmFt(Path(tempfile.gettempdir()) / f"ft-warm-{os.getpid()}.log")
+    atexit.register(os.close, server.requests)
+    return server
 
 
-def start_ft(*args: str, log: Path) -> subprocess.Popen | WarmProcess:
+def start_ft(*args: str, log: Path) -> WarmProcess:
     """`python -u -m ft <args>` in the background, stdout and stderr going to `log`, forked from the warm
-    server (see run_ft)."""
+    server (see run_ft), so in the environment it imported under."""
+    assert environment() == BASE_ENV, "start_ft runs in the base environment: use subprocess.Popen for another"
     log.touch()
     return warm_server().start(list(args), None, log, log, Path(os.devnull), unbuffered=True)
 
