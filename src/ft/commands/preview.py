@@ -47,13 +47,8 @@ def examples(cfg, tokenizer, rows) -> tuple[list[tuple[list[int], list[int]]], l
         method = templates.choose(tokenizer, templates.model_label(cfg))
         warnings.append(f"assistant masks: {method}")
         templates.check_rows(rows, tokenizer, "train")
-        if method == templates.PREFIX:
-            out = [templates.tokenize(tokenizer, r["messages"]) for r in rows]
-        else:
-            out = [
-                tokenizer.apply_chat_template(r["messages"], return_dict=True, return_assistant_tokens_mask=True)
-                for r in rows
-            ]
+        out = [templates.tokenize(tokenizer, r["messages"], method) for r in rows]
+        if method != templates.PREFIX:
             from trl.chat_template_utils import is_chat_template_stop_token_trained
 
             if not is_chat_template_stop_token_trained(tokenizer):

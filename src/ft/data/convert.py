@@ -1,8 +1,10 @@
 """One source's rows converted from its format into TRL's form (ft.data's docstring shows the forms),
 and its train / eval splits."""
 
+import functools
+
 from ft.config.schema import DataConfig
-from ft.data import detect, preference, prompts
+from ft.data import detect, preference, prompts, values
 from ft.data.sources import load_raw
 from ft.errors import FtError
 
@@ -18,33 +20,71 @@ SHAREGPT_ROLES = {
 }
 
 
-def _from_messages(row, cfg):
-    return {"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]]}
+# The fields converters make, under other names while `map` writes them: a column that keeps its name keeps its
+# input type, and "2" written into a column of numbers would be read back as 2
+NEW = {name: f"{name}.ft" for name in ("messages", "prompt", "chosen", "rejected", "completion", "text")}
+
+
+def _turns(row, column: str, role_key: str, content_key: str, flagged: bool, role_names=None) -> list[dict]:
+    """A row's conversation as {role, content} turns; with `flagged` (the data carries per-turn training
+    flags), each turn also says whether it carries loss ("train"): its own flag, else the row's, else
+    whether it is the assistant's."""
+    default = values.flag(row, "the row") if flagged else None
+    turns = []
+    for index, turn in enumerate(values.turn_list(row[column], column)):
+        where = f"{column} turn {index + 1}"
+        role = values.text(values.field(turn, role_key, where), f"{where}'s '{role_key}'")
+        if role_names is not None:
+            if role not in role_names:
+                raise FtError(
+                    f"sharegpt turn has unknown 'from' value '{role}': expected one of {', '.join(role_names)}"
+                )
+            role = role_names[role]
+        if turn.get("tool_calls") or role == "tool":
+            raise FtError(
+                f"{where} is a tool call or a tool's result: ft does not train function calling yet: leave out "
+                f"the rows with tool calls"
+            )
+        content = values.text(turn.get(content_key), f"{where}'s '{content_key}'")
+        out = {"role": role, "content": content}
+        if flagged:
+            own = values.flag(turn, where)
+            if own and role != "assistant":
+                raise FtError(
+                    f"{where} is a {role} turn marked to train: only assistant turns carry loss "
+                    f"(drop its train/weight flag)"
+                )
+            trained = own if own is not None else default if default is not None else True
+            out["train"] = role == "assistant" and trained
+        turns.append(out)
+    if flagged and any(t["role"] == "assistant" for t in turns) and not any(t["train"] for t in turns):
+        raise FtError("every assistant turn is marked not to train (train: false / weight: 0): drop the row")
+    return turns
+
+
+def _from_messages(row, cfg, flagged=False):
+    return {"messages": _turns(row, "messages", "role", "content", flagged)}
 
 
 def _from_alpaca(row, cfg):
-    prompt = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
-    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]}
+    prompt = values.text(row["instruction"], "'instruction'")
+    extra = "" if row.get("input") is None else values.text(row["input"], "'input'")
+    prompt += f"\n\n{extra}" if extra else ""
+    output = values.text(row["output"], "'output'")
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]}
 
 
-def _from_sharegpt(row, cfg):
-    turns = []
-    for turn in row["conversations"]:
-        role = SHAREGPT_ROLES.get(turn["from"])
-        if role is None:
-            raise FtError(
-                f"sharegpt turn has unknown 'from' value '{turn['from']}': expected one of {', '.join(SHAREGPT_ROLES)}"
-            )
-        turns.append({"role": role, "content": turn["value"]})
-    return {"messages": turns}
+def _from_sharegpt(row, cfg, flagged=False):
+    return {"messages": _turns(row, "conversations", "from", "value", flagged, SHAREGPT_ROLES)}
 
 
 def _from_prompt_completion(row, cfg):
-    return {"prompt": row["prompt"], "completion": row["completion"]}
+    prompt, completion = values.text(row["prompt"], "'prompt'"), values.text(row["completion"], "'completion'")
+    return {"prompt": prompt, "completion": completion}
 
 
 def _from_text(row, cfg):
-    return {"text": row["text"]}
+    return {"text": values.text(row["text"], "'text'")}
 
 
 CONVERTERS = {
@@ -53,10 +93,59 @@ CONVERTERS = {
     "sharegpt": _from_sharegpt,
     "prompt_completion": _from_prompt_completion,
     "text": _from_text,
-    "preference": lambda row, cfg: preference.from_preference(row, cfg.system_prompt),
-    "unpaired": lambda row, cfg: preference.from_unpaired(row, cfg.system_prompt),
-    "prompts": lambda row, cfg: prompts.from_prompts(row, cfg.system_prompt),
+    "preference": lambda row, cfg, **how: preference.from_preference(row, cfg.system_prompt, **how),
+    "unpaired": lambda row, cfg, **how: preference.from_unpaired(row, cfg.system_prompt, **how),
+    "prompts": lambda row, cfg, **how: prompts.from_prompts(row, cfg.system_prompt, **how),
 }
+
+
+TURNS = {"messages": "messages", "sharegpt": "conversations"}  # the formats whose turns may carry training flags
+
+
+def has_turn_flags(dataset, fmt: str) -> bool:
+    """Whether rows of `fmt` may carry per-turn training flags (ft.data.values.FLAGS), read from the columns and
+    the turns' keys in the schema (any row's key is in it); turns of mixed types have no schema, so maybe."""
+    if fmt not in TURNS:
+        return False
+    if any(key in dataset.column_names for key in values.FLAGS):
+        return True
+    turn = getattr(dataset.features.get(TURNS[fmt]), "feature", None)
+    return not isinstance(turn, dict) or any(key in turn for key in values.FLAGS)
+
+
+def turn_keys(dataset) -> set[str]:
+    """The keys of the turns of converted conversations (role, content, and "train" where the data has flags)."""
+    turn = getattr(dataset.features.get("messages"), "feature", None)
+    return set(turn) if isinstance(turn, dict) else set()
+
+
+def with_turn_flags(dataset):
+    """Converted conversations whose turns all say whether they train, as those of data with flags do (a mixture's
+    sources must have one schema)."""
+    if "messages" not in dataset.column_names or "train" in turn_keys(dataset):
+        return dataset
+    return dataset.map(
+        lambda row: {"messages": [{**m, "train": m["role"] == "assistant"} for m in row["messages"]]},
+        desc="ft: adding training flags",
+    )
+
+
+TEXT_OR_TURNS = {"preference": preference.FIELDS, "unpaired": ("prompt", "completion"), "prompts": ("prompt",)}
+
+
+def has_turns(dataset, fmt: str) -> bool:
+    """Whether some row of `fmt` gives a field as turns where others may give text; then every row becomes
+    conversational, as TRL needs one form per dataset. Read from the schema (a column of text is a Value, of turns
+    a List), or where a column mixes kinds of values (datasets' Json), from the values."""
+    from datasets import Json, Value
+
+    for name in TEXT_OR_TURNS.get(fmt, ()):
+        feature = dataset.features.get(name)
+        if feature is None or isinstance(feature, Value):
+            continue
+        if not isinstance(feature, Json) or any(isinstance(value, list) for value in dataset[name]):
+            return True
+    return False
 
 
 def is_conversational(fmt: str) -> bool:
@@ -82,7 +171,8 @@ def _check_conversation(messages: list[dict], system_prompt: str | None) -> list
             f"drop the leading {first} turn"
         )
     if system_prompt and roles[0] != "system":
-        messages = [{"role": "system", "content": system_prompt}] + messages
+        system = {"role": "system", "content": system_prompt, **({"train": False} if "train" in messages[0] else {})}
+        messages = [system] + messages
     return messages
 
 
@@ -102,6 +192,10 @@ def to_trl_form(dataset, cfg: DataConfig):
             f"map them with data.columns, e.g. +data.columns.{missing[0]}=<column>"
         )
     convert = CONVERTERS[cfg.format]
+    if has_turn_flags(dataset, cfg.format):
+        convert = functools.partial(convert, flagged=True)
+    if has_turns(dataset, cfg.format):
+        convert = functools.partial(convert, as_turns=True)
     conversational = is_conversational(cfg.format)
 
     def convert_row(row, index):
@@ -109,13 +203,14 @@ def to_trl_form(dataset, cfg: DataConfig):
             out = convert(row, cfg)
             if conversational:
                 out["messages"] = _check_conversation(out["messages"], cfg.system_prompt)
-            return out
+            return {NEW.get(name, name): value for name, value in out.items()}
         except FtError as e:
             raise FtError(f"data row {index}: {e}") from None
         except (KeyError, TypeError, AttributeError) as e:
             raise FtError(f"data row {index}: malformed {cfg.format} row ({type(e).__name__}: {e})") from None
 
-    return dataset.map(convert_row, with_indices=True, remove_columns=dataset.column_names, desc="ft: converting")
+    converted = dataset.map(convert_row, with_indices=True, remove_columns=dataset.column_names, desc="ft: converting")
+    return converted.rename_columns({new: name for name, new in NEW.items() if new in converted.column_names})
 
 
 def load_splits(cfg: DataConfig, carve: bool):

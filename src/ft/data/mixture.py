@@ -62,6 +62,8 @@ def _take(rows, count: int, seed: int):
 def _concatenate(parts):
     from datasets import concatenate_datasets
 
+    if any("train" in convert.turn_keys(part) for part in parts):  # one source has per-turn training flags
+        parts = [convert.with_turn_flags(part) for part in parts]
     try:
         return concatenate_datasets(parts)
     except ValueError as e:  # e.g. plain-text preference pairs mixed with conversational ones

@@ -7,6 +7,7 @@ standard form. Anything conversational becomes TRL's conversational form: `promp
 ending with a user turn (a string is one user turn), the answers assistant turns (a string is one turn).
 """
 
+from ft.data import values
 from ft.errors import FtError
 
 FIELDS = ("prompt", "chosen", "rejected")
@@ -14,15 +15,18 @@ UNPAIRED_FIELDS = ("prompt", "completion", "label")
 PROMPT_ROLES = ("system", "user", "assistant")
 
 
-def from_preference(row: dict, system_prompt: str | None) -> dict:
+def from_preference(row: dict, system_prompt: str | None, as_turns: bool = False) -> dict:
+    """`as_turns`: conversational even where this row's fields are all text (other rows have turns)."""
     if "prompt" not in row:  # the source has no prompt column: the conversations share it
         row = _split_implicit_prompt(row)
     for name in FIELDS:
         if row.get(name) is None:
             raise FtError(f"'{name}' is missing: every preference row needs a prompt, a chosen and a rejected answer")
+    row = {name: text_or_turns(row[name], name) for name in FIELDS}
+    for name in FIELDS:
         if is_empty(row[name]):
             raise FtError(f"'{name}' is empty: every preference row needs a prompt, a chosen and a rejected answer")
-    if all(isinstance(row[name], str) for name in FIELDS):
+    if not as_turns and all(isinstance(row[name], str) for name in FIELDS):
         out = {name: row[name] for name in FIELDS}
     else:
         out = {
@@ -44,41 +48,57 @@ def _split_implicit_prompt(row: dict) -> dict:
             "plain-text chosen/rejected without a prompt column: add the prompt as a column (data.columns.prompt) or "
             "give chosen and rejected as conversations that begin with the same user turns"
         )
-    split = extract_prompt({"chosen": row["chosen"], "rejected": row["rejected"]})
+    pair = {name: _turns(row.get(name), "assistant", name) for name in ("chosen", "rejected")}
+    split = extract_prompt(pair)
     if not split["prompt"]:
         raise FtError("chosen and rejected begin with different turns, so they share no prompt: fix or drop the row")
     return split
 
 
-def from_unpaired(row: dict, system_prompt: str | None) -> dict:
+def from_unpaired(row: dict, system_prompt: str | None, as_turns: bool = False) -> dict:
     for name in ("prompt", "completion"):
-        if row.get(name) is None or is_empty(row[name]):
-            state = "missing" if row.get(name) is None else "empty"
-            raise FtError(f"'{name}' is {state}: every unpaired row needs a prompt, a completion and a label")
+        if row.get(name) is None:
+            raise FtError(f"'{name}' is missing: every unpaired row needs a prompt, a completion and a label")
+        row = {**row, name: text_or_turns(row[name], name)}
+        if is_empty(row[name]):
+            raise FtError(f"'{name}' is empty: every unpaired row needs a prompt, a completion and a label")
     if not isinstance(row.get("label"), bool):
         raise FtError(
             f"'label' is {row.get('label')!r}, not true or false: true marks a good completion, false a bad one"
         )
-    if isinstance(row["prompt"], str) and isinstance(row["completion"], str):
+    if not as_turns and isinstance(row["prompt"], str) and isinstance(row["completion"], str):
         return {"prompt": row["prompt"], "completion": row["completion"], "label": row["label"]}
     prompt = prompt_turns(row["prompt"], system_prompt)
     return {"prompt": prompt, "completion": _answer_turns(row["completion"], "completion"), "label": row["label"]}
 
 
+def text_or_turns(value, name: str):
+    """A field that is text (a number or boolean made text) or a list of {role, content} turns."""
+    if isinstance(value, (list, tuple)):
+        return _turns(value, "user", name)
+    return values.text(value, f"'{name}'")
+
+
 def is_empty(value) -> bool:
     if isinstance(value, str):
         return not value.strip()
-    return not value or any(not str(turn.get("content") or "").strip() for turn in value)
+    return not value or any(not turn["content"].strip() for turn in value)
 
 
-def _turns(value, default_role: str) -> list[dict]:
+def _turns(value, default_role: str, name: str) -> list[dict]:
+    """Text as one turn of `default_role`; a list of turns checked and made {role, content} of text."""
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
-    return [{"role": turn["role"], "content": turn["content"]} for turn in value]
+    turns = []
+    for index, turn in enumerate(values.turn_list(value, name)):
+        where = f"{name} turn {index + 1}"
+        role = values.text(values.field(turn, "role", where), f"{where}'s 'role'")
+        turns.append({"role": role, "content": values.text(turn.get("content"), f"{where}'s 'content'")})
+    return turns
 
 
 def prompt_turns(value, system_prompt: str | None) -> list[dict]:
-    turns = _turns(value, "user")
+    turns = _turns(value, "user", "prompt")
     roles = [turn["role"] for turn in turns]
     bad = [role for role in roles if role not in PROMPT_ROLES]
     if bad:
@@ -91,7 +111,7 @@ def prompt_turns(value, system_prompt: str | None) -> list[dict]:
 
 
 def _answer_turns(value, name: str) -> list[dict]:
-    turns = _turns(value, "assistant")
+    turns = _turns(value, "assistant", name)
     if any(turn["role"] != "assistant" for turn in turns):
         raise FtError(f"'{name}' must be assistant turns only: put the conversation so far in the prompt")
     return turns

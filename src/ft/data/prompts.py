@@ -8,8 +8,9 @@ from ft.data import preference
 from ft.errors import FtError
 
 
-def from_prompts(row: dict, system_prompt: str | None) -> dict:
+def from_prompts(row: dict, system_prompt: str | None, as_turns: bool = False) -> dict:
     prompt = row.get("prompt")
-    if prompt is None or preference.is_empty(prompt):
+    if prompt is None or preference.is_empty(prompt := preference.text_or_turns(prompt, "prompt")):
         raise FtError("'prompt' is missing or empty: every row needs a prompt to generate answers to")
-    return {**row, "prompt": prompt if isinstance(prompt, str) else preference.prompt_turns(prompt, system_prompt)}
+    plain = isinstance(prompt, str) and not as_turns
+    return {**row, "prompt": prompt if plain else preference.prompt_turns(prompt, system_prompt)}

@@ -42,9 +42,10 @@ def load_raw(cfg):
             f"{[p.name for p in files][:5]}"
         )
     builder = builders.pop()
+    options = _csv_as_text(files[0]) if builder == "csv" else {}
     try:
         with _quiet_loaders():  # their ERROR log would precede ft's one-line error
-            raw = load_dataset(builder, data_files=[str(p) for p in files])
+            raw = load_dataset(builder, data_files=[str(p) for p in files], **options)
     except Exception as e:
         if builder == "json":
             locate_bad_json(files)
@@ -53,6 +54,23 @@ def load_raw(cfg):
     if all(len(split) == 0 for split in raw.values()):
         raise FtError(f"data.source={cfg.source} has no rows: point it to a file with training examples")
     return raw
+
+
+def _csv_as_text(path: Path) -> dict:
+    """load_dataset's options that read every column of a CSV as the text written there (a CSV has no types:
+    `007` stays 007, `2` does not become the number 2) and an empty cell as ""."""
+    import csv
+
+    from datasets import Features, Value
+
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except UnicodeDecodeError as e:
+        raise FtError(f"{path}: not UTF-8 text (byte {e.start}): re-encode the file as UTF-8") from None
+    except csv.Error as e:
+        raise FtError(f"{path}: cannot read its header line ({e}): fix the file") from None
+    return {"features": Features({name: Value("string") for name in header}), "keep_default_na": False}
 
 
 @contextlib.contextmanager
@@ -64,6 +82,16 @@ def _quiet_loaders():
         yield
     finally:
         loaders.setLevel(level)
+
+
+class _TooBig(ValueError):
+    pass
+
+
+def _int64(digits: str) -> int:
+    if not -(2**63) <= (value := int(digits)) < 2**63:
+        raise _TooBig(digits if len(digits) <= 24 else digits[:21] + "...")
+    return value
 
 
 def locate_bad_json(files: list[Path]) -> None:
@@ -87,7 +115,12 @@ def locate_bad_json(files: list[Path]) -> None:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, parse_int=_int64)
+            except _TooBig as e:
+                raise FtError(
+                    f"{path} line {number}: the number {e} does not fit in 64 bits, which the JSON reader needs: "
+                    f"write it as a string"
+                ) from None
             except ValueError as e:
                 raise FtError(
                     f"{path} line {number}: invalid JSON ({e.msg}, column {e.colno}): "

@@ -103,12 +103,43 @@ def spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     return text, found
 
 
-def tokenize(tokenizer, messages: list[dict]) -> dict:
-    """input_ids and assistant_masks of one conversation, by prefix rendering."""
-    text, assistant = spans(tokenizer, messages)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [int(any(s <= start < e for s, e in assistant)) for start, _ in encoded["offset_mapping"]]
-    return {"input_ids": encoded["input_ids"], "assistant_masks": mask}
+def tokenize(tokenizer, messages: list[dict], method: str = PREFIX) -> dict:
+    """input_ids and assistant_masks of one conversation, by `method`; an assistant turn marked not to train
+    ("train": false, ft.data.convert) gets no mask."""
+    trained = [m.get("train", True) for m in messages if m["role"] == "assistant"]
+    if method == PREFIX:
+        text, assistant = spans(tokenizer, messages)
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        kept = [span for span, train in zip(assistant, trained) if train]
+        mask = [int(any(s <= start < e for s, e in kept)) for start, _ in encoded["offset_mapping"]]
+        return {"input_ids": encoded["input_ids"], "assistant_masks": mask}
+    encoded = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
+    mask = list(encoded["assistant_masks"])
+    blocks = [i for i in range(len(mask)) if mask[i] and (i == 0 or not mask[i - 1])]  # where each block starts
+    if all(trained):
+        return {"input_ids": list(encoded["input_ids"]), "assistant_masks": mask}
+    if len(blocks) != len(trained):
+        raise FtError(
+            f"the chat template's {{% generation %}} blocks ({len(blocks)}) are not one per assistant turn "
+            f"({len(trained)}), so the turns marked not to train cannot be told apart: merge consecutive assistant "
+            f"turns, or drop the train/weight flags"
+        )
+    for start, train in zip(blocks, trained):
+        end = start
+        while end < len(mask) and mask[end]:
+            mask[end] = int(train)
+            end += 1
+    return {"input_ids": list(encoded["input_ids"]), "assistant_masks": mask}
+
+
+def has_untrained_turns(dataset) -> bool:
+    """Whether an assistant turn of these conversations is marked not to train (their turns carry "train" only
+    when the data has training flags, ft.data.convert)."""
+    from ft.data.convert import turn_keys
+
+    if "train" not in turn_keys(dataset):
+        return False
+    return any(m["role"] == "assistant" and not m["train"] for messages in dataset["messages"] for m in messages)
 
 
 def check_rows(dataset, tokenizer, split: str) -> None:
@@ -126,21 +157,29 @@ def check_rows(dataset, tokenizer, split: str) -> None:
 
 
 def prepare(cfg, tokenizer, train, evaluation, args):
-    """For assistant-only SFT on conversations: choose the method, check every row renders, and with
-    prefix rendering tokenize the data here (TRL then builds labels from its assistant_masks)."""
+    """For assistant-only SFT on conversations: choose the method, check every row renders, and with prefix
+    rendering, or turns marked not to train, tokenize the data here (TRL then builds labels from its
+    assistant_masks)."""
+    splits = [(split, dataset) for split, dataset in (("train", train), ("eval", evaluation)) if dataset is not None]
+    flagged = any(has_untrained_turns(dataset) for _, dataset in splits)
     if not getattr(args, "assistant_only_loss", False):
+        if flagged:
+            raise FtError(
+                "the data marks turns not to train (train: false / weight: 0), but training.assistant_only_loss=false "
+                "trains on every token: set training.assistant_only_loss=true"
+            )
         return train, evaluation
     method = choose(tokenizer, model_label(cfg))
-    print(f"ft: assistant masks: {method}", flush=True)
-    for split, dataset in (("train", train), ("eval", evaluation)):
-        if dataset is not None:
-            check_rows(dataset, tokenizer, split)
-    if method != PREFIX:
+    left_out = ", turns marked train: false / weight: 0 left out" if flagged else ""
+    print(f"ft: assistant masks: {method}{left_out}", flush=True)
+    for split, dataset in splits:
+        check_rows(dataset, tokenizer, split)
+    if method != PREFIX and not flagged:
         return train, evaluation
     args.assistant_only_loss = False  # TRL's flag is for conversational rows; these come tokenized, masks included
 
     def tokenize_row(row):
-        return tokenize(tokenizer, row["messages"])
+        return tokenize(tokenizer, row["messages"], method)
 
-    kwargs = dict(remove_columns=["messages"], desc="ft: tokenizing by prefix rendering")
+    kwargs = dict(remove_columns=["messages"], desc="ft: tokenizing with the assistant masks")
     return train.map(tokenize_row, **kwargs), evaluation.map(tokenize_row, **kwargs) if evaluation else None

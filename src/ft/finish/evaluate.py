@@ -45,12 +45,11 @@ def _features(row, tokenizer, cfg) -> dict:
     t = cfg.training
     if "messages" in row:
         assistant_only = t.assistant_only_loss
-        if assistant_only and not templates.has_markers(tokenizer.chat_template):  # masked by prefix rendering
-            out = templates.tokenize(tokenizer, row["messages"])
+        if assistant_only:  # turns marked not to train left out, as in training
+            has_markers = templates.has_markers(tokenizer.chat_template)
+            out = templates.tokenize(tokenizer, row["messages"], templates.MARKERS if has_markers else templates.PREFIX)
         else:
-            out = tokenizer.apply_chat_template(
-                row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=assistant_only
-            )
+            out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True)
         ids = list(out["input_ids"])
         labels = [i if m else -100 for i, m in zip(ids, out["assistant_masks"])] if assistant_only else list(ids)
     elif "prompt" in row:

@@ -1,0 +1,67 @@
+"""The values of one row's fields, as the converters read them: text fields hold text, turns are objects with
+a role and text content, per-turn training flags are 0/1 or true/false. A file gives whatever its writer put
+there (a CSV's numbers, JSON's true, null, nested objects); this is where each becomes what the format
+documents, or a one-line refusal naming the field (ft.data.convert adds the row).
+"""
+
+import json
+
+from ft.errors import FtError
+
+FLAGS = ("train", "weight")  # a turn's (or a row's default) say on whether assistant turns carry loss
+
+
+def _shown(value) -> str:
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def text(value, where: str) -> str:
+    """A text field's value (`where` names the field in errors, e.g. "'completion'"): a string as it is; a
+    number or boolean as JSON writes it (2, 2.5, true)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    if value is None:
+        raise FtError(f'{where} is null: give it text ("" if it is meant to be empty)')
+    kind = "a list" if isinstance(value, (list, tuple)) else "an object" if isinstance(value, dict) else "not text"
+    raise FtError(f"{where} is {kind} ({_shown(value)}), not text")
+
+
+def turn_list(value, name: str) -> list[dict]:
+    """A list of turns, each a JSON object."""
+    if not isinstance(value, (list, tuple)):
+        raise FtError(f'\'{name}\' is {_shown(value)}, not a list of turns ({{"role": ..., "content": ...}})')
+    for index, turn in enumerate(value):
+        if not isinstance(turn, dict):
+            raise FtError(f"{name} turn {index + 1} is {_shown(turn)}, not an object with a role and content")
+    return list(value)
+
+
+def field(turn: dict, key: str, where: str):
+    """`turn[key]`, required: a missing key names the turn (`where`)."""
+    if turn.get(key) is None:
+        raise FtError(f"{where} has no '{key}'")
+    return turn[key]
+
+
+def flag(holder: dict, where: str) -> bool | None:
+    """The training flag `holder` (a turn, or a row) sets: `train: true|false` or `weight: 0|1`; None if it sets
+    none. Weights other than 0 and 1 are refused: ft does not scale the loss per turn."""
+    said = {}
+    for key in FLAGS:
+        value = holder.get(key)
+        if value is None:
+            continue
+        if key == "train" and not isinstance(value, bool):
+            raise FtError(f"{where} has train={_shown(value)}: it is true or false (does the turn carry loss)")
+        if key == "weight" and (isinstance(value, bool) or value not in (0, 1)):
+            raise FtError(
+                f"{where} has weight={_shown(value)}: it is 0 (no loss on the turn) or 1; "
+                f"ft does not scale the loss per turn"
+            )
+        said[key] = bool(value)
+    if len(set(said.values())) > 1:
+        raise FtError(f"{where} has train={said['train']} and weight={int(said['weight'])}, which disagree: keep one")
+    return next(iter(said.values()), None)
