@@ -37,6 +37,7 @@ def _turn(role_key, content_key):
         content_key: TEXT | st.sampled_from(["", " "]) | JUNK,
         "weight": FLAG,
         "train": FLAG,
+        "reasoning_content": TEXT | JUNK,
     }
     return st.fixed_dictionaries({}, optional=keys)
 
@@ -86,7 +87,8 @@ def _files(fields: dict, optional: dict):
 
 
 ROW_NAMED = re.compile(
-    r"^(data row \d+: |.*\.jsonl line \d+: |cannot read data\.source=|data\.format=\w+ needs column)"
+    r"^(data row \d+: |.*\.jsonl line \d+: |cannot read data\.source=|data\.format=\w+ needs column"
+    r"|the data's assistant turns carry reasoning)"  # a refusal of the whole file, before any row
 )
 
 

@@ -157,3 +157,36 @@ def test_sharegpt_weights_and_a_mixture_with_unflagged_data(tmp_path):
         False,
         True,
     }
+
+
+REASONED = [
+    {"messages": [CHAT[0], {"role": "assistant", "content": "4", "reasoning_content": "two and two make four"}]},
+    {"messages": [CHAT[0], {"role": "assistant", "content": "4", "thinking": "two and two make four"}]},  # R1 style
+    {"messages": [CHAT[0], {"role": "assistant", "content": "4"}]},
+]
+
+
+@pytest.mark.parametrize("reasoning", ["keep", "drop"])
+def test_reasoning_is_trained_in_the_templates_think_block_or_dropped(reasoning, tmp_path):
+    """Qwen3's template puts an assistant turn's reasoning in <think> before the answer; kept, it is trained with
+    the answer; data.reasoning=drop trains on the answer alone."""
+    from ft.tasks import sft
+
+    path = write_jsonl(tmp_path / "reasoned.jsonl", REASONED)
+    cfg = config.compose([*BASE, "model.tiny.family=qwen3", f"data.source={path}", f"data.reasoning={reasoning}"])
+    trainer = sft.build_trainer(cfg, tmp_path)
+    tokenizer = trainer.processing_class
+    texts = [
+        tokenizer.decode([i for i, label in zip(row["input_ids"], row["labels"]) if label != -100])
+        for row in trainer.train_dataset
+    ]
+    reasoned = [text for text in texts if "two and two make four" in text]
+    assert len(reasoned) == (2 if reasoning == "keep" else 0), texts
+    assert all(re.search(r"<think>\s*two and two make four\s*</think>\s*4<\|im_end\|>", text) for text in reasoned)
+    assert all("2 + 2?" not in text and "4<|im_end|>" in text for text in texts)
+
+
+def test_reasoning_a_template_cannot_render_is_refused(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "reasoned.jsonl", REASONED)
+    code = cli.main(["train", *BASE, f"data.source={path}", "training.max_steps=1"])  # the tiny Llama's template
+    assert_refused(code, capsys.readouterr().err, "set data.reasoning=drop", alone=False)

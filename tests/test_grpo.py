@@ -16,7 +16,8 @@ def _compose(tmp_path, *extra):
     return config.compose(["recipe=tiny_grpo", "logging=none", f"training.output_dir={tmp_path / 'runs'}", *extra])
 
 
-def test_plain_and_conversational_prompts_keep_their_other_columns(tmp_path):
+def test_plain_and_conversational_prompts_become_one_form_and_keep_their_other_columns(tmp_path):
+    """A file mixing the two forms: every prompt becomes turns (a dataset has one form), as docs/your-data.md says."""
     rows = [
         {"question": "2+2?", "answer": "4"},
         {"question": [{"role": "user", "content": "3+3?"}], "answer": "6"},
@@ -24,7 +25,7 @@ def test_plain_and_conversational_prompts_keep_their_other_columns(tmp_path):
     path = write_jsonl(tmp_path / "prompts.jsonl", rows)
     cfg = _compose(tmp_path, f"data.source={path}", "data.eval_size=0", "+data.columns.prompt=question")
     train, _ = data.load(cfg.data)
-    assert train[0] == {"prompt": "2+2?", "answer": "4"}
+    assert train[0] == {"prompt": [{"role": "user", "content": "2+2?"}], "answer": "4"}
     assert train[1] == {"prompt": [{"role": "user", "content": "3+3?"}], "answer": "6"}
 
 

@@ -156,6 +156,12 @@ class DataConfig:
     eval_size: float = option(0.05, ge=0, help="a fraction (< 1) or a number of examples (>= 1)")
     max_examples: Optional[int] = option(None, ge=0, help="cap on training examples, after the eval split")
     system_prompt: Optional[str] = option(None, help="prepended as a system turn to conversational data")
+    reasoning: str = option(
+        "keep",
+        choices=["keep", "drop"],
+        help="chat turns' reasoning (reasoning_content / thinking): keep, rendered where the chat template puts it "
+        "and trained with the answer, or drop",
+    )
     seed: int = option(0, ge=0, help="shuffling and the train/eval split")
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     sources: List[DataSourceConfig] = option([], help="a mixture of sources; set: replaces source (README: Mixing)")

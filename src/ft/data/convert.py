@@ -25,10 +25,13 @@ SHAREGPT_ROLES = {
 NEW = {name: f"{name}.ft" for name in ("messages", "prompt", "chosen", "rejected", "completion", "text")}
 
 
-def _turns(row, column: str, role_key: str, content_key: str, flagged: bool, role_names=None) -> list[dict]:
+def _turns(
+    row, column: str, role_key: str, content_key: str, flagged: bool, role_names=None, reasoning: bool = False
+) -> list[dict]:
     """A row's conversation as {role, content} turns; with `flagged` (the data carries per-turn training
     flags), each turn also says whether it carries loss ("train"): its own flag, else the row's, else
-    whether it is the assistant's."""
+    whether it is the assistant's; with `reasoning`, each turn has a "reasoning_content": an assistant turn's
+    reasoning, or None."""
     default = values.flag(row, "the row") if flagged else None
     turns = []
     for index, turn in enumerate(values.turn_list(row[column], column)):
@@ -56,14 +59,18 @@ def _turns(row, column: str, role_key: str, content_key: str, flagged: bool, rol
                 )
             trained = own if own is not None else default if default is not None else True
             out["train"] = role == "assistant" and trained
+        if reasoning:
+            key = next((key for key in REASONING if turn.get(key) is not None and role == "assistant"), None)
+            out["reasoning_content"] = values.text(turn[key], f"{where}'s '{key}'") if key else None
         turns.append(out)
     if flagged and any(t["role"] == "assistant" for t in turns) and not any(t["train"] for t in turns):
         raise FtError("every assistant turn is marked not to train (train: false / weight: 0): drop the row")
     return turns
 
 
-def _from_messages(row, cfg, flagged=False):
-    return {"messages": _turns(row, "messages", "role", "content", flagged)}
+def _from_messages(row, cfg, flagged=False, reasoning=False):
+    keep = reasoning and cfg.reasoning == "keep"
+    return {"messages": _turns(row, "messages", "role", "content", flagged, reasoning=keep)}
 
 
 def _from_alpaca(row, cfg):
@@ -100,17 +107,22 @@ CONVERTERS = {
 
 
 TURNS = {"messages": "messages", "sharegpt": "conversations"}  # the formats whose turns may carry training flags
+REASONING = ("reasoning_content", "thinking")  # where chat data keeps an assistant turn's reasoning
+
+
+def _turns_may_have(dataset, fmt: str, keys) -> bool:
+    """Whether turns of `fmt` may have one of `keys`, read from the turns' keys in the schema (any row's key is
+    in it); turns of mixed types have no schema, so maybe."""
+    if fmt not in TURNS:
+        return False
+    turn = getattr(dataset.features.get(TURNS[fmt]), "feature", None)
+    return not isinstance(turn, dict) or any(key in turn for key in keys)
 
 
 def has_turn_flags(dataset, fmt: str) -> bool:
-    """Whether rows of `fmt` may carry per-turn training flags (ft.data.values.FLAGS), read from the columns and
-    the turns' keys in the schema (any row's key is in it); turns of mixed types have no schema, so maybe."""
-    if fmt not in TURNS:
-        return False
-    if any(key in dataset.column_names for key in values.FLAGS):
-        return True
-    turn = getattr(dataset.features.get(TURNS[fmt]), "feature", None)
-    return not isinstance(turn, dict) or any(key in turn for key in values.FLAGS)
+    """Whether rows of `fmt` may carry per-turn training flags (ft.data.values.FLAGS), on turns or on the row."""
+    row_flags = fmt in TURNS and any(key in dataset.column_names for key in values.FLAGS)
+    return row_flags or _turns_may_have(dataset, fmt, values.FLAGS)
 
 
 def turn_keys(dataset) -> set[str]:
@@ -171,7 +183,8 @@ def _check_conversation(messages: list[dict], system_prompt: str | None) -> list
             f"drop the leading {first} turn"
         )
     if system_prompt and roles[0] != "system":
-        system = {"role": "system", "content": system_prompt, **({"train": False} if "train" in messages[0] else {})}
+        system = {**dict.fromkeys(messages[0]), "role": "system", "content": system_prompt}
+        system.update({"train": False} if "train" in system else {})
         messages = [system] + messages
     return messages
 
@@ -194,6 +207,8 @@ def to_trl_form(dataset, cfg: DataConfig):
     convert = CONVERTERS[cfg.format]
     if has_turn_flags(dataset, cfg.format):
         convert = functools.partial(convert, flagged=True)
+    if cfg.format == "messages" and _turns_may_have(dataset, cfg.format, REASONING):
+        convert = functools.partial(convert, reasoning=True)
     if has_turns(dataset, cfg.format):
         convert = functools.partial(convert, as_turns=True)
     conversational = is_conversational(cfg.format)

@@ -1,7 +1,8 @@
 """The `prompts` format (task=grpo): a prompt to generate answers to, and any other columns, which TRL
 hands to the reward functions as keywords (the synthetic prompts carry `answer`, the reference answer).
 
-A string prompt stays plain text; a list of turns is TRL's conversational form, ending with a user turn.
+A string prompt stays plain text; a list of turns is TRL's conversational form, ending with a user turn. In a
+file that mixes the two, a string prompt becomes one user turn (ft.data.convert.has_turns).
 """
 
 from ft.data import preference

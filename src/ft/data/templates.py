@@ -142,8 +142,26 @@ def has_untrained_turns(dataset) -> bool:
     return any(m["role"] == "assistant" and not m["train"] for messages in dataset["messages"] for m in messages)
 
 
+def check_reasoning(dataset, tokenizer) -> None:
+    """Conversations whose assistant turns carry reasoning need a chat template that renders it."""
+    from ft.data.convert import turn_keys
+
+    if "reasoning_content" not in turn_keys(dataset):
+        return
+    if not any(m["reasoning_content"] for messages in dataset["messages"] for m in messages):
+        return
+    probe = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello", "reasoning_content": "R0"}]
+    if "R0" not in render(tokenizer, probe):
+        raise FtError(
+            "the data's assistant turns carry reasoning (reasoning_content / thinking), which the model's chat "
+            "template does not render: set data.reasoning=drop to train on the answers alone, or use a model whose "
+            "template puts reasoning in think blocks (e.g. Qwen3)"
+        )
+
+
 def check_rows(dataset, tokenizer, split: str) -> None:
     """Every conversation renders: a refusal (e.g. a system turn the family has no place for) names its row."""
+    check_reasoning(dataset, tokenizer)
     for index, messages in enumerate(dataset["messages"]):
         try:
             render(tokenizer, messages)
