@@ -30,6 +30,12 @@ ROLE = st.sampled_from(["system", "user", "assistant", "tool", "", "USER"])
 FLAG = st.sampled_from([0, 1, 0.5, True, False, "no", None])
 
 
+CALL = st.fixed_dictionaries(
+    {"name": st.sampled_from(["f", "", None])}, optional={"arguments": JUNK | st.sampled_from(["{}", '{"a": 1}', "{"])}
+)
+CALLS = st.lists(CALL | st.fixed_dictionaries({"type": st.just("function"), "function": CALL}), max_size=2)
+
+
 def _turn(role_key, content_key):
     roles = ROLE | st.sampled_from(["human", "gpt", "bot"])
     keys = {
@@ -38,6 +44,7 @@ def _turn(role_key, content_key):
         "weight": FLAG,
         "train": FLAG,
         "reasoning_content": TEXT | JUNK,
+        "tool_calls": CALLS | JUNK,
     }
     return st.fixed_dictionaries({}, optional=keys)
 
@@ -64,7 +71,7 @@ PROMPT_TURNS, ANSWER_TURNS = _said_by("user"), _said_by("assistant")
 # format: (a task that trains on it, its fields' documented values, optional fields); a text prompt and its
 # answers, or the same as turns (rows of one file may mix the two)
 FORMATS = {
-    "messages": ("sft", {"messages": _conversation()}, {"train": st.just(True)}),
+    "messages": ("sft", {"messages": _conversation()}, {"train": st.just(True), "tools": st.just([]) | st.none()}),
     "sharegpt": ("sft", {"conversations": _conversation(("human", "gpt"), "from", "value")}, {}),
     "alpaca": ("sft", {"instruction": TEXT, "output": TEXT}, {"input": TEXT}),
     "prompt_completion": ("sft", {"prompt": TEXT, "completion": TEXT}, {}),
@@ -88,7 +95,7 @@ def _files(fields: dict, optional: dict):
 
 ROW_NAMED = re.compile(
     r"^(data row \d+: |.*\.jsonl line \d+: |cannot read data\.source=|data\.format=\w+ needs column"
-    r"|the data's assistant turns carry reasoning)"  # a refusal of the whole file, before any row
+    r"|the data's assistant turns carry reasoning|the data has tool calls)"  # or of the whole file
 )
 
 

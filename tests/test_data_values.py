@@ -54,8 +54,8 @@ def test_json_numbers_and_booleans_become_text_as_json_writes_them(tmp_path):
         ({"messages": ["hi", "there"]}, 'messages turn 1 is "hi", not an object'),
         ({"messages": "hi"}, "'messages' is \"hi\", not a list of turns"),
         (
-            {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "tool_calls": [{"name": "add"}]}]},
-            "messages turn 2 is a tool call or a tool's result: ft does not train function calling yet",
+            {"messages": [{"role": "user", "content": "2+2?"}, {"role": "tool", "content": "4"}], "tools": []},
+            "turn 2 is a tool's result, but no tool call comes before it",
         ),
     ],
 )

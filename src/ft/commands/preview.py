@@ -47,7 +47,7 @@ def examples(cfg, tokenizer, rows) -> tuple[list[tuple[list[int], list[int]]], l
         method = templates.choose(tokenizer, templates.model_label(cfg))
         warnings.append(f"assistant masks: {method}")
         templates.check_rows(rows, tokenizer, "train")
-        out = [templates.tokenize(tokenizer, r["messages"], method) for r in rows]
+        out = [templates.tokenize(tokenizer, r, method) for r in rows]
         if method != templates.PREFIX:
             from trl.chat_template_utils import is_chat_template_stop_token_trained
 

@@ -22,17 +22,16 @@ SHAREGPT_ROLES = {
 
 # The fields converters make, under other names while `map` writes them: a column that keeps its name keeps its
 # input type, and "2" written into a column of numbers would be read back as 2
-NEW = {name: f"{name}.ft" for name in ("messages", "prompt", "chosen", "rejected", "completion", "text")}
+NEW = {name: f"{name}.ft" for name in ("messages", "tools", "prompt", "chosen", "rejected", "completion", "text")}
 
 
-def _turns(
-    row, column: str, role_key: str, content_key: str, flagged: bool, role_names=None, reasoning: bool = False
-) -> list[dict]:
-    """A row's conversation as {role, content} turns; with `flagged` (the data carries per-turn training
-    flags), each turn also says whether it carries loss ("train"): its own flag, else the row's, else
-    whether it is the assistant's; with `reasoning`, each turn has a "reasoning_content": an assistant turn's
-    reasoning, or None."""
-    default = values.flag(row, "the row") if flagged else None
+def _turns(row, column: str, role_key: str, content_key: str, extras=frozenset(), role_names=None) -> list[dict]:
+    """A row's conversation as {role, content} turns, plus on every turn the `extras` the data has:
+    "train" (it has per-turn training flags): whether the turn carries loss, from its own flag, else the row's,
+    else whether it is the assistant's; "reasoning_content": an assistant turn's reasoning, or None;
+    "tool_calls" (it has tool calls): an assistant turn's calls as JSON text or None, with a tool turn's "name"
+    and "tool_call_id"."""
+    default = values.flag(row, "the row") if "train" in extras else None
     turns = []
     for index, turn in enumerate(values.turn_list(row[column], column)):
         where = f"{column} turn {index + 1}"
@@ -43,14 +42,13 @@ def _turns(
                     f"sharegpt turn has unknown 'from' value '{role}': expected one of {', '.join(role_names)}"
                 )
             role = role_names[role]
-        if turn.get("tool_calls") or role == "tool":
-            raise FtError(
-                f"{where} is a tool call or a tool's result: ft does not train function calling yet: leave out "
-                f"the rows with tool calls"
-            )
-        content = values.text(turn.get(content_key), f"{where}'s '{content_key}'")
-        out = {"role": role, "content": content}
-        if flagged:
+        calls = turn.get("tool_calls") if role == "assistant" and "tool_calls" in extras else None
+        content = turn.get(content_key)
+        out = {
+            "role": role,
+            "content": "" if calls and content is None else values.text(content, f"{where}'s '{content_key}'"),
+        }
+        if "train" in extras:
             own = values.flag(turn, where)
             if own and role != "assistant":
                 raise FtError(
@@ -59,18 +57,25 @@ def _turns(
                 )
             trained = own if own is not None else default if default is not None else True
             out["train"] = role == "assistant" and trained
-        if reasoning:
+        if "reasoning_content" in extras:
             key = next((key for key in REASONING if turn.get(key) is not None and role == "assistant"), None)
             out["reasoning_content"] = values.text(turn[key], f"{where}'s '{key}'") if key else None
+        if "tool_calls" in extras:
+            out["tool_calls"] = values.tool_calls(calls, where) if calls else None
+            for key in ("name", "tool_call_id"):
+                value = turn.get(key) if role == "tool" else None
+                out[key] = None if value is None else values.text(value, f"{where}'s '{key}'")
         turns.append(out)
-    if flagged and any(t["role"] == "assistant" for t in turns) and not any(t["train"] for t in turns):
+    if "train" in extras and any(t["role"] == "assistant" for t in turns) and not any(t["train"] for t in turns):
         raise FtError("every assistant turn is marked not to train (train: false / weight: 0): drop the row")
     return turns
 
 
-def _from_messages(row, cfg, flagged=False, reasoning=False):
-    keep = reasoning and cfg.reasoning == "keep"
-    return {"messages": _turns(row, "messages", "role", "content", flagged, reasoning=keep)}
+def _from_messages(row, cfg, extras=frozenset()):
+    out = {"messages": _turns(row, "messages", "role", "content", extras)}
+    if "tool_calls" in extras:
+        out["tools"] = values.tools(row.get("tools"))
+    return out
 
 
 def _from_alpaca(row, cfg):
@@ -81,8 +86,8 @@ def _from_alpaca(row, cfg):
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]}
 
 
-def _from_sharegpt(row, cfg, flagged=False):
-    return {"messages": _turns(row, "conversations", "from", "value", flagged, SHAREGPT_ROLES)}
+def _from_sharegpt(row, cfg, extras=frozenset()):
+    return {"messages": _turns(row, "conversations", "from", "value", extras, SHAREGPT_ROLES)}
 
 
 def _from_prompt_completion(row, cfg):
@@ -123,6 +128,17 @@ def has_turn_flags(dataset, fmt: str) -> bool:
     """Whether rows of `fmt` may carry per-turn training flags (ft.data.values.FLAGS), on turns or on the row."""
     row_flags = fmt in TURNS and any(key in dataset.column_names for key in values.FLAGS)
     return row_flags or _turns_may_have(dataset, fmt, values.FLAGS)
+
+
+def turn_extras(dataset, cfg: DataConfig) -> frozenset:
+    """The keys beyond role and content that this data's converted turns carry (ft.data.convert._turns)."""
+    extras = {"train"} if has_turn_flags(dataset, cfg.format) else set()
+    if cfg.format == "messages":
+        if cfg.reasoning == "keep" and _turns_may_have(dataset, cfg.format, REASONING):
+            extras.add("reasoning_content")
+        if "tools" in dataset.column_names or _turns_may_have(dataset, cfg.format, ("tool_calls",)):
+            extras.add("tool_calls")
+    return frozenset(extras)
 
 
 def turn_keys(dataset) -> set[str]:
@@ -166,9 +182,14 @@ def is_conversational(fmt: str) -> bool:
 
 def _check_conversation(messages: list[dict], system_prompt: str | None) -> list[dict]:
     roles = [m["role"] for m in messages]
-    bad = [r for r in roles if r not in ROLES]
+    allowed = (*ROLES, "tool") if messages and "tool_calls" in messages[0] else ROLES
+    bad = [r for r in roles if r not in allowed]
     if bad:
-        raise FtError(f"unknown role '{bad[0]}': messages roles must be one of {', '.join(ROLES)}")
+        raise FtError(f"unknown role '{bad[0]}': messages roles must be one of {', '.join(allowed)}")
+    for index, message in enumerate(messages):
+        called = index and (messages[index - 1].get("tool_calls") or messages[index - 1]["role"] == "tool")
+        if message["role"] == "tool" and not called:
+            raise FtError(f"turn {index + 1} is a tool's result, but no tool call comes before it")
     if "assistant" not in roles:
         raise FtError("a conversation has no assistant turn, so nothing to learn: every row needs one")
     if "system" in roles[1:]:
@@ -205,10 +226,9 @@ def to_trl_form(dataset, cfg: DataConfig):
             f"map them with data.columns, e.g. +data.columns.{missing[0]}=<column>"
         )
     convert = CONVERTERS[cfg.format]
-    if has_turn_flags(dataset, cfg.format):
-        convert = functools.partial(convert, flagged=True)
-    if cfg.format == "messages" and _turns_may_have(dataset, cfg.format, REASONING):
-        convert = functools.partial(convert, reasoning=True)
+    extras = turn_extras(dataset, cfg)
+    if extras:
+        convert = functools.partial(convert, extras=extras)
     if has_turns(dataset, cfg.format):
         convert = functools.partial(convert, as_turns=True)
     conversational = is_conversational(cfg.format)
@@ -221,7 +241,7 @@ def to_trl_form(dataset, cfg: DataConfig):
             return {NEW.get(name, name): value for name, value in out.items()}
         except FtError as e:
             raise FtError(f"data row {index}: {e}") from None
-        except (KeyError, TypeError, AttributeError) as e:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:  # a shape no check foresaw
             raise FtError(f"data row {index}: malformed {cfg.format} row ({type(e).__name__}: {e})") from None
 
     converted = dataset.map(convert_row, with_indices=True, remove_columns=dataset.column_names, desc="ft: converting")

@@ -14,9 +14,12 @@ Each assistant span ends with the turn's end-of-turn token, so the model learns 
 that allows none of the three, or a conversation the template refuses to render, stops the run.
 """
 
+import json
+
 from ft.errors import FtError
 
 MARKERS, TRL_VARIANT, PREFIX = "generation markers", "TRL training variant", "prefix rendering"
+TOOL_FAMILIES = ("qwen2_5", "qwen3", "qwen3_moe")  # the tiny families whose templates render tool calls (a test probes)
 
 
 def has_markers(template) -> bool:
@@ -76,25 +79,34 @@ def model_label(cfg) -> str:
     return f"the tiny {cfg.model.tiny.family} model" if name == TINY_MODEL else name
 
 
-def render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
+def conversation(row) -> tuple[list[dict], list | None]:
+    """A converted row's turns and tools as chat templates take them (the dataset keeps tool calls and tool
+    schemas as JSON text, ft.data.values.tool_calls)."""
+    messages = [{**m, "tool_calls": json.loads(m["tool_calls"])} if m.get("tool_calls") else m for m in row["messages"]]
+    return messages, json.loads(row["tools"]) if row.get("tools") else None
+
+
+def render(tokenizer, messages: list[dict], generation_prompt: bool = False, tools: list | None = None) -> str:
     from jinja2 import TemplateError
 
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+        return tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
+        )
     except TemplateError as e:
         raise FtError(f"the chat template rejects this conversation ({e})") from None
 
 
-def spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+def spans(tokenizer, messages: list[dict], tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character span of each assistant turn (prefix rendering)."""
-    text = render(tokenizer, messages)
+    text = render(tokenizer, messages, tools=tools)
     end_of_turn = tokenizer.eos_token
     found = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = render(tokenizer, messages[:i], generation_prompt=True)
-        through = render(tokenizer, messages[: i + 1])
+        before = render(tokenizer, messages[:i], generation_prompt=True, tools=tools)
+        through = render(tokenizer, messages[: i + 1], tools=tools)
         if not (through.startswith(before) and text.startswith(through)):
             raise FtError(f"it renders turn {i + 1} differently once later turns follow (not prefix-preserving)")
         start, end = len(before), len(through)
@@ -103,17 +115,18 @@ def spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     return text, found
 
 
-def tokenize(tokenizer, messages: list[dict], method: str = PREFIX) -> dict:
-    """input_ids and assistant_masks of one conversation, by `method`; an assistant turn marked not to train
-    ("train": false, ft.data.convert) gets no mask."""
+def tokenize(tokenizer, row: dict, method: str = PREFIX) -> dict:
+    """input_ids and assistant_masks of one converted row's conversation, by `method`; an assistant turn marked not
+    to train ("train": false, ft.data.convert) gets no mask, tool results never do."""
+    messages, tools = conversation(row)
     trained = [m.get("train", True) for m in messages if m["role"] == "assistant"]
     if method == PREFIX:
-        text, assistant = spans(tokenizer, messages)
+        text, assistant = spans(tokenizer, messages, tools)
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         kept = [span for span, train in zip(assistant, trained) if train]
         mask = [int(any(s <= start < e for s, e in kept)) for start, _ in encoded["offset_mapping"]]
         return {"input_ids": encoded["input_ids"], "assistant_masks": mask}
-    encoded = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
+    encoded = tokenizer.apply_chat_template(messages, tools=tools, return_dict=True, return_assistant_tokens_mask=True)
     mask = list(encoded["assistant_masks"])
     blocks = [i for i in range(len(mask)) if mask[i] and (i == 0 or not mask[i - 1])]  # where each block starts
     if all(trained):
@@ -159,12 +172,45 @@ def check_reasoning(dataset, tokenizer) -> None:
         )
 
 
+def has_tool_calls(dataset) -> bool:
+    from ft.data.convert import turn_keys
+
+    if "tool_calls" not in turn_keys(dataset):
+        return False
+    return any(m["tool_calls"] for messages in dataset["messages"] for m in messages)
+
+
+def check_tools(dataset, tokenizer) -> None:
+    """Conversations with tool calls need a chat template that renders the calls."""
+    if not has_tool_calls(dataset):
+        return
+    call = {"type": "function", "function": {"name": "ft_probe", "arguments": {"x": 1}}}
+    probe = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "name": "ft_probe", "content": "R0"},
+        {"role": "assistant", "content": "Done"},
+    ]
+    try:
+        rendered = render(tokenizer, probe, tools=[{"type": "function", "function": {"name": "ft_probe"}}])
+    except FtError:
+        rendered = ""
+    if '"x": 1' not in rendered or "R0" not in rendered:
+        raise FtError(
+            f"the data has tool calls, which the model's chat template does not render: use a model whose template "
+            f"does (e.g. Qwen2.5 / Qwen3 Instruct; tiny: model.tiny.family={' / '.join(TOOL_FAMILIES)}), or set "
+            f"model.chat_template"
+        )
+
+
 def check_rows(dataset, tokenizer, split: str) -> None:
     """Every conversation renders: a refusal (e.g. a system turn the family has no place for) names its row."""
     check_reasoning(dataset, tokenizer)
-    for index, messages in enumerate(dataset["messages"]):
+    check_tools(dataset, tokenizer)
+    for index, row in enumerate(dataset):
+        messages, tools = conversation(row)
         try:
-            render(tokenizer, messages)
+            render(tokenizer, messages, tools=tools)
         except FtError as e:
             fix = (
                 "drop the system turn (and data.system_prompt) or fold it into the first user turn"
@@ -180,6 +226,7 @@ def prepare(cfg, tokenizer, train, evaluation, args):
     assistant_masks)."""
     splits = [(split, dataset) for split, dataset in (("train", train), ("eval", evaluation)) if dataset is not None]
     flagged = any(has_untrained_turns(dataset) for _, dataset in splits)
+    tooled = any(has_tool_calls(dataset) for _, dataset in splits)  # kept as JSON text: ft renders them
     if not getattr(args, "assistant_only_loss", False):
         if flagged:
             raise FtError(
@@ -192,12 +239,12 @@ def prepare(cfg, tokenizer, train, evaluation, args):
     print(f"ft: assistant masks: {method}{left_out}", flush=True)
     for split, dataset in splits:
         check_rows(dataset, tokenizer, split)
-    if method != PREFIX and not flagged:
+    if method != PREFIX and not flagged and not tooled:
         return train, evaluation
     args.assistant_only_loss = False  # TRL's flag is for conversational rows; these come tokenized, masks included
 
     def tokenize_row(row):
-        return tokenize(tokenizer, row["messages"], method)
+        return tokenize(tokenizer, row, method)
 
-    kwargs = dict(remove_columns=["messages"], desc="ft: tokenizing with the assistant masks")
+    kwargs = dict(remove_columns=train.column_names, desc="ft: tokenizing with the assistant masks")
     return train.map(tokenize_row, **kwargs), evaluation.map(tokenize_row, **kwargs) if evaluation else None

@@ -65,3 +65,46 @@ def flag(holder: dict, where: str) -> bool | None:
     if len(set(said.values())) > 1:
         raise FtError(f"{where} has train={said['train']} and weight={int(said['weight'])}, which disagree: keep one")
     return next(iter(said.values()), None)
+
+
+def tool_calls(value, where: str) -> str:
+    """An assistant turn's tool calls as JSON text (a column of it keeps one type whatever the arguments): a list of
+    OpenAI's {"type": "function", "function": {"name", "arguments"}} (or {"name", "arguments"}), the arguments an
+    object or JSON text of one."""
+    calls = []
+    for index, call in enumerate(turn_list(value, f"{where}'s tool_calls")):
+        function = call.get("function", call)
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not name:
+            raise FtError(f"{where}'s tool call {index + 1} has no function name: give it function.name")
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                raise FtError(f"{where}'s call of {name}: its arguments are not JSON ({_shown(arguments)})") from None
+        if not isinstance(arguments, dict):
+            raise FtError(f"{where}'s call of {name}: its arguments are {_shown(arguments)}, not an object")
+        call_id = call.get("id")
+        calls.append({"type": "function", "function": {"name": name, "arguments": arguments}, "id": call_id})
+    return json.dumps(calls, ensure_ascii=False)
+
+
+def tools(value) -> str | None:
+    """A row's tool list (JSON schemas of the functions) as JSON text, or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise FtError(
+                f"'tools' is text that is not JSON ({_shown(value)}): give a list of function schemas"
+            ) from None
+    if not isinstance(value, (list, tuple)):
+        raise FtError(f"'tools' is {_shown(value)}, not a list of function schemas")
+    for index, schema in enumerate(value):
+        function = schema.get("function", schema) if isinstance(schema, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise FtError(f"'tools' entry {index + 1} has no function name ({_shown(schema)})")
+    return json.dumps(list(value), ensure_ascii=False)

@@ -47,7 +47,7 @@ def _features(row, tokenizer, cfg) -> dict:
         assistant_only = t.assistant_only_loss
         if assistant_only:  # turns marked not to train left out, as in training
             has_markers = templates.has_markers(tokenizer.chat_template)
-            out = templates.tokenize(tokenizer, row["messages"], templates.MARKERS if has_markers else templates.PREFIX)
+            out = templates.tokenize(tokenizer, row, templates.MARKERS if has_markers else templates.PREFIX)
         else:
             out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True)
         ids = list(out["input_ids"])
