@@ -124,5 +124,6 @@ def test_copied_library_names_match_the_installed_libraries():
     assert names.SCHEDULERS == [s.value for s in SchedulerType]
     assert names.REPORT_TO == [*INTEGRATION_TO_CALLBACK, "none"]
     assert all(isinstance(getattr(torch, name), torch.dtype) for name in names.TORCH_DTYPES + names.BNB_STORAGE_DTYPES)
-    assert schema.SYNTHETIC_TASKS == list(synthetic.TASKS)
+    assert schema.SYNTHETIC_TASKS == [*synthetic.TASKS, *synthetic.TOOL_TASKS]
+    assert schema.SYNTHETIC_TOOL_TASKS == list(synthetic.TOOL_TASKS)
     assert names.DPO_LOSSES == re.findall(r'loss_type == "(\w+)"', inspect.getsource(DPOTrainer))

@@ -119,3 +119,44 @@ def test_bad_tool_calls_are_refused_naming_the_row(call, expected, tmp_path):
     rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [call]}]}]
     with pytest.raises(FtError, match="^data row 0: " + expected.replace("(", r"\(").replace("[", r"\[")):
         data.load(config.compose([*BASE, f"data.source={write_jsonl(tmp_path / 'bad.jsonl', rows)}"]).data)
+
+
+def test_arguments_of_different_functions_keep_only_their_own_keys(tmp_path):
+    """datasets reads a column of objects with every row's keys: `square`'s arguments would get `country: null`
+    from `capital`'s, and each schema the other's parameters. ft leaves those nulls out."""
+    rows = [
+        {"messages": [ROWS[0]["messages"][0], ROWS[0]["messages"][1]], "tools": TOOLS},
+        {
+            "messages": [
+                ROWS[1]["messages"][0],
+                {"role": "assistant", "tool_calls": [{"name": "capital", "arguments": {"country": "Peru"}}]},
+            ],
+            "tools": TOOLS,
+        },
+    ]
+    train = data.load(config.compose([*BASE, f"data.source={write_jsonl(tmp_path / 'tools.jsonl', rows)}"]).data)[0]
+    calls = [json.loads(row["messages"][1]["tool_calls"])[0]["function"]["arguments"] for row in train]
+    assert calls == [{"n": 12}, {"country": "Peru"}]
+    assert json.loads(train[0]["tools"]) == TOOLS
+
+
+@pytest.mark.slow
+def test_the_tool_recipe_trains_and_reports_the_call_exact_match(tmp_path, capsys):
+    """recipe=tiny_tools end to end, briefly: the synthetic tool conversations train, and the end-of-run report
+    scores the first call of each held-out conversation and its final answer (bench/RESULTS.md has a full run)."""
+    from ft.training import launch
+
+    overrides = ["training.max_steps=1", "training.per_device_train_batch_size=2", "data.synthetic.num_examples=12"]
+    overrides += ["data.eval_size=2", "training.eval_strategy=no", "training.eval_before_training=false"]
+    cfg = config.compose(["recipe=tiny_tools", "logging=none", f"training.output_dir={tmp_path}", *overrides])
+    result = launch.train(cfg)
+    assert {"base_tool_call_exact_match", "tool_call_exact_match", "exact_match"} <= result.metrics.keys()
+    out = capsys.readouterr().out
+    assert "ft: tool-call exact match (function and arguments) on 2 held-out prompts: " in out
+    assert '(expected \'<tool_call>\\n{"name": ' in out  # the call as the template renders it, to match
+
+
+@pytest.mark.parametrize("task", ["dpo", "grpo", "distill"])
+def test_synthetic_tool_tasks_are_refused_for_tasks_that_do_not_train_on_whole_conversations(task, capsys):
+    code = cli.main(["train", f"task={task}", "data.synthetic.tasks=[multiply]", "data.format=auto"])
+    assert_refused(code, capsys.readouterr().err, f"which task={task} does not train on", alone=False)

@@ -14,7 +14,8 @@ from ft.config.names import BNB_STORAGE_DTYPES, OPTIMIZERS, REPORT_TO, SCHEDULER
 from ft.options import option
 
 TINY_MODEL = "tiny"  # model.name_or_path value that selects the offline tiny Llama
-SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort"]  # ft.data.synthetic.TASKS
+SYNTHETIC_TOOL_TASKS = ["multiply", "lookup"]  # ft.data.synthetic.TOOL_TASKS: tool-calling conversations
+SYNTHETIC_TASKS = ["add", "reverse", "upper", "sort", *SYNTHETIC_TOOL_TASKS]  # ft.data.synthetic.TASKS, TOOL_TASKS
 STRATEGIES = ["single", "ddp", "fsdp", "fsdp_qlora", "zero2", "zero3", "zero3_offload"]
 
 

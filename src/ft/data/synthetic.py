@@ -44,6 +44,44 @@ def _sort(rng: random.Random) -> tuple[str, str]:
 TASKS = {"add": _add, "reverse": _reverse, "upper": _upper, "sort": _sort}
 
 
+# Tool-calling tasks: the question, the call that answers it, and the tool's result, which the final answer
+# repeats. Neither answer can be known without the call (a product of two-digit numbers, a random code), so the
+# model must learn to call with the right arguments and to answer from the result.
+def _multiply(rng: random.Random) -> tuple[str, dict, str]:
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    return f"What is {a} times {b}?", {"name": "multiply", "arguments": {"a": a, "b": b}}, str(a * b)
+
+
+def _lookup(rng: random.Random) -> tuple[str, dict, str]:
+    key = " ".join(rng.sample(WORDS, 2))
+    code = f"{rng.choice(string.ascii_uppercase)}-{rng.randint(1000, 9999)}"
+    return f"What is the code of {key}?", {"name": "lookup", "arguments": {"key": key}}, code
+
+
+def _schema(name: str, description: str, properties: dict) -> dict:
+    parameters = {"type": "object", "properties": properties, "required": list(properties)}
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
+
+
+TOOLS = [
+    _schema("multiply", "Multiply two integers", {"a": {"type": "integer"}, "b": {"type": "integer"}}),
+    _schema("lookup", "The code stored under a key", {"key": {"type": "string"}}),
+]
+TOOL_TASKS = {"multiply": _multiply, "lookup": _lookup}
+
+
+def _tool_conversation(instruction: str, call: dict, result: str) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": instruction},
+            {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]},
+            {"role": "tool", "name": call["name"], "content": result},
+            {"role": "assistant", "content": result},
+        ],
+        "tools": TOOLS,
+    }
+
+
 def generate(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
     """`num_examples` distinct conversations cycling through `tasks`, in the `messages` format.
     Distinct, so that an eval split carved out of them is truly held out."""
@@ -52,12 +90,16 @@ def generate(tasks: list[str], num_examples: int, seed: int) -> list[dict]:
     for _ in range(20 * num_examples):
         if len(rows) == num_examples:
             return rows
-        instruction, answer = TASKS[tasks[len(rows) % len(tasks)]](rng)
+        task = tasks[len(rows) % len(tasks)]
+        if task in TOOL_TASKS:
+            instruction, call, result = TOOL_TASKS[task](rng)
+            row = _tool_conversation(instruction, call, result)
+        else:
+            instruction, answer = TASKS[task](rng)
+            row = {"messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}]}
         if instruction not in seen:
             seen.add(instruction)
-            rows.append(
-                {"messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}]}
-            )
+            rows.append(row)
     if len(rows) < num_examples:
         raise FtError(
             f"data.synthetic.num_examples={num_examples} is more than the tasks {tasks} have distinct examples "

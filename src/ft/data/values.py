@@ -67,6 +67,17 @@ def flag(holder: dict, where: str) -> bool | None:
     return next(iter(said.values()), None)
 
 
+def without_nulls(value):
+    """`value` with every null-valued key of its objects left out, at any depth. A column of objects read by
+    datasets (Arrow) has, in every row, the keys of all rows, null where a row had none: the arguments of one
+    function get the other functions' parameters, as null."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [without_nulls(item) for item in value]
+    return value
+
+
 def tool_calls(value, where: str) -> str:
     """An assistant turn's tool calls as JSON text (a column of it keeps one type whatever the arguments): a list of
     OpenAI's {"type": "function", "function": {"name", "arguments"}} (or {"name", "arguments"}), the arguments an
@@ -77,8 +88,8 @@ def tool_calls(value, where: str) -> str:
         name = function.get("name") if isinstance(function, dict) else None
         if not isinstance(name, str) or not name:
             raise FtError(f"{where}'s tool call {index + 1} has no function name: give it function.name")
-        arguments = function.get("arguments", {})
-        if isinstance(arguments, str):
+        arguments = without_nulls(function.get("arguments") or {})
+        if isinstance(arguments, str):  # JSON text went through datasets untouched: its nulls are the writer's
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except ValueError:
@@ -96,11 +107,13 @@ def tools(value) -> str | None:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = json.loads(value)  # nulls kept: JSON text went through datasets untouched
         except ValueError:
             raise FtError(
                 f"'tools' is text that is not JSON ({_shown(value)}): give a list of function schemas"
             ) from None
+    else:
+        value = without_nulls(value)
     if not isinstance(value, (list, tuple)):
         raise FtError(f"'tools' is {_shown(value)}, not a list of function schemas")
     for index, schema in enumerate(value):

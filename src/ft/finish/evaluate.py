@@ -123,6 +123,17 @@ def is_right(answer: str, row: dict) -> bool:
     return answer.strip() == row["messages"][-1]["content"].strip()
 
 
+def call_question(row: dict, tokenizer) -> dict:
+    """A conversation with tool calls asked up to its first call: a row whose last turn is that call as the
+    template renders it (function and arguments), up to the end-of-turn token, as an answer to match."""
+    messages, tools = templates.conversation(row)
+    first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    before = templates.render(tokenizer, messages[:first], generation_prompt=True, tools=tools)
+    through = templates.render(tokenizer, messages[: first + 1], tools=tools)
+    call = through[len(before) :].split(tokenizer.eos_token)[0]
+    return {"messages": [*row["messages"][:first], {"role": "assistant", "content": call}], "tools": row.get("tools")}
+
+
 def generate_answers(model, tokenizer, rows: list[dict], device, max_new_tokens: int, batch_size: int) -> list[str]:
     """Greedy answers to the user turns of `rows` (conversations ending with the answer)."""
     import torch
@@ -131,9 +142,7 @@ def generate_answers(model, tokenizer, rows: list[dict], device, max_new_tokens:
     tokenizer.padding_side = "left"  # generation continues the prompt's right end
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        prompts = [
-            tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False) for r in chunk
-        ]
+        prompts = [templates.render(tokenizer, m[:-1], True, tools) for m, tools in map(templates.conversation, chunk)]
         inputs = tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt").to(device)
         with torch.no_grad():
             output = model.generate(

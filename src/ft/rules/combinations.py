@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from ft.config.schema import SYNTHETIC_TASKS, TINY_MODEL, FtConfig
+from ft.config import registry
+from ft.config.schema import SYNTHETIC_TASKS, SYNTHETIC_TOOL_TASKS, TINY_MODEL, FtConfig
 from ft.errors import FtError
 from ft.models import adapters
 
@@ -16,6 +17,14 @@ def check_combinations(cfg: FtConfig) -> None:
     data = cfg.data
     if data.source == "synthetic" and not data.synthetic.tasks:
         raise FtError(f"data.synthetic.tasks is empty: choose some of {', '.join(SYNTHETIC_TASKS)}")
+    tool_tasks = [name for name in data.synthetic.tasks if name in SYNTHETIC_TOOL_TASKS]
+    formats = registry.get(cfg.task).formats
+    # only a task that trains on whole conversations (not one that reads their opening turns as prompts)
+    if data.source == "synthetic" and tool_tasks and (formats[:1] != ("messages",) or "prompts" in formats):
+        raise FtError(
+            f"data.synthetic.tasks {tool_tasks} are tool-calling conversations, which task={cfg.task} does not "
+            f"train on: they are supervised data (recipe=tiny_tools)"
+        )
     entries = [(f"data.sources[{i}].source", entry.source) for i, entry in enumerate(data.sources)]
     for key, source in entries or [("data.source", data.source)]:
         if source != "synthetic" and not Path(source).expanduser().exists():
