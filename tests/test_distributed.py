@@ -256,12 +256,14 @@ def test_dpo_under_zero2_saves_a_full_adapter_and_every_rank_destroys_its_proces
 
     script = tmp_path / "train_then_report.py"
     script.write_text(
-        "import sys\n"
+        "import os, sys\n"
         "import torch.distributed\n"
         "from ft import config\n"
         "from ft.training import launch\n"
         "launch.run(config.compose(sys.argv[1:]), sys.argv[1:])\n"
-        "print('process group alive after training:', torch.distributed.is_initialized())\n"
+        "alive = torch.distributed.is_initialized()\n"
+        "sys.stdout.flush()\n"  # then one write, so that the other rank's output cannot land inside the line
+        "os.write(1, f'process group alive after training: {alive}\\n'.encode())\n"
     )
     run = [*SMALL, "training.max_steps=2", f"training.output_dir={tmp_path}", "training.run_name=dpo"]
     result = _accelerate_launch(tmp_path, "zero2", script, "recipe=tiny_dpo", "distributed=zero2", *run)
