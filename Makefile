@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONSTRAINTS := .ci/constraints.txt
 STAMP := $(VENV)/.ft-installed
+EXPORT_STAMP := $(VENV)/.ft-export-installed
 
-.PHONY: install train test test-fast lint format docs bench clean
+.PHONY: install install-export train test test-fast lint format docs bench clean
 
 install: $(STAMP)
 
@@ -16,13 +17,22 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install -q -e '.[dev]' -c $(CONSTRAINTS)
 	touch $@
 
+# `ft export format=gguf`: llama-cpp-python, compiled from source by pip the first time (about 12 minutes
+# on 2 cores, then pip's cached wheel), and llama.cpp's converters from the same release.
+install-export: $(EXPORT_STAMP)
+
+$(EXPORT_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[export]' -c $(CONSTRAINTS)
+	$(PY) -m ft.finish.export.install
+	touch $@
+
 train: install  ## train the default (offline tiny LoRA) recipe; ARGS="key=value ..." to override
 	$(PY) -m ft train $(ARGS)
 
-test: install  ## the whole suite, offline
+test: install install-export  ## the whole suite, offline
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install  ## skip the slow end-to-end runs
+test-fast: install install-export  ## skip the slow end-to-end runs
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install  ## ruff: the checks and the formatting (CI runs it)

@@ -5,7 +5,7 @@ import argparse
 import sys
 import textwrap
 
-from ft.errors import FtError, FtRemoteError
+from ft.errors import FtCheckFailed, FtError, FtRemoteError
 
 USAGE_EXAMPLES = """examples:
   python -m ft train                                    the offline tiny LoRA recipe
@@ -22,6 +22,7 @@ USAGE_EXAMPLES = """examples:
   python -m ft eval run_dir=runs/NAME                   eval loss / perplexity / exact match vs the base
   python -m ft push run_dir=runs/NAME repo_id=you/name --dry-run
   python -m ft merge run_dir=runs/NAME [out=PATH]       fold the adapter into the base model
+  python -m ft export run_dir=runs/NAME quant=q4_k_m    a GGUF for llama.cpp/Ollama, checked against transformers
 """
 
 
@@ -155,6 +156,14 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from ft.finish.export.command import export
+
+    out = export(_options(args))
+    print(f"ft: exported to {out}")
+    return 0
+
+
 def _add_key_value_command(
     commands, name: str, options, run, help: str, description: str, before: str = "", after: str = "", action=None
 ):
@@ -222,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ft.finish.evaluate import EvalOptions
     from ft.finish.generate import ChatOptions, GenerateOptions
     from ft.finish.hub import PushOptions
+    from ft.finish.export.command import ExportOptions
     from ft.finish.merge import MergeOptions
 
     recipe_overrides = " [recipe=NAME | FILE.yaml] [key=value ...]"
@@ -267,6 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="fold a run's adapter into its base model and save a standalone model",
         description="Merge the adapter of run_dir into its base (a QLoRA base is dequantized first) and save it "
         "with the tokenizer to out. Llama-Adapter runs cannot be merged.",
+    )
+    _add_key_value_command(
+        commands,
+        "export",
+        ExportOptions,
+        cmd_export,
+        help="export a run for llama.cpp/Ollama (GGUF, checked against transformers) or vLLM/SGLang (merged)",
+        description="Export run_dir: format=gguf merges the adapter and converts the model with llama.cpp's own "
+        "converter and quantizer, then loads it in llama.cpp and compares tokens, logits and greedy text with the "
+        "merged transformers model (parity.json; exit 1 when they differ). format=gguf-adapter writes the LoRA "
+        "as a GGUF LoRA; format=merged a transformers directory. Needs `make install-export` (llama-cpp-python).",
     )
     loads = (
         "Loads base + adapter (or a merged / full model dir) with device_map=auto and prompts through the "
@@ -323,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except FtError as e:
         message, code = f"ft: error: {e}", 2
-    except FtRemoteError as e:
+    except (FtRemoteError, FtCheckFailed) as e:
         message, code = f"ft: error: {e}", 1
     except KeyboardInterrupt:
         message, code = "ft: interrupted", 130

@@ -106,6 +106,10 @@ def parse_pairs(cls, pairs: list[str], command: str):
         if key not in by_name:
             raise FtError(f"{command}: unknown key '{key}': {did_you_mean(key, by_name)}valid keys: {keys}")
         values[key] = _convert(raw, kind(cls, by_name[key]), f"{command}: {key}={raw}")
+        choices = by_name[key].metadata.get("choices")
+        if choices and values[key] not in choices:
+            listed = ", ".join(map(str, choices))
+            raise FtError(f"{command}: {key}={raw} is not one of {listed}: {did_you_mean(raw, map(str, choices))}")
         problem = out_of_bounds(by_name[key], values[key])
         if problem:
             raise FtError(f"{command}: {key} {problem}")

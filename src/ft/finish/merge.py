@@ -22,10 +22,8 @@ class MergeOptions:
     out: str | None = option(None, help="where to save the merged model; unset: <run_dir>/merged", metavar="PATH")
 
 
-def merge(options: MergeOptions) -> Path:
-    """Write options.out: the base with the adapter folded in, plus the tokenizer, as safetensors.
-    Written to a temporary directory first, renamed when complete."""
-    run_dir = loading.check_run_dir(options.run_dir)
+def check_mergeable(run_dir: Path):
+    """The run's config, if its adapter can be folded into the base; else FtError saying why not."""
     if not (run_dir / rundir.CONFIG).is_file():
         raise FtError(
             f"run_dir={run_dir} is not an ft run directory (no config.yaml): pass the directory `ft train` printed"
@@ -43,19 +41,33 @@ def merge(options: MergeOptions) -> Path:
         )
     if not (run_dir / rundir.ADAPTER_CONFIG).is_file():
         raise FtError(f"{run_dir} has no saved adapter (adapter_config.json): did the run finish?")
-    out = Path(options.out).expanduser() if options.out else run_dir / rundir.MERGED
-    if out.exists():
-        raise FtError(f"{out} already exists: choose another out=PATH or remove it")
+    return cfg
 
+
+def merge_into(run_dir: Path, cfg, out: Path):
+    """Save the merged model and the tokenizer (chat template, generation config's stop ids) to out;
+    return (model, tokenizer)."""
     from transformers import AutoTokenizer
 
     model = loading.load_model(run_dir, cfg, device_map=None, dequantize=True).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return model, tokenizer
+
+
+def merge(options: MergeOptions) -> Path:
+    """Write options.out: the base with the adapter folded in, plus the tokenizer, as safetensors.
+    Written to a temporary directory first, renamed when complete."""
+    run_dir = loading.check_run_dir(options.run_dir)
+    cfg = check_mergeable(run_dir)
+    out = Path(options.out).expanduser() if options.out else run_dir / rundir.MERGED
+    if out.exists():
+        raise FtError(f"{out} already exists: choose another out=PATH or remove it")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+        merge_into(run_dir, cfg, tmp)
         os.rename(tmp, out)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
