@@ -229,9 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ft.commands.preview import PreviewOptions
     from ft.commands.slurm import SbatchOptions
     from ft.finish.evaluate import EvalOptions
+    from ft.finish.export.command import ExportOptions
     from ft.finish.generate import ChatOptions, GenerateOptions
     from ft.finish.hub import PushOptions
-    from ft.finish.export.command import ExportOptions
     from ft.finish.merge import MergeOptions
 
     recipe_overrides = " [recipe=NAME | FILE.yaml] [key=value ...]"

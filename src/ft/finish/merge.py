@@ -5,6 +5,7 @@ values the adapter was trained against, in bf16/fp32 — never into 4-bit weight
 re-quantize the sum and lose most of the update.
 """
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -53,7 +54,23 @@ def merge_into(run_dir: Path, cfg, out: Path):
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    _keep_tokenizer_class(cfg, out / "tokenizer_config.json")
     return model, tokenizer
+
+
+def _keep_tokenizer_class(cfg, saved: Path) -> None:
+    """The base's own tokenizer_class in the merged tokenizer_config.json: transformers 5 writes its
+    backend's name instead, and readers such as llama.cpp's converter go by the original (Phi-4's
+    GPT2Tokenizer)."""
+    from transformers.utils import cached_file
+
+    try:
+        base = cached_file(loading.base_model_path(cfg), "tokenizer_config.json", revision=cfg.model.revision)
+        tokenizer_class = json.loads(Path(base).read_text()).get("tokenizer_class") if base else None
+    except (OSError, ValueError):
+        return
+    if tokenizer_class:
+        saved.write_text(json.dumps(json.loads(saved.read_text()) | {"tokenizer_class": tokenizer_class}, indent=2))
 
 
 def merge(options: MergeOptions) -> Path:

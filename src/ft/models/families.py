@@ -29,6 +29,9 @@ class Family:
     system_turn: bool = True  # the template accepts a system turn
     config: dict = field(default_factory=dict)  # architecture settings beyond the tiny shape
     moe: bool = False
+    # tokenizer_config.json's tokenizer_class where a reader goes by it (llama.cpp's Phi-3 converter reads a
+    # BPE vocabulary, as Phi-4-mini's, only for GPT2Tokenizer)
+    tokenizer_class: str | None = None
 
     def chat_template(self) -> str:
         if self.template == "mistral":
@@ -74,12 +77,12 @@ FAMILIES = {
     ),
     "phi3": Family(
         "Phi3Config", "trl:phi3", bos="<s>", eos="<|endoftext|>", pad="<|endoftext|>", end_of_turn="<|end|>",
-        specials=("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
+        specials=("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), tokenizer_class="GPT2Tokenizer",
     ),
     "qwen3_moe": Family(
         "Qwen3MoeConfig", "trl:qwen3", bos=None, eos="<|im_end|>", pad="<|endoftext|>", end_of_turn="<|im_end|>",
         specials=(*QWEN_SPECIALS, "<think>", "</think>"),
-        config=dict(MOE, num_experts=4, decoder_sparse_step=1), moe=True,
+        config=dict(MOE, num_experts=4, decoder_sparse_step=1, norm_topk_prob=True), moe=True,  # as Qwen3-30B-A3B
     ),
     "mixtral": Family(
         "MixtralConfig", "mistral", bos="<s>", eos="</s>", pad=None, end_of_turn="</s>", system_turn=False,
@@ -117,6 +120,8 @@ def model_config(family: Family, shape, tokenizer):
 
     config_class = getattr(transformers, family.config_class)
     settings = shape_settings(shape, tokenizer) | family.config
+    if family.config_class == "Gemma3TextConfig":  # real Gemma 3 scales queries by 1/sqrt(head_dim), as llama.cpp does
+        settings["query_pre_attn_scalar"] = settings["head_dim"]
     if family.moe:  # experts are narrower than a dense MLP
         settings["moe_intermediate_size" if "num_experts" in settings else "intermediate_size"] = (
             shape.intermediate_size // 2

@@ -16,7 +16,7 @@ from ft.config.schema import TinyModelConfig
 from ft.data import synthetic
 from ft.models import families
 
-BUILD_VERSION = 2  # bump when the tokenizer corpus or template changes, to rebuild caches
+BUILD_VERSION = 3  # bump when the tokenizer corpus or template changes, to rebuild caches
 
 PAD, BOS, EOS = "<|pad|>", "<|im_start|>", "<|im_end|>"
 
@@ -48,7 +48,9 @@ def cache_root() -> Path:
 
 
 def path_for(shape: TinyModelConfig) -> Path:
-    key = json.dumps({"v": BUILD_VERSION, **dataclasses.asdict(shape)}, sort_keys=True)
+    family = families.FAMILIES.get(shape.family)
+    settings = dataclasses.asdict(family) if family else None  # a family's changed settings build anew
+    key = json.dumps({"v": BUILD_VERSION, **dataclasses.asdict(shape), "family_settings": settings}, sort_keys=True)
     return cache_root() / f"tiny-{shape.family}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -122,3 +124,7 @@ def _build(shape: TinyModelConfig, out: Path) -> None:
     model.generation_config.eos_token_id = stop if len(stop) > 1 else stop[0]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    if family and family.tokenizer_class:
+        tokenizer_config = out / "tokenizer_config.json"
+        saved = json.loads(tokenizer_config.read_text())
+        tokenizer_config.write_text(json.dumps(saved | {"tokenizer_class": family.tokenizer_class}, indent=2))

@@ -13,7 +13,6 @@ from ft.errors import FtCheckFailed, FtError
 from ft.finish import loading
 from ft.finish.export import llama_cpp, ollama, parity
 from ft.options import option
-from ft.run import rundir
 
 FORMATS = ["gguf", "gguf-adapter", "merged"]
 QUANTS = [*llama_cpp.CONVERTER_TYPES, *llama_cpp.QUANTIZER_TYPES]
@@ -56,10 +55,14 @@ class ExportOptions:
         None, help="llama.cpp's name for a tokenizer's pre-tokenizer it does not recognize (e.g. llama-bpe, qwen2)"
     )
     base_gguf: str | None = option(
-        None, help="gguf-adapter: the base GGUF its parity check applies the adapter to; unset: the base converted", metavar="PATH"
+        None,
+        help="gguf-adapter: the base GGUF its parity check applies the adapter to; unset: the base, converted",
+        metavar="PATH",
     )
     llama_cpp: str | None = option(
-        None, help="a llama.cpp checkout whose converters to use; unset: the ones `make install-export` installed", metavar="PATH"
+        None,
+        help="a llama.cpp checkout whose converters to use; unset: the ones `make install-export` installed",
+        metavar="PATH",
     )
 
 
@@ -125,7 +128,8 @@ def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, sta
             llama_cpp.convert_model(root, merged, tmp / gguf_name, quant, pre_tokenizer)
         else:
             sixteen_bit = tmp / "model-16bit.gguf"
-            llama_cpp.convert_model(root, merged, sixteen_bit, "bf16" if "bf16" in str(model.dtype) else "f16", pre_tokenizer)
+            sixteen_bit_type = "bf16" if "bf16" in str(model.dtype) else "f16"
+            llama_cpp.convert_model(root, merged, sixteen_bit, sixteen_bit_type, pre_tokenizer)
             print(f"ft: quantizing to {quant} with llama.cpp", flush=True)
             llama_cpp.quantize(sixteen_bit, tmp / gguf_name, quant)
             sixteen_bit.unlink()

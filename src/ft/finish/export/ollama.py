@@ -81,6 +81,7 @@ def _parity_table(parity: dict) -> str:
     ]
     if "exact_match" in parity:
         match = parity["exact_match"]
-        rows.append(("exact match (transformers / llama.cpp)", f"{match['transformers']:.1%} / {match['llama.cpp']:.1%}"))
+        both = f"{match['transformers']:.1%} / {match['llama.cpp']:.1%}"
+        rows.append(("exact match (transformers / llama.cpp)", both))
     table = ["| check | result |", "|---|---|"] + [f"| {key} | {value} |" for key, value in rows]
     return "\n".join(table) + "\n\nThe full measurements: `parity.json`."
