@@ -32,6 +32,7 @@ class Family:
     # tokenizer_config.json's tokenizer_class where a reader goes by it (llama.cpp's Phi-3 converter reads a
     # BPE vocabulary, as Phi-4-mini's, only for GPT2Tokenizer)
     tokenizer_class: str | None = None
+    rstrip: tuple = ()  # special tokens that take the whitespace after them (Phi-3's, as llama.cpp also assumes)
 
     def chat_template(self) -> str:
         if self.template == "mistral":
@@ -77,7 +78,8 @@ FAMILIES = {
     ),
     "phi3": Family(
         "Phi3Config", "trl:phi3", bos="<s>", eos="<|endoftext|>", pad="<|endoftext|>", end_of_turn="<|end|>",
-        specials=("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), tokenizer_class="GPT2Tokenizer",
+        specials=("<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<unk>", "</s>"),
+        tokenizer_class="GPT2Tokenizer", rstrip=("<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "</s>"),
     ),
     "qwen3_moe": Family(
         "Qwen3MoeConfig", "trl:qwen3", bos=None, eos="<|im_end|>", pad="<|endoftext|>", end_of_turn="<|im_end|>",

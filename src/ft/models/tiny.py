@@ -80,7 +80,7 @@ def _corpus() -> list[str]:
 
 def _build(shape: TinyModelConfig, out: Path) -> None:
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
     family = families.FAMILIES.get(shape.family)
@@ -93,7 +93,10 @@ def _build(shape: TinyModelConfig, out: Path) -> None:
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=shape.vocab_size,
-        special_tokens=families.special_tokens(family) if family else [PAD, BOS, EOS],
+        special_tokens=[
+            AddedToken(token, special=True, normalized=False, rstrip=bool(family) and token in family.rstrip)
+            for token in (families.special_tokens(family) if family else [PAD, BOS, EOS])
+        ],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

@@ -82,6 +82,11 @@ def _checked(options: ExportOptions):
         raise FtError(f"format=gguf-adapter takes quant=f32, f16, bf16 or q8_0, not {options.quant}")
     if options.format == "gguf-adapter" and cfg.peft.method not in ("lora", "qlora", "dora"):
         raise FtError(f"format=gguf-adapter needs a LoRA adapter; this run's is peft.method={cfg.peft.method}")
+    if options.format == "gguf-adapter" and cfg.peft.modules_to_save:
+        raise FtError(
+            f"format=gguf-adapter: this run also trains {list(cfg.peft.modules_to_save)} in full "
+            "(peft.modules_to_save), which a GGUF LoRA cannot carry: export format=gguf, the merged model"
+        )
     if options.base_gguf and not Path(options.base_gguf).expanduser().is_file():
         raise FtError(f"base_gguf={options.base_gguf}: no such file")
     root = llama_cpp.find(options.llama_cpp)
@@ -125,11 +130,11 @@ def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, sta
         gguf_name = f"model-{quant}.gguf"
         print(f"ft: converting the merged model to {gguf_name} with llama.cpp's converter", flush=True)
         if quant in llama_cpp.CONVERTER_TYPES:
-            llama_cpp.convert_model(root, merged, tmp / gguf_name, quant, pre_tokenizer)
+            llama_cpp.convert_model(root, merged, tmp / gguf_name, quant, pre_tokenizer, run_dir.name)
         else:
             sixteen_bit = tmp / "model-16bit.gguf"
             sixteen_bit_type = "bf16" if "bf16" in str(model.dtype) else "f16"
-            llama_cpp.convert_model(root, merged, sixteen_bit, sixteen_bit_type, pre_tokenizer)
+            llama_cpp.convert_model(root, merged, sixteen_bit, sixteen_bit_type, pre_tokenizer, run_dir.name)
             print(f"ft: quantizing to {quant} with llama.cpp", flush=True)
             llama_cpp.quantize(sixteen_bit, tmp / gguf_name, quant)
             sixteen_bit.unlink()
@@ -141,7 +146,8 @@ def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, sta
         lora_file, check_type = tmp / gguf_name, quant
         check_file = Path(options.base_gguf).expanduser() if options.base_gguf else tmp / "base-f32.gguf"
         if not options.base_gguf:  # the adapter's own effect, measured on a lossless base
-            llama_cpp.convert_model(root, Path(loading.base_model_path(cfg)), check_file, "f32", pre_tokenizer)
+            base = Path(loading.base_model_path(cfg))
+            llama_cpp.convert_model(root, base, check_file, "f32", pre_tokenizer, run_dir.name)
             check_type = "f32" if quant == "f32" else quant
     result = None
     if options.parity:

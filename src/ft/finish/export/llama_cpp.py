@@ -62,8 +62,12 @@ def architecture(root: Path, config: dict) -> str:
     return architecture
 
 
-def convert_model(root: Path, model_dir: Path, out_file: Path, file_type: str, pre_tokenizer: str | None) -> None:
-    """Write model_dir (a transformers model directory) as a GGUF of file_type (CONVERTER_TYPES).
+def convert_model(
+    root: Path, model_dir: Path, out_file: Path, file_type: str, pre_tokenizer: str | None, name: str
+) -> None:
+    """Write model_dir (a transformers model directory) as a GGUF of file_type (CONVERTER_TYPES), named
+    `name` (general.name: what llama.cpp and Ollama show, and what some of llama.cpp's per-model
+    tokenizer settings go by).
 
     llama.cpp recognizes a BPE tokenizer's pre-tokenizer by hashing the token ids of a fixed text, so a
     tokenizer it has no hash for (one trained locally, like ft's tiny ones) stops the converter;
@@ -86,7 +90,7 @@ def convert_model(root: Path, model_dir: Path, out_file: Path, file_type: str, p
     }
     try:
         with torch.inference_mode():
-            model_class(model_dir, file_types[file_type], out_file).write()
+            model_class(model_dir, file_types[file_type], out_file, model_name=name).write()
     except NotImplementedError as e:
         if "pre-tokenizer" not in str(e):
             raise FtError(f"llama.cpp's converter cannot convert this model: {e}") from None
