@@ -16,6 +16,8 @@ import torch
 from ft import cli, config
 from ft.data import templates
 from ft.finish import generate, loading
+from ft.finish.export.command import ExportOptions, export
+from ft.finish.export.parity import TOLERANCES
 from ft.models import families
 from ft.run import callbacks
 from test_config import docs_generator
@@ -116,6 +118,22 @@ def test_trains_saves_reloads_and_merges(trained, family, method):
     }
     if method == "QLoRA" and families.FAMILIES[family].moe:
         assert RESULTS[family, method]["experts 4-bit"] is False and RESULTS[family, method]["warned"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_exports_a_gguf_that_llama_cpp_runs_as_transformers_does(trained, family, tmp_path):
+    """`ft export format=gguf` at f16 and q8_0: llama.cpp's converter, then llama.cpp itself against the merged
+    transformers model on 5 prompts: the same token ids, chat template and stop tokens, logits within the
+    file type's tolerance, and at f16 the same greedy continuations."""
+    run_dir = trained(family, "LoRA")[0]
+    for quant in ("f16", "q8_0"):
+        out = export(ExportOptions(run_dir=str(run_dir), quant=quant, out=str(tmp_path / quant)))
+        parity = json.loads((out / "parity.json").read_text())
+        assert parity["passed"] and parity["tokens_equal"] and not parity["metadata_problems"], parity
+        assert parity["logit_error"] <= TOLERANCES[quant] and parity["prompts"] == 5
+        assert (out / f"model-{quant}.gguf").stat().st_size > 0
+    assert parity["top1_agreement"] >= 0.95
+    assert json.loads((tmp_path / "f16" / "parity.json").read_text())["greedy_equal"] == 5
 
 
 @pytest.mark.parametrize("family", FAMILIES)

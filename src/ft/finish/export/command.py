@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ft.errors import FtCheckFailed, FtError
 from ft.finish import loading
-from ft.finish.export import llama_cpp, ollama, parity
+from ft.finish.export import llama_cpp, ollama
 from ft.options import option
 
 FORMATS = ["gguf", "gguf-adapter", "merged"]
@@ -151,6 +151,8 @@ def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, sta
             check_type = "f32" if quant == "f32" else quant
     result = None
     if options.parity:
+        from ft.finish.export import parity
+
         print(f"ft: parity check: llama.cpp vs transformers on {options.prompts} held-out prompts", flush=True)
         stop_ids = _stop_ids(model, tokenizer)
         result = parity.check(
@@ -165,8 +167,7 @@ def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, sta
     context = min(max(cfg.training.max_length * 4, 2048), model.config.max_position_embeddings)
     if options.format == "gguf":
         (tmp / "Modelfile").write_text(ollama.modelfile(gguf_name, tokenizer.chat_template, stop_tokens, context))
-    card = ollama.card(tmp, run_dir, gguf_name, result, time.monotonic() - started)
-    (tmp / "README.md").write_text(card.replace(f"# {tmp.name}", f"# {run_dir.name}", 1))
+    (tmp / "README.md").write_text(ollama.card(tmp, run_dir, gguf_name, result, time.monotonic() - started))
     print(f"ft: wrote {gguf_name} ({(tmp / gguf_name).stat().st_size / 1e6:.1f} MB)", flush=True)
     return result
 

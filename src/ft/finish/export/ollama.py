@@ -47,7 +47,7 @@ def modelfile(gguf_name: str, chat_template: str | None, stop_tokens: list[str],
 
 
 def card(out: Path, run_dir: Path, gguf_name: str, parity: dict | None, seconds: float, extra: str = "") -> str:
-    name = out.name
+    name = run_dir.name
     size_mb = (out / gguf_name).stat().st_size / 1e6
     lines = [
         f"# {name}",

@@ -154,7 +154,7 @@ def check(
         i for i, (text, ids) in enumerate(zip(prompts, encoded))
         if llm.tokenize(text.encode(), add_bos=False, special=True) != ids
     ]  # fmt: skip
-    raw_ids = tokenizer(RAW_TEXT).input_ids
+    raw_ids = tokenizer(RAW_TEXT).input_ids  # with the special tokens each adds on its own (BOS)
     raw_equal = llm.tokenize(RAW_TEXT.encode(), add_bos=True, special=False) == raw_ids
     errors, top1_equal, positions = [], 0, 0
     greedy_equal, samples, right = 0, [], {"transformers": 0, "llama.cpp": 0}
@@ -200,9 +200,10 @@ def check(
 def _failures(result: dict, token_mismatches: list[int], raw_equal: bool) -> list[str]:
     failures = list(result["metadata_problems"])
     if token_mismatches:
-        failures.append(f"token ids differ from the tokenizer's on prompt(s) {token_mismatches}")
+        differing = f"{len(token_mismatches)} of {result['prompts']}"
+        failures.append(f"token ids differ from the tokenizer's on {differing} prompts")
     if not raw_equal:
-        failures.append(f"token ids of the raw text {RAW_TEXT!r} differ (BOS added differently?)")
+        failures.append(f"token ids of the raw text {RAW_TEXT!r} (with the BOS each adds) differ")
     if result["logit_error"] > result["logit_tolerance"]:
         failures.append(
             f"logits differ by {result['logit_error']:.3g} of their spread (tolerance for {result['file_type']}: "
