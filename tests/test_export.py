@@ -120,6 +120,8 @@ def test_merged_format_is_a_plain_transformers_directory(runs, tmp_path):
         assert (model(ids).logits - reference(ids).logits).abs().max().item() <= 1e-5
     assert tokenizer.chat_template == loading.load_tokenizer(run_dir).chat_template
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in [model.generation_config.eos_token_id]
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert f"vllm serve {tmp_path / 'merged'}" in card and f"--lora-modules lora={run_dir}" in card
 
 
 def test_a_broken_export_fails_the_check_naming_what_differs(runs, tmp_path):

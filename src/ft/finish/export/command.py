@@ -106,6 +106,7 @@ def export(options: ExportOptions) -> Path:
         tmp.mkdir()
         if options.format == "merged":
             merge_into(run_dir, cfg, tmp)
+            (tmp / "README.md").write_text(ollama.serving_card(out, run_dir, loading.base_model_path(cfg)))
             os.rename(tmp, out)
             return out
         result = _gguf(options, run_dir, cfg, tmp, root, started)

@@ -1,4 +1,5 @@
-"""What sits beside an exported GGUF: an Ollama Modelfile and the export's card (README.md).
+"""What sits beside an export: an Ollama Modelfile and the export's card (README.md) with the commands
+that serve it (llama.cpp, Ollama; vLLM and SGLang for a merged directory or the run's adapter).
 
 Ollama renders prompts with Go templates, not the Jinja template in the GGUF, so the Modelfile carries
 the Go form of the chat template's style, recognized by the tokens it writes. A template in no style
@@ -66,6 +67,35 @@ def card(out: Path, run_dir: Path, gguf_name: str, parity: dict | None, seconds:
     if parity:
         lines += ["## Parity with transformers", "", _parity_table(parity)]
     return "\n".join(lines) + "\n"
+
+
+def serving_card(out: Path, run_dir: Path, base_model: str) -> str:
+    """The card of format=merged: the merged model and the run's adapter, each as vLLM and SGLang serve it."""
+    name = run_dir.name
+    return "\n".join(
+        [
+            f"# {name} (merged)",
+            "",
+            f"Exported by `ft export format=merged` from the run `{run_dir}`: the base `{base_model}` with the adapter "
+            "folded in, the run's tokenizer and chat template, and generation_config.json with the stop tokens.",
+            "",
+            "## Serve it",
+            "",
+            "```bash",
+            f"vllm serve {out} --served-model-name {name}",
+            f"python -m sglang.launch_server --model-path {out} --served-model-name {name}",
+            "```",
+            "",
+            "Or serve the base with the unmerged adapter as a LoRA module (several adapters can share one base):",
+            "",
+            "```bash",
+            f"vllm serve {base_model} --enable-lora --lora-modules {name}={run_dir} "
+            f"--chat-template {out}/chat_template.jinja",
+            f"python -m sglang.launch_server --model-path {base_model} --enable-lora --lora-paths {name}={run_dir}",
+            "```",
+            "",
+        ]
+    )
 
 
 def _parity_table(parity: dict) -> str:
