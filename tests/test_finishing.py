@@ -79,6 +79,7 @@ def test_model_card_has_hub_metadata_results_and_recipe(finished):
     assert (finished.run_dir / "config.yaml").read_text().strip() in card
     assert "190 training examples, 10 eval examples" in card and "40 steps" in card
     assert "peft.co" not in card.lower() and "[More Information Needed]" not in card  # PEFT's stub was replaced
+    assert f"vllm serve {meta['base_model']} --enable-lora --lora-modules adapter=<this directory>" in card
 
 
 def test_model_card_usage_snippet_runs_as_written(finished, tmp_path):

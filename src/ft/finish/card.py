@@ -218,9 +218,32 @@ def render(
         'Or with ft: `python -m ft generate run_dir=<this directory> prompt="..."`, `python -m ft chat run_dir=...`,',
         "`python -m ft eval run_dir=...`.",
         "",
+        *serving_section(cfg, base_model),
         *recipe_section(run_dir),
     ]
     return "\n".join(lines)
+
+
+def serving_section(cfg, base_model: str) -> list[str]:
+    """How to serve the run outside Python: ft export for llama.cpp/Ollama, and vLLM/SGLang for a LoRA adapter."""
+    lines = [
+        "## Serving",
+        "",
+        "llama.cpp, Ollama, LM Studio: `python -m ft export run_dir=<this directory>` writes a GGUF checked against "
+        "transformers, with an Ollama Modelfile (the manual: Export).",
+    ]
+    if cfg.peft.method == "lora":
+        lines += [
+            "vLLM and SGLang serve the adapter as a LoRA module over the base "
+            "(or `python -m ft export run_dir=<this directory> format=merged` for one merged model):",
+            "",
+            "```bash",
+            f"vllm serve {base_model} --enable-lora --lora-modules adapter=<this directory>",
+            f"python -m sglang.launch_server --model-path {base_model} --enable-lora "
+            "--lora-paths adapter=<this directory>",
+            "```",
+        ]
+    return [*lines, ""]
 
 
 def recipe_section(run_dir: Path) -> list[str]:

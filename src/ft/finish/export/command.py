@@ -139,32 +139,30 @@ def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, sta
             print(f"ft: quantizing to {quant} with llama.cpp", flush=True)
             llama_cpp.quantize(sixteen_bit, tmp / gguf_name, quant)
             sixteen_bit.unlink()
-        check_file, lora_file, check_type = tmp / gguf_name, None, quant
+        check_file, lora_file = tmp / gguf_name, None
     else:
         gguf_name = f"adapter-{quant}.gguf"
         print(f"ft: converting the adapter to {gguf_name} with llama.cpp's LoRA converter", flush=True)
         llama_cpp.convert_adapter(root, run_dir, Path(loading.base_model_path(cfg)), tmp / gguf_name, quant)
-        lora_file, check_type = tmp / gguf_name, quant
+        lora_file = tmp / gguf_name
         check_file = Path(options.base_gguf).expanduser() if options.base_gguf else tmp / "base-f32.gguf"
         if not options.base_gguf:  # the adapter's own effect, measured on a lossless base
             base = Path(loading.base_model_path(cfg))
             llama_cpp.convert_model(root, base, check_file, "f32", pre_tokenizer, run_dir.name)
-            check_type = "f32" if quant == "f32" else quant
-    result = None
+    result, stop_ids = None, _stop_ids(model, tokenizer)
     if options.parity:
         from ft.finish.export import parity
 
         print(f"ft: parity check: llama.cpp vs transformers on {options.prompts} held-out prompts", flush=True)
-        stop_ids = _stop_ids(model, tokenizer)
         result = parity.check(
-            check_file, model, tokenizer, held_out(cfg, tokenizer, options.prompts), stop_ids, check_type,
+            check_file, model, tokenizer, held_out(cfg, tokenizer, options.prompts), stop_ids, quant,
             options.max_new_tokens, lora_file,
         )  # fmt: skip
         (tmp / "parity.json").write_text(json.dumps(result, indent=2) + "\n")
     if check_file.parent == tmp and check_file.name.startswith("base-"):
         check_file.unlink()
     shutil.rmtree(merged)
-    stop_tokens = tokenizer.convert_ids_to_tokens(_stop_ids(model, tokenizer))
+    stop_tokens = tokenizer.convert_ids_to_tokens(stop_ids)
     context = min(max(cfg.training.max_length * 4, 2048), model.config.max_position_embeddings)
     if options.format == "gguf":
         (tmp / "Modelfile").write_text(ollama.modelfile(gguf_name, tokenizer.chat_template, stop_tokens, context))
