@@ -27,7 +27,7 @@ _LOAD_ERRORS: list[str] = []
 
 
 def _collect_errors(level: int, text: bytes, _) -> None:
-    if level == 3:  # GGML_LOG_LEVEL_ERROR; the rest of llama.cpp's log is dropped
+    if level == 4:  # GGML_LOG_LEVEL_ERROR (ggml.h); the rest of llama.cpp's log is dropped
         _LOAD_ERRORS.append(text.decode(errors="replace").strip())
 
 
