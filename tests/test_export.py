@@ -105,7 +105,12 @@ def test_a_gguf_lora_on_the_base_gguf_is_the_merged_model(runs, name, tmp_path):
     code, result = _export(runs(name), tmp_path / "adapter", "format=gguf-adapter", "quant=f16")
     assert code == 0 and result["passed"] and result["greedy_equal"] == 5, result
     assert result["logit_error"] <= parity.TOLERANCES["f16"]
-    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["README.md", "adapter-f16.gguf", "parity.json"]
+    files = sorted(p.name for p in (tmp_path / "adapter").iterdir())
+    assert files == ["Modelfile", "README.md", "adapter-f16.gguf", "parity.json"]
+    assert (tmp_path / "adapter" / "Modelfile").read_text().startswith("FROM BASE.gguf\nADAPTER ./adapter-f16.gguf\n")
+    assert (
+        "llama-server -m BASE.gguf --lora adapter-f16.gguf --jinja" in (tmp_path / "adapter" / "README.md").read_text()
+    )
 
 
 def test_merged_format_is_a_plain_transformers_directory(runs, tmp_path):

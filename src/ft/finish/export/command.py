@@ -165,8 +165,15 @@ def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, sta
     stop_tokens = tokenizer.convert_ids_to_tokens(stop_ids)
     context = min(max(cfg.training.max_length * 4, 2048), model.config.max_position_embeddings)
     if options.format == "gguf":
-        (tmp / "Modelfile").write_text(ollama.modelfile(gguf_name, tokenizer.chat_template, stop_tokens, context))
-    (tmp / "README.md").write_text(ollama.card(tmp, run_dir, gguf_name, result, time.monotonic() - started))
+        model_gguf, adapter = f"./{gguf_name}", None
+    else:  # Ollama and llama.cpp apply the adapter to a base GGUF: the one given, or one the user has
+        given = options.base_gguf and str(Path(options.base_gguf).expanduser().resolve())
+        model_gguf, adapter = given or "BASE.gguf", gguf_name
+    modelfile = ollama.modelfile(model_gguf, tokenizer.chat_template, stop_tokens, context, adapter)
+    (tmp / "Modelfile").write_text(modelfile)
+    seconds = time.monotonic() - started
+    card = ollama.card(tmp, run_dir, gguf_name, model_gguf.removeprefix("./"), result, seconds)
+    (tmp / "README.md").write_text(card)
     print(f"ft: wrote {gguf_name} ({(tmp / gguf_name).stat().st_size / 1e6:.1f} MB)", flush=True)
     return result
 

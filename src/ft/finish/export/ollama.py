@@ -37,8 +37,11 @@ def template_style(chat_template: str | None) -> str | None:
     return next((style for style, (token, _) in GO_TEMPLATES.items() if token in (chat_template or "")), None)
 
 
-def modelfile(gguf_name: str, chat_template: str | None, stop_tokens: list[str], context: int) -> str:
-    lines = [f"FROM ./{gguf_name}"]
+def modelfile(
+    model: str, chat_template: str | None, stop_tokens: list[str], context: int, adapter: str | None = None
+) -> str:
+    """An Ollama Modelfile: FROM the GGUF (for an adapter: the base GGUF, then ADAPTER), the template, stops."""
+    lines = [f"FROM {model}"] + ([f"ADAPTER ./{adapter}"] if adapter else [])
     style = template_style(chat_template)
     if style:
         lines.append(f'TEMPLATE """{GO_TEMPLATES[style][1]}"""')
@@ -47,9 +50,12 @@ def modelfile(gguf_name: str, chat_template: str | None, stop_tokens: list[str],
     return "\n".join(lines) + "\n"
 
 
-def card(out: Path, run_dir: Path, gguf_name: str, parity: dict | None, seconds: float, extra: str = "") -> str:
+def card(out: Path, run_dir: Path, gguf_name: str, model: str, parity: dict | None, seconds: float) -> str:
+    """The export's README.md: what was written, the commands that run it (`model`: the GGUF to pass to -m,
+    the base GGUF for an adapter), and the parity table."""
     name = run_dir.name
     size_mb = (out / gguf_name).stat().st_size / 1e6
+    lora = f" --lora {gguf_name}" if model != gguf_name else ""
     lines = [
         f"# {name}",
         "",
@@ -58,11 +64,11 @@ def card(out: Path, run_dir: Path, gguf_name: str, parity: dict | None, seconds:
         "## Run it",
         "",
         "```bash",
-        f"llama-cli -m {gguf_name} -cnv            # chat in the terminal (llama.cpp)",
-        f"llama-server -m {gguf_name} --jinja      # OpenAI-compatible server on :8080, the GGUF's chat template",
+        f"llama-cli -m {model}{lora} -cnv            # chat in the terminal (llama.cpp)",
+        f"llama-server -m {model}{lora} --jinja      # OpenAI-compatible server on :8080, the GGUF's chat template",
         f"ollama create {name} -f Modelfile && ollama run {name}",
         "```",
-        extra,
+        "",
     ]
     if parity:
         lines += ["## Parity with transformers", "", _parity_table(parity)]
