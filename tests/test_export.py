@@ -11,24 +11,17 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import QUICK, assert_refused, snapshot
+from conftest import assert_refused, snapshot
 from ft import cli
 from ft.errors import FtError
 from ft.finish import loading
 from ft.finish.export import llama_cpp, parity
 from ft.finish.export.command import TINY_PRE_TOKENIZER, held_out
 from ft.finish.merge import merge_into
+from test_peft import FAST
 
 pytestmark = pytest.mark.slow
 
-FAST = [
-    *QUICK,
-    "training.eval_strategy=no",
-    "training.eval_before_training=false",
-    "training.per_device_train_batch_size=4",
-    "training.max_length=64",
-    "data.synthetic.num_examples=100",
-]
 NO_HEAD = "peft.modules_to_save=null"  # a LoRA adapter and nothing trained in full: what a GGUF LoRA carries
 RUNS = {
     "lora": [],  # the default recipe: LoRA on every linear layer, lm_head trained in full

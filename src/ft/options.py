@@ -81,11 +81,14 @@ def usage(cls) -> str:
 
 def explain(field: dataclasses.Field) -> str:
     """The field's help with `(required)` or its default."""
+    text = field.metadata["help"]
+    if "choices" in field.metadata:
+        text += f"; one of {', '.join(map(shown, field.metadata['choices']))}"
     if is_required(field):
-        return f"{field.metadata['help']} (required)"
+        return f"{text} (required)"
     if field.default is None:
-        return field.metadata["help"]
-    return f"{field.metadata['help']} (default: {shown(field.default)})"
+        return text
+    return f"{text} (default: {shown(field.default)})"
 
 
 def describe(cls) -> str:

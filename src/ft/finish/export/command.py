@@ -12,6 +12,7 @@ from pathlib import Path
 from ft.errors import FtCheckFailed, FtError
 from ft.finish import loading
 from ft.finish.export import llama_cpp, ollama
+from ft.finish.merge import check_mergeable, merge_into
 from ft.options import option
 
 FORMATS = ["gguf", "gguf-adapter", "merged"]
@@ -34,16 +35,14 @@ class ExportOptions:
     format: str = option(
         "gguf",
         choices=FORMATS,
-        metavar="|".join(FORMATS),
         help="gguf: the merged model for llama.cpp/Ollama/LM Studio; gguf-adapter: the LoRA alone as a GGUF LoRA "
         "(llama.cpp --lora, Ollama ADAPTER); merged: a transformers directory (vLLM, SGLang)",
     )
     quant: str = option(
         "q8_0",
         choices=QUANTS,
-        metavar="|".join(QUANTS),
-        help="the GGUF's type: f16/bf16/q8_0 written by the converter, k-quants by llama.cpp's quantizer; "
-        "gguf-adapter takes f32, f16, bf16 or q8_0",
+        help="the GGUF's type: f32/f16/bf16/q8_0 written by the converter, the others by llama.cpp's quantizer; "
+        "gguf-adapter takes the converter's",
     )
     out: str | None = option(
         None, help="the directory to write; unset: <run_dir>/export-<format>[-<quant>]", metavar="PATH"
@@ -68,8 +67,6 @@ class ExportOptions:
 
 def _checked(options: ExportOptions):
     """(run_dir, cfg, out, converter root or None): every refusal before anything is written."""
-    from ft.finish.merge import check_mergeable
-
     run_dir = loading.check_run_dir(options.run_dir)
     cfg = check_mergeable(run_dir)
     name = f"export-{options.format}" + ("" if options.format == "merged" else f"-{options.quant}")
@@ -79,7 +76,8 @@ def _checked(options: ExportOptions):
     if options.format == "merged":
         return run_dir, cfg, out, None
     if options.format == "gguf-adapter" and options.quant not in llama_cpp.CONVERTER_TYPES:
-        raise FtError(f"format=gguf-adapter takes quant=f32, f16, bf16 or q8_0, not {options.quant}")
+        takes = ", ".join(llama_cpp.CONVERTER_TYPES)
+        raise FtError(f"format=gguf-adapter takes quant={takes} (what the converter writes), not {options.quant}")
     if options.format == "gguf-adapter" and cfg.peft.method not in ("lora", "qlora", "dora"):
         raise FtError(f"format=gguf-adapter needs a LoRA adapter; this run's is peft.method={cfg.peft.method}")
     if options.format == "gguf-adapter" and cfg.peft.modules_to_save:
@@ -97,8 +95,6 @@ def _checked(options: ExportOptions):
 
 def export(options: ExportOptions) -> Path:
     run_dir, cfg, out, root = _checked(options)
-    from ft.finish.merge import merge_into
-
     started = time.monotonic()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
@@ -121,8 +117,7 @@ def export(options: ExportOptions) -> Path:
 
 
 def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, started: float) -> dict | None:
-    from ft.finish.merge import merge_into
-
+    base = Path(loading.base_model_path(cfg))
     pre_tokenizer = options.pre_tokenizer or (TINY_PRE_TOKENIZER if cfg.model.name_or_path == "tiny" else None)
     merged = tmp / "merged"
     model, tokenizer = merge_into(run_dir, cfg, merged)
@@ -143,11 +138,10 @@ def _gguf(options: ExportOptions, run_dir: Path, cfg, tmp: Path, root: Path, sta
     else:
         gguf_name = f"adapter-{quant}.gguf"
         print(f"ft: converting the adapter to {gguf_name} with llama.cpp's LoRA converter", flush=True)
-        llama_cpp.convert_adapter(root, run_dir, Path(loading.base_model_path(cfg)), tmp / gguf_name, quant)
+        llama_cpp.convert_adapter(root, run_dir, base, tmp / gguf_name, quant)
         lora_file = tmp / gguf_name
         check_file = Path(options.base_gguf).expanduser() if options.base_gguf else tmp / "base-f32.gguf"
         if not options.base_gguf:  # the adapter's own effect, measured on a lossless base
-            base = Path(loading.base_model_path(cfg))
             llama_cpp.convert_model(root, base, check_file, "f32", pre_tokenizer, run_dir.name)
     result, stop_ids = None, _stop_ids(model, tokenizer)
     if options.parity:

@@ -31,36 +31,32 @@ def _collect_errors(level: int, text: bytes, _) -> None:
         _LOAD_ERRORS.append(text.decode(errors="replace").strip())
 
 
+_log_callback = None  # llama.cpp's log callback, referenced while llama.cpp may call it
+
+
 def _llama(gguf_file, context: int, lora_file=None):
     """llama.cpp's model, or ValueError with llama.cpp's own error line."""
     import ctypes
+    import os
 
     import llama_cpp
 
     global _log_callback
-    _log_callback = llama_cpp.llama_log_callback(_collect_errors)  # referenced while llama.cpp may call it
+    _log_callback = llama_cpp.llama_log_callback(_collect_errors)
     llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
     _LOAD_ERRORS.clear()
     try:
-        return _open(gguf_file, context, lora_file)
+        return llama_cpp.Llama(
+            model_path=str(gguf_file),
+            lora_path=str(lora_file) if lora_file else None,
+            n_ctx=context,
+            logits_all=True,
+            n_threads=os.cpu_count() or 1,
+            seed=0,
+            verbose=False,
+        )
     except ValueError:
         raise ValueError(_LOAD_ERRORS[0] if _LOAD_ERRORS else "no reason given") from None
-
-
-def _open(gguf_file, context: int, lora_file):
-    import os
-
-    from llama_cpp import Llama
-
-    return Llama(
-        model_path=str(gguf_file),
-        lora_path=str(lora_file) if lora_file else None,
-        n_ctx=context,
-        logits_all=True,
-        n_threads=os.cpu_count() or 1,
-        seed=0,
-        verbose=False,
-    )
 
 
 def _metadata_problems(llm, tokenizer, stop_ids: list[int]) -> list[str]:
