@@ -1,46 +1,65 @@
-"""GPU throughput and memory (H100/H200 class), no network: a Llama-architecture ~1B model with
-random weights (built from config, saved, reloaded — quantized for QLoRA), trained through ft's
-own path. LoRA bf16 and QLoRA all-linear at seq 2048, ft's best settings (packing, flash-attn if
-installed else sdpa, Liger if it loads) vs plain settings (padded batches, sdpa): tokens/s, MFU
-(LoRA ~ 4 x params FLOPs per token, against the bf16 matmul peak measured here), peak memory; then
-a Mistral-7B-shaped QLoRA run's peak memory at seq 2048.
+"""What only a GPU shows (issue: on a lent GPU), with random weights built from config and no network.
+Each part writes its rows as it finishes, so a run cut short keeps what it measured.
 
-    python bench/gpu.py            # on the GPU machine; a few minutes
-    python bench/gpu.py --tiny     # the same code path end to end on a CPU, with tiny shapes
+  qlora7b   recipe=qlora_mistral's settings on a Mistral-7B-shaped model (4-bit NF4, LoRA r=16 on all
+            linear layers, bf16, activation checkpointing) at seq 2048: tokens/s and peak memory, ft vs
+            the plain TRL + PEFT script a user writes (bench/gpu.py's `plain_trl`), same settings, one run
+  lora1b    a ~1.1B Llama (TinyLlama shape), LoRA and QLoRA: ft's best settings (packing, flash-attn if
+            installed, Liger if it loads) vs plain padded sdpa; tokens/s, MFU, peak memory
+  fsdp      `python -m ft train distributed=fsdp` (LoRA) and `distributed=fsdp_qlora` (QLoRA) as launched
+            processes on the GPU(s), sdpa attention: the saved adapter is non-empty and finite; then one
+            step each with flash_attention_2 (if flash-attn is installed) and Liger (if liger-kernel is)
+  image     text-to-image LoRA steps in fp16 and bf16 (the VAE in fp32), tiny-sd and an SD-1.5-shaped
+            pipeline (UNet 860M, CLIP-L-sized text encoder, SD VAE) at 512 px: every loss finite
+  export    the default recipe trained on the GPU, then `ft export` (GGUF q8_0) with its parity check
+
+    python bench/gpu.py [--parts qlora7b,fsdp,...] [--out results.md]   # on the GPU machine
+    python bench/gpu.py --tiny                                           # the same code on a CPU, tiny shapes
 """
 
 import argparse
 import dataclasses
+import gc
 import importlib.util
 import json
+import math
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
 
 import torch  # noqa: E402
 
 from ft import config  # noqa: E402
-from ft.config import schema
-from ft.data import synthetic
-from ft.models import tiny
+from ft.config import schema  # noqa: E402
+from ft.data import synthetic  # noqa: E402
+from ft.models import tiny  # noqa: E402
 from ft.training.launch import train  # noqa: E402
 
+PARTS = ["qlora7b", "fsdp", "image", "export", "lora1b"]
 parser = argparse.ArgumentParser()
 parser.add_argument("--tiny", action="store_true", help="tiny shapes, runs on a CPU (a smoke test)")
 parser.add_argument("--steps", type=int, default=None)
+parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {PARTS}; in this order by default")
+parser.add_argument("--out", default=None, help="also append the result rows (markdown) to this file")
 args = parser.parse_args()
 cuda = torch.cuda.is_available()
 if not cuda and not args.tiny:
     sys.exit("bench/gpu.py needs a CUDA GPU; use --tiny to run the same path on a CPU")
+unknown = set(args.parts.split(",")) - set(PARTS)
+if unknown:
+    sys.exit(f"bench/gpu.py: unknown --parts {sorted(unknown)}; choose from {PARTS}")
 
 SEQ = 128 if args.tiny else 2048
-STEPS = args.steps or (3 if args.tiny else 20)
+STEPS = args.steps or (3 if args.tiny else 8)
 LLAMA_1B = dict(
     hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4
 )
@@ -49,6 +68,21 @@ MISTRAL_7B = dict(
 )
 TINY = dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 work = Path(tempfile.mkdtemp(prefix="ft-bench-gpu-"))
+DEVICE = torch.cuda.get_device_name() if cuda else "CPU (--tiny smoke run)"
+
+
+def report(*lines: str) -> None:
+    print(*lines, sep="\n", flush=True)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def free() -> None:
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def matmul_peak_tflops() -> float:
@@ -89,8 +123,7 @@ def build(name: str, shape: dict, architecture: str) -> tuple[Path, int]:
     tokenizer.save_pretrained(path)
     params = sum(p.numel() for p in model.parameters())
     del model
-    if cuda:
-        torch.cuda.empty_cache()
+    free()
     return path, params
 
 
@@ -98,98 +131,363 @@ def documents(n: int) -> Path:
     """Text documents of skewed length (packing has something to do)."""
     rng = random.Random(0)
     path = work / "docs.jsonl"
-    words = synthetic.WORDS
     with path.open("w") as f:
         for _ in range(n):
             length = rng.choice([40, 80, 200, 600, 1200]) * (1 if not args.tiny else 0.1)
-            f.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(int(length) + 5))}) + "\n")
+            f.write(json.dumps({"text": " ".join(rng.choice(synthetic.WORDS) for _ in range(int(length) + 5))}) + "\n")
     return path
 
 
-def run(name: str, model_path: Path, peft: str, best: bool, batch: int, extra=()) -> dict:
-    overrides = [
+def text_overrides(name: str, model_path: Path, data: Path, batch: int) -> list[str]:
+    return [
         f"model.name_or_path={model_path}",
-        f"peft={peft}",
         f"data.source={data}",
         "data.format=text",
         "data.eval_size=0",
+        "data.cache.enabled=false",
         f"training.max_length={SEQ}",
         f"training.max_steps={STEPS}",
         f"training.per_device_train_batch_size={batch}",
+        "training.gradient_accumulation_steps=1",
         "training.eval_strategy=no",
         "training.save_strategy=no",
         "logging=none",
         "training.logging_steps=1",
         f"training.output_dir={work}",
         f"training.run_name={name}",
-        "peft.modules_to_save=null",
-        *extra,
     ]
-    fields = {f.name for f in dataclasses.fields(schema.TrainingConfig)}
-    if best:
-        overrides.append("training.packing=true")
-        if cuda and importlib.util.find_spec("flash_attn"):
-            overrides.append("model.attn_implementation=flash_attention_2")
-        if cuda and importlib.util.find_spec("liger_kernel") and "use_liger_kernel" in fields:
-            overrides.append("training.use_liger_kernel=true")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
+
+
+def measured(history: list[dict], runtime: float) -> tuple[float, float]:
+    """(tokens/s over the trainer's runtime, peak GiB allocated) of the run that just ended."""
+    tokens = max(row.get("num_tokens", 0) for row in history)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    return tokens / runtime, peak
+
+
+def ft_run(overrides: list[str]) -> tuple[float, float]:
+    free()
     result = train(config.compose(overrides))
     history = result.trainer.state.log_history
-    tokens = max(row.get("num_tokens", 0) for row in history)
-    tokens_per_s = tokens / result.metrics["train_runtime"]
-    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    if "train_runtime" not in result.metrics:
+        raise RuntimeError(f"the ft run ended without train_runtime in its metrics: {result.metrics}")
+    tokens_per_s, peak = measured(history, result.metrics["train_runtime"])
+    # ft's throughput callback resets the peak at every log: the run's peak is the largest one logged
+    peak = max([peak] + [row.get("gpu_peak_memory_gb", 0) for row in history])
     del result
-    if cuda:
-        torch.cuda.empty_cache()
-    return {
-        "tokens_per_s": tokens_per_s,
-        "peak_gib": peak,
-        "settings": [o for o in overrides if "packing" in o or "attn" in o or "liger" in o],
-    }
+    free()
+    return tokens_per_s, peak
 
 
-peak_tflops = matmul_peak_tflops()
-data = documents(400 if args.tiny else 4000)
-qlora = "qlora" if "qlora" in config.group_options("peft") else None
-model_1b, params_1b = build("llama-1b", TINY if args.tiny else LLAMA_1B, "llama")
-rows = []
-for peft in ["lora"] + ([qlora] if qlora else []):
-    for best in (False, True):
-        label = f"{peft} {'ft best' if best else 'plain'}"
-        m = run(label.replace(" ", "-"), model_1b, peft, best, batch=2 if args.tiny else 8)
-        mfu = m["tokens_per_s"] * 4 * params_1b / (peak_tflops * 1e12)
+def plain_trl(cfg, output_dir: Path) -> tuple[float, float]:
+    """The script a user writes by hand for the same run: BitsAndBytesConfig, prepare_model_for_kbit_training,
+    LoraConfig, SFTConfig, SFTTrainer, with every value copied from ft's resolved config `cfg`."""
+    from datasets import load_dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from trl import SFTConfig, SFTTrainer
+
+    free()
+    t, p, o = cfg.training, cfg.peft, cfg.optim
+    dtype = torch.bfloat16 if cuda else torch.float32
+    quantization = None
+    if p.load_in_4bit:
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=p.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=p.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype,
+        )
+    model = AutoModelForCausalLM.from_pretrained(cfg.model.name_or_path, dtype=dtype, quantization_config=quantization)
+    checkpointing = bool(t.activation_checkpointing if t.activation_checkpointing is not None else cuda)
+    if quantization is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    trainer = SFTTrainer(
+        model=model,
+        processing_class=AutoTokenizer.from_pretrained(cfg.model.name_or_path),
+        train_dataset=load_dataset("json", data_files=cfg.data.source, split="train"),
+        peft_config=LoraConfig(
+            task_type="CAUSAL_LM",
+            r=p.r,
+            lora_alpha=p.lora_alpha,
+            lora_dropout=p.lora_dropout,
+            target_modules=p.target_modules if isinstance(p.target_modules, str) else list(p.target_modules),
+        ),
+        args=SFTConfig(
+            output_dir=str(output_dir),
+            max_steps=t.max_steps,
+            per_device_train_batch_size=t.per_device_train_batch_size,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            learning_rate=t.learning_rate,
+            lr_scheduler_type=t.lr_scheduler_type,
+            warmup_steps=t.warmup_steps,
+            optim=o.name,
+            max_length=t.max_length,
+            packing=t.packing,
+            bf16=cuda,
+            use_cpu=not cuda,
+            activation_checkpointing=checkpointing,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+        ),
+    )
+    runtime = trainer.train().metrics["train_runtime"]
+    speed = measured(trainer.state.log_history, runtime)
+    del trainer, model
+    free()
+    return speed
+
+
+def part_qlora7b() -> None:
+    model, params = build("mistral-7b-shape", TINY if args.tiny else MISTRAL_7B, "mistral")
+    data = documents(200 if args.tiny else 2000)
+    overrides = ["recipe=qlora_mistral", *text_overrides("qlora7b", model, data, batch=2 if args.tiny else 4)]
+    if not cuda:  # the recipe's 4-bit base and bf16 need a GPU; the CPU smoke run keeps the rest
+        overrides += ["peft=lora", "peft.r=16", "peft.lora_alpha=32", "peft.target_modules=all-linear"]
+        overrides += ["training.precision=fp32", "training.activation_checkpointing=false"]
+    rows = []
+    # Alternating pairs, plain first. Padded batches have a new shape at every step, and the first run of a
+    # process pays for each new shape (kernel selection, allocator growth) that a later run of the very same
+    # batches gets for free: only the second pair compares warm with warm.
+    for pair in (1, 2):
+        plain_speed, plain_peak = plain_trl(config.compose(overrides), work / f"qlora7b-plain-{pair}")
+        ft_speed, ft_peak = ft_run([*overrides, f"training.run_name=qlora7b-ft-{pair}"])
         rows.append(
-            [
-                label,
-                f"{m['tokens_per_s']:.0f}",
-                f"{100 * mfu:.1f}%",
-                f"{m['peak_gib']:.2f}",
-                " ".join(m["settings"]) or "-",
-            ]
+            f"| {pair} | {plain_speed:.0f} | {ft_speed:.0f} | {ft_speed / plain_speed:.3f} "
+            f"| {plain_peak:.2f} | {ft_peak:.2f} |"
         )
-        print(
-            f"{label}: {m['tokens_per_s']:.0f} tokens/s, MFU {100 * mfu:.1f}%, peak {m['peak_gib']:.2f} GiB", flush=True
-        )
-
-if qlora:
-    model_7b, params_7b = build("mistral-7b-shape", TINY if args.tiny else MISTRAL_7B, "mistral")
-    m = run("mistral-7b-qlora", model_7b, qlora, best=True, batch=1, extra=["training.activation_checkpointing=true"])
-    rows.append(
-        [
-            f"Mistral-7B-shaped {qlora} (bs1, ckpt)",
-            f"{m['tokens_per_s']:.0f}",
-            "-",
-            f"{m['peak_gib']:.2f}",
-            " ".join(m["settings"]),
-        ]
+    report(
+        "",
+        f"### recipe=qlora_mistral settings on a Mistral-7B-shaped model ({params / 1e9:.2f}B params), {DEVICE}",
+        f"seq {SEQ}, batch {2 if args.tiny else 4}, {STEPS} steps; tokens/s over the trainer's runtime",
+        "",
+        "| pair | plain TRL + PEFT tokens/s | ft tokens/s | ft / plain | plain peak GiB | ft peak GiB |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
     )
 
-device = torch.cuda.get_device_name() if cuda else "CPU (--tiny smoke run)"
-print(
-    f"\n{device}; matmul peak {peak_tflops:.3g} TFLOP/s measured; 1B-shape model {params_1b:,} params; seq {SEQ}; "
-    f"{STEPS} steps"
-)
-print("| run | tokens/s | MFU | peak GiB | settings |\n| --- | --- | --- | --- | --- |")
-for row in rows:
-    print("| " + " | ".join(row) + " |")
+
+def part_lora1b() -> None:
+    peak_tflops = matmul_peak_tflops()
+    model, params = build("llama-1b", TINY if args.tiny else LLAMA_1B, "llama")
+    data = documents(400 if args.tiny else 4000)
+    fields = {f.name for f in dataclasses.fields(schema.TrainingConfig)}
+    rows = []
+    for peft in ["lora", "qlora"] if cuda else ["lora"]:
+        for best in (False, True):
+            name = f"{peft}-{'best' if best else 'plain'}"
+            overrides = [f"peft={peft}", "peft.modules_to_save=null"]
+            overrides += text_overrides(name, model, data, batch=2 if args.tiny else 8)
+            if best:
+                overrides.append("training.packing=true")
+                if cuda and importlib.util.find_spec("flash_attn"):
+                    overrides.append("model.attn_implementation=flash_attention_2")
+                if cuda and importlib.util.find_spec("liger_kernel") and "use_liger_kernel" in fields:
+                    overrides.append("training.use_liger_kernel=true")
+            speed, peak = ft_run(overrides)
+            mfu = speed * 4 * params / (peak_tflops * 1e12)
+            settings = " ".join(o for o in overrides if "packing" in o or "attn" in o or "liger" in o) or "-"
+            label = f"{peft} {'ft best' if best else 'plain'}"
+            rows.append(f"| {label} | {speed:.0f} | {100 * mfu:.1f}% | {peak:.2f} | {settings} |")
+    report(
+        "",
+        f"### ~1.1B Llama, seq {SEQ}, {STEPS} steps, {DEVICE}; matmul peak {peak_tflops:.3g} TFLOP/s measured",
+        "",
+        "| run | tokens/s | MFU | peak GiB | settings |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+    )
+
+
+def ft_command(*arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m ft ARGUMENTS` as its own process, with this checkout's ft."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "ft", *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def ft_process(name: str, overrides: list[str], timeout: int = 300) -> tuple[str, Path]:
+    """`python -m ft train ...` as its own process; ('ok' or the last error line, run dir)."""
+    try:
+        done = ft_command(
+            "train", *overrides, f"training.output_dir={work}", f"training.run_name={name}", timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout} s", work / name
+    (work / f"{name}.log").write_text(done.stdout + done.stderr)
+    print(f"--- {name}: the end of its output\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}", flush=True)
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        return f"exit {done.returncode}: {lines[-1] if lines else ''}"[:300], work / name
+    return "ok", work / name
+
+
+def adapter_summary(run_dir: Path) -> str:
+    """Tensors and bytes of the saved adapter, and whether every value is finite and not all zero."""
+    from safetensors.torch import load_file
+
+    files = list(run_dir.glob("adapter_model.safetensors")) + list(run_dir.glob("pytorch_lora_weights.safetensors"))
+    if not files:
+        return "no adapter file; the run dir holds " + ", ".join(sorted(p.name for p in run_dir.iterdir()))
+    tensors = load_file(files[0])
+    values = torch.cat([t.float().flatten() for t in tensors.values()]) if tensors else torch.zeros(0)
+    finite = bool(torch.isfinite(values).all()) if values.numel() else False
+    nonzero = int((values != 0).sum())
+    return f"{len(tensors)} tensors, {files[0].stat().st_size:,} bytes, finite={finite}, non-zero values {nonzero:,}"
+
+
+def part_fsdp() -> None:
+    model, _ = build("llama-small", TINY if args.tiny else dict(LLAMA_1B, num_hidden_layers=4), "llama")
+    data = documents(200)
+    common = [
+        f"model.name_or_path={model}",
+        f"data.source={data}",
+        "data.format=text",
+        "data.eval_size=0",
+        f"training.max_length={min(SEQ, 512)}",
+        "training.max_steps=3",
+        "training.per_device_train_batch_size=2",
+        "training.save_strategy=no",
+        "logging=none",
+        "training.logging_steps=1",
+    ]
+    # FSDP needs GPUs: the CPU smoke run takes the same commands with distributed=single
+    runs = [("fsdp-lora", ["peft=lora", "distributed=fsdp" if cuda else "distributed=single"])]
+    if cuda:
+        runs.append(("fsdp-qlora", ["peft=qlora", "distributed=fsdp_qlora"]))
+    # one step each with a switch (the runs above use sdpa, the default)
+    if importlib.util.find_spec("flash_attn"):
+        runs.append(
+            ("flash-attn-2", ["peft=lora", "training.max_steps=1", "model.attn_implementation=flash_attention_2"])
+        )
+    if importlib.util.find_spec("liger_kernel"):
+        runs.append(("liger", ["peft=lora", "training.max_steps=1", "training.use_liger_kernel=true"]))
+    rows = []
+    for name, extra in runs:
+        outcome, run_dir = ft_process(name, [*common, *extra])
+        rows.append(f"| {' '.join(extra)} | {outcome} | {adapter_summary(run_dir) if outcome == 'ok' else '-'} |")
+    if not importlib.util.find_spec("flash_attn"):
+        rows.append("| model.attn_implementation=flash_attention_2 | not run: flash-attn is not installed | - |")
+    table = ["| run | outcome | saved adapter |", "| --- | --- | --- |", *rows]
+    report("", f"### Launched runs and switches, {DEVICE}", "", *table)
+
+
+def sd15_shaped() -> Path:
+    """An SD-1.5-shaped pipeline with random weights: the UNet's layout (860M), a CLIP-L-sized text encoder
+    and SD's VAE, with the tiny pipeline's tokenizer (77 tokens)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from ft.tasks.text_to_image import tiny as tiny_diffusion
+
+    tok = tiny_diffusion.tokenizer()
+    tok.model_max_length = 77
+    text = CLIPTextConfig(
+        vocab_size=len(tok),
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+    )
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # the defaults are SD 1.x's layout
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    )
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(text),
+        tokenizer=tok,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    path = work / "sd15-shape"
+    pipe.save_pretrained(path)
+    return path
+
+
+def part_image() -> None:
+    pipelines = [("tiny-sd", "tiny-sd", 16)]
+    if not args.tiny:
+        pipelines.append(("SD-1.5-shaped", str(sd15_shaped()), 512))
+    rows = []
+    for label, path, resolution in pipelines:
+        for precision in ["fp16", "bf16"] if cuda else ["fp32"]:
+            name = f"image-{label}-{precision}"
+            overrides = [
+                "recipe=tiny_sd_lora",
+                f"model.name_or_path={path}",
+                f"diffusion.resolution={resolution}",
+                f"training.precision={precision}",
+                "training.max_steps=3",
+                "training.per_device_train_batch_size=1",
+                "training.logging_steps=1",
+                "diffusion.cache_latents=false",  # the VAE (fp32) encodes in the loop, in the run's autocast
+                "data.synthetic.num_examples=4",
+                "logging=none",
+            ]
+            outcome, run_dir = ft_process(name, overrides)
+            if outcome != "ok":
+                rows.append(f"| {label} | {precision} | {outcome} | - | - |")
+                continue
+            history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+            losses = [row["loss"] for row in history if "loss" in row]
+            finite = all(math.isfinite(x) for x in losses)
+            rows.append(
+                f"| {label} | {precision} | {' '.join(f'{x:.4f}' for x in losses)} | {finite} "
+                f"| {adapter_summary(run_dir)} |"
+            )
+    report(
+        "",
+        f"### Text-to-image LoRA steps (VAE in fp32, UNet and text encoder in the run's precision), {DEVICE}",
+        "",
+        "| pipeline | precision | losses | all finite | saved LoRA |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+    )
+
+
+def part_export() -> None:
+    run_dir = work / "export-run"
+    outcome, _ = ft_process("export-run", ["training.max_steps=60", "logging=none"])
+    if outcome != "ok":
+        report("", f"### GGUF export of a run trained on {DEVICE}", "", f"training: {outcome}")
+        return
+    done = ft_command("export", f"run_dir={run_dir}", "quant=q8_0", "prompts=16")
+    found = next(iter(sorted(run_dir.rglob("parity.json"))), None)  # out= defaults to a folder in the run dir
+    parity = json.loads(found.read_text()) if found else {}
+    summary = {key: value for key, value in parity.items() if key != "samples"}
+    report(
+        "",
+        f"### GGUF export (q8_0) of the default recipe trained 60 steps on {DEVICE}",
+        "",
+        f"exit {done.returncode}; last line: {(done.stdout.strip().splitlines() or [''])[-1][:300]}",
+        f"parity: {json.dumps(summary) if found else (done.stdout + done.stderr)[-2000:]}",
+    )
+
+
+report(f"\n## bench/gpu.py --parts {args.parts} on {DEVICE}, torch {torch.__version__}")
+for part in args.parts.split(","):
+    started = time.time()
+    try:
+        globals()[f"part_{part}"]()
+    except Exception as e:  # one part failing must not lose the others' numbers
+        import traceback
+
+        traceback.print_exc()
+        report("", f"### {part}: FAILED: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+    report(f"({part}: {time.time() - started:.0f} s)")

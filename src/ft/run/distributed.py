@@ -173,6 +173,14 @@ def close() -> None:
         dist.destroy_process_group()
 
 
+def gather_for_final_save(trainer) -> None:
+    """FSDP checkpoints stay sharded (each rank resumes its own shard), but the finished run's adapter must
+    be one file that PEFT loads: the final save gathers the full state dict. Without this, FSDP's
+    SHARDED_STATE_DICT writes a distributed checkpoint folder and no adapter_model.safetensors."""
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
 def parameter_checksum(model) -> float:
     import torch
 

@@ -117,7 +117,8 @@ class Run:
                 )
             return Result(run_dir=run_dir, trainer=trainer, metrics={})
         metrics = _evaluate(trainer, train_output)
-        trainer.save_model(str(run_dir))  # every rank: ZeRO-3 gathers the weights; rank 0 writes
+        distributed.gather_for_final_save(trainer)
+        trainer.save_model(str(run_dir))  # every rank: ZeRO-3 and FSDP gather the weights; rank 0 writes
         if adapters.is_pissa(cfg.peft) and main:
             adapters.save_pissa_as_lora(trainer.model, run_dir)
         trainer.save_state()
