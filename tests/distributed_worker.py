@@ -22,5 +22,8 @@ model.eval()
 with torch.no_grad():
     logits = model(**batch).logits
 if trainer.is_world_process_zero():
-    torch.save({"logits": logits, "world_size": int(os.environ["WORLD_SIZE"]), "prompts": PROMPTS}, out_file)
+    world_size = int(os.environ["WORLD_SIZE"])
+    torch.save(
+        {"logits": logits, "world_size": world_size, "prompts": PROMPTS, "fsdp": trainer.is_fsdp_enabled}, out_file
+    )
 distributed.close()

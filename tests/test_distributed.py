@@ -2,6 +2,7 @@
 127.0.0.1, plus the generated accelerate configs and the SLURM script."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -222,7 +223,7 @@ def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
     assert max(abs(a - b) for a, b in zip(ddp_losses, single_losses)) <= 1e-5, (ddp_losses, single_losses)
 
 
-def _accelerate_launch(tmp_path, strategy, script, *args) -> subprocess.CompletedProcess:
+def _accelerate_launch(tmp_path, strategy, script, *args, env=None) -> subprocess.CompletedProcess:
     """`accelerate launch` of a script on 2 processes with ft's accelerate config for `strategy`."""
     cfg = config.compose(
         [f"distributed={strategy}", "distributed.num_processes=2", f"distributed.main_process_port={free_port()}"]
@@ -230,16 +231,29 @@ def _accelerate_launch(tmp_path, strategy, script, *args) -> subprocess.Complete
     config_file = tmp_path / f"{strategy}.yaml"
     config_file.write_text(yaml.safe_dump(distributed.accelerate_config(cfg, gpus=0)))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), str(script)]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=900)
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
-def _launch_worker(tmp_path, strategy, run_name):
+def _launch_worker(tmp_path, strategy, run_name, *overrides, env=None):
     out = tmp_path / f"{strategy}.pt"
-    run = [*SMALL, f"training.output_dir={tmp_path}", f"training.run_name={run_name}"]
-    _accelerate_launch(tmp_path, strategy, WORKER, str(out), *run)
+    run = [*SMALL, f"training.output_dir={tmp_path}", f"training.run_name={run_name}", *overrides]
+    _accelerate_launch(tmp_path, strategy, WORKER, str(out), *run, env=env)
     return torch.load(out), tmp_path / run_name
+
+
+def _assert_adapter_reloads_to(logits, run_dir, prompts, tiny_model_path):
+    """The saved adapter, loaded into the base in one process, gives the logits the trained model gave."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert (run_dir / "adapter_model.safetensors").stat().st_size > 100_000  # not empty, not missing
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), run_dir).eval()
+    with torch.no_grad():
+        reloaded = model(**tokenizer(prompts, return_tensors="pt", padding=True)).logits
+    assert (reloaded - logits).abs().max().item() <= 1e-5
 
 
 @pytest.mark.slow
@@ -279,18 +293,28 @@ def test_dpo_under_zero2_saves_a_full_adapter_and_every_rank_destroys_its_proces
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_zero3_saves_a_full_adapter_that_reloads(tmp_path, tiny_model_path):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     rank0, run_dir = _launch_worker(tmp_path, "zero3", "zero3")
     assert rank0["world_size"] == 2
-    adapter = run_dir / "adapter_model.safetensors"
-    assert adapter.stat().st_size > 100_000  # the ZeRO-3 "40-byte adapter" would fail here
-    tokenizer = AutoTokenizer.from_pretrained(run_dir)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), run_dir).eval()
-    with torch.no_grad():
-        logits = model(**tokenizer(rank0["prompts"], return_tensors="pt", padding=True)).logits
-    assert (logits - rank0["logits"]).abs().max().item() <= 1e-5
+    _assert_adapter_reloads_to(rank0["logits"], run_dir, rank0["prompts"], tiny_model_path)  # not ZeRO-3's 40 bytes
+
+
+FSDP_ON_CPU = Path(__file__).with_name("fsdp_on_cpu")  # the test-only shim: see its sitecustomize.py
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fsdp2_on_two_cpu_processes_saves_an_adapter_that_reloads(tmp_path, tiny_model_path):
+    """ft's FSDP path (its generated accelerate config: FSDP2 fully_shard per decoder layer, sharded state
+    dicts, CPU-RAM-efficient loading) on 2 gloo processes trains and saves an adapter that reloads, in one
+    process, to the sharded model's logits. The final save once wrote no adapter at all under FSDP (found on
+    a GPU: the sharded state-dict type reached Trainer.save_model, which then saves nothing). Accelerate runs
+    FSDP on GPUs only, so the launched processes import the test shim in tests/fsdp_on_cpu. (Per-step losses
+    against 1 process at the doubled batch are not asserted yet: they agree to 1e-6 up to the first update
+    and then differ by ~0.3, which issue 27 follows up.)"""
+    env = os.environ | {"FT_TEST_FSDP_ON_CPU": "1", "PYTHONPATH": os.pathsep.join([str(FSDP_ON_CPU), *sys.path])}
+    rank0, run_dir = _launch_worker(tmp_path, "fsdp", "fsdp", "training.max_steps=2", env=env)
+    assert rank0["world_size"] == 2 and rank0["fsdp"]  # sharded by FSDP, not silently DDP
+    _assert_adapter_reloads_to(rank0["logits"], run_dir, rank0["prompts"], tiny_model_path)
 
 
 @pytest.mark.slow
