@@ -3,7 +3,8 @@ Each part writes its rows as it finishes, so a run cut short keeps what it measu
 
   qlora7b   recipe=qlora_mistral's settings on a Mistral-7B-shaped model (4-bit NF4, LoRA r=16 on all
             linear layers, bf16, activation checkpointing) at seq 2048: tokens/s and peak memory, ft vs
-            the plain TRL + PEFT script a user writes (bench/gpu.py's `plain_trl`), same settings, one run
+            the plain TRL + PEFT script a user writes (`plain_trl` below), same settings, in two alternating
+            pairs, plain first (only the second pair compares warm with warm)
   lora1b    a ~1.1B Llama (TinyLlama shape), LoRA and QLoRA: ft's best settings (packing, flash-attn if
             installed, Liger if it loads) vs plain padded sdpa; tokens/s, MFU, peak memory
   fsdp      `python -m ft train distributed=fsdp` (LoRA) and `distributed=fsdp_qlora` (QLoRA) as launched
