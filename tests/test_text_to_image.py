@@ -109,6 +109,7 @@ def test_run_dir_has_samples_card_and_a_usage_snippet_that_runs(sd_run, tmp_path
     assert state["global_step"] == 24 and len(state["log_history"]) == 24
     card = (run_dir / "README.md").read_text()
     assert "pipeline_tag: text-to-image" in card and "![samples](samples.png)" in card
+    assert "peak memory " in card and result.metrics["cpu_peak_rss_gb"] > 0
     snippet = card.split("```python\n")[1].split("```")[0]
     assert "load_lora_weights" in snippet
     from ft.finish import card as cards

@@ -32,6 +32,18 @@ def test_run_dir_has_every_output(finished):
     assert not [p for p in run_dir.glob("*.bin") if p.name != "training_args.bin"], "weights are safetensors only"
 
 
+def test_the_run_reports_its_peak_memory(finished, cli_run):
+    """Peak memory of the run in all_results.json, the card and the summary: on a CPU the process's resident
+    high-water mark, at least what the throughput logs saw during training."""
+    metrics = json.loads((finished.run_dir / "all_results.json").read_text())
+    logged = [row["cpu_peak_rss_gb"] for row in finished.trainer.state.log_history if "cpu_peak_rss_gb" in row]
+    assert logged and max(logged) <= metrics["cpu_peak_rss_gb"] < 24, (logged, metrics)
+    card = (finished.run_dir / "README.md").read_text()
+    assert f"peak memory {metrics['cpu_peak_rss_gb']:.2f} GiB (resident memory, per process)" in card
+    _, result = cli_run
+    assert "ft: peak memory " in result.stdout and "GiB (resident memory, per process)" in result.stdout
+
+
 def test_saved_adapter_reloads_to_the_same_logits(finished, tiny_model_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -127,6 +127,15 @@ def _exact_match_rows(metrics: dict) -> list[str]:
     return rows
 
 
+def peak_memory_text(metrics: dict) -> str | None:
+    """'1.85 GiB (resident, per process)', or None when the run recorded none."""
+    if "gpu_peak_memory_gb" in metrics:
+        return f"{metrics['gpu_peak_memory_gb']:.2f} GiB (GPU memory allocated by torch, per process)"
+    if "cpu_peak_rss_gb" in metrics:
+        return f"{metrics['cpu_peak_rss_gb']:.2f} GiB (resident memory, per process)"
+    return None
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "—"
 
@@ -207,7 +216,8 @@ def render(
         f"loss on {loss_on}, precision {t.precision}, seed {t.seed}",
         f"- **Data**: `{cfg.data.source}` ({cfg.data.format} format), {train_size if train_size is not None else '?'} "
         f"training {examples}, {eval_size if eval_size is not None else 0} eval examples",
-        f"- **Hardware and time**: {_hardware(num_processes)}, {_fmt(metrics.get('train_runtime'))} s of training",
+        f"- **Hardware and time**: {_hardware(num_processes)}, {_fmt(metrics.get('train_runtime'))} s of training"
+        + (f", peak memory {peak_memory_text(metrics)}" if peak_memory_text(metrics) else ""),
         "",
         "## Usage",
         "",

@@ -150,6 +150,16 @@ def rank_budget(model) -> int:
     return model.base_model.rankallocator.init_bgt
 
 
+def run_peak_memory(log_history: list[dict]) -> dict:
+    """The whole run's peak memory of this process, for its summary, all_results.json and card: on CUDA the
+    most torch allocated (the largest of the per-log peaks ThroughputCallback logged, and the peak since its
+    last log), otherwise the process's resident high-water mark, which the OS keeps for the whole process."""
+    now = memory_metrics()
+    key = "gpu_peak_memory_gb" if "gpu_peak_memory_gb" in now else "cpu_peak_rss_gb"
+    logged = [row[key] for row in log_history if isinstance(row.get(key), (int, float))]
+    return {key: max([now[key], *logged])}
+
+
 def memory_metrics() -> dict:
     import torch
 

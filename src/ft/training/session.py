@@ -97,7 +97,8 @@ class Run:
             _print_trainable(trainer.model)
             if cfg.training.run_name is None:
                 print(f"ft: to resume this run after an interruption: {how_to_resume}", flush=True)
-        from ft.run.preemption import PreemptionCallback  # imports transformers: after the quick checks
+        from ft.run import callbacks  # imports transformers: after the quick checks
+        from ft.run.preemption import PreemptionCallback
 
         preemption = PreemptionCallback()
         trainer.add_callback(preemption)
@@ -116,6 +117,7 @@ class Run:
                     flush=True,
                 )
             return Result(run_dir=run_dir, trainer=trainer, metrics={})
+        train_output.metrics.update(callbacks.run_peak_memory(trainer.state.log_history))
         metrics = _evaluate(trainer, train_output)
         distributed.gather_for_final_save(trainer)
         trainer.save_model(str(run_dir))  # every rank: ZeRO-3 and FSDP gather the weights; rank 0 writes
@@ -220,5 +222,9 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         )
     elif "eval_loss" in metrics:
         lines.append(f"ft: eval loss {metrics['eval_loss']:.4f}")
+    from ft.finish.card import peak_memory_text
+
+    if peak_memory_text(metrics):
+        lines.append(f"ft: peak memory {peak_memory_text(metrics)}")
     lines.append(f"ft: saved to {run_dir}")
     print("\n".join(lines), flush=True)

@@ -76,7 +76,8 @@ def render_card(cfg, run_dir: Path, metrics: dict, base: str, num_processes: int
         f"precision {t.precision}, resolution {d.resolution}, prediction {d.prediction_type or 'the scheduler’s'}, "
         f"SNR gamma {d.snr_gamma}",
         f"- Data: `{d.instance_data_dir or cfg.data.source}`; mean train loss {metrics.get('train_loss', 0):.4f} "
-        f"in {metrics.get('train_runtime', 0):.1f} s",
+        f"in {metrics.get('train_runtime', 0):.1f} s"
+        + (f", peak memory {card.peak_memory_text(metrics)}" if card.peak_memory_text(metrics) else ""),
         "",
         "![loss curve](loss.png)",
         "",
@@ -113,8 +114,11 @@ def finish(job, metrics: dict) -> None:
     name = cfg.model.name_or_path
     base = diffusion.resolve_path(name) if Path(name).expanduser().is_dir() or name.startswith("tiny-") else name
     (run_dir / rundir.CARD).write_text(render_card(cfg, run_dir, metrics, base, acc.num_processes))
+    peak = card.peak_memory_text(metrics)
     print(
-        f"ft: done in {metrics['train_runtime']:.1f}s, train loss {metrics['train_loss']:.4f}\nft: saved to {run_dir}",
+        f"ft: done in {metrics['train_runtime']:.1f}s, train loss {metrics['train_loss']:.4f}\n"
+        + (f"ft: peak memory {peak}\n" if peak else "")
+        + f"ft: saved to {run_dir}",
         flush=True,
     )
     if cfg.hub.push:

@@ -140,6 +140,7 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
 
 def loop(job: Job, run) -> session.Result:
     """Train from job.start_step to job.steps; on SIGTERM / SIGINT, stop at a checkpoint after this step."""
+    from ft.run import callbacks
     from ft.run.preemption import PreemptionCallback
 
     acc, cfg, t, d = job.acc, job.cfg, job.cfg.training, job.cfg.diffusion
@@ -198,6 +199,7 @@ def loop(job: Job, run) -> session.Result:
                 text_to_image_state.save_checkpoint(job, step)
     losses = [row["loss"] for row in job.log_history]  # a resumed run's too
     metrics = {"train_loss": sum(losses) / max(len(losses), 1), "train_runtime": time.time() - started}
+    metrics.update(callbacks.run_peak_memory(job.log_history))
     _finish(job, run, step, metrics)
     return session.Result(run_dir=run.run_dir, trainer=job, metrics=metrics)
 
