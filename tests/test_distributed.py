@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -311,18 +312,40 @@ def test_fsdp2_on_two_cpu_processes_trains_like_one_and_saves_an_adapter_that_re
     Trainer.save_model, which then saves nothing). Accelerate runs FSDP on GPUs only, so the launched
     processes import the test shim in tests/fsdp_on_cpu. LoRA alone: with the default recipe's fully
     trained lm_head (modules_to_save) the losses agree until the first update and then differ by ~0.3,
-    which issue 27 follows up."""
+    which issue 27 follows up.
+
+    Then a crash after the sharded checkpoint-2 (the run dir as it would be left: its config and that
+    checkpoint, nothing later) resumes from it and ends where the uninterrupted run ended. ft once took
+    FSDP's checkpoints (folders of torch.distributed.checkpoint shards, no optimizer.pt) for incomplete and
+    silently started such a run again from step 0."""
     env = os.environ | {"FT_TEST_FSDP_ON_CPU": "1", "PYTHONPATH": os.pathsep.join([str(FSDP_ON_CPU), *sys.path])}
-    lora_only = "peft.modules_to_save=null"
-    rank0, run_dir = _launch_worker(
-        tmp_path, "fsdp", "fsdp", lora_only, "training.per_device_train_batch_size=4", env=env
-    )
+    run = ["peft.modules_to_save=null", "training.per_device_train_batch_size=4"]
+    run += ["training.save_strategy=steps", "training.save_steps=2"]
+    rank0, run_dir = _launch_worker(tmp_path, "fsdp", "fsdp", *run, env=env)
     assert rank0["world_size"] == 2 and rank0["fsdp"]  # sharded by FSDP, not silently DDP
     _assert_adapter_reloads_to(rank0["logits"], run_dir, rank0["prompts"], tiny_model_path)
+
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    shutil.copy(run_dir / "config.yaml", crashed)
+    shutil.copytree(run_dir / "checkpoint-2", crashed / "checkpoint-2")
+    overrides = [*SMALL, *run, f"training.output_dir={tmp_path}", "training.run_name=crashed"]
+    resumed = _accelerate_launch(tmp_path, "fsdp", WORKER, str(tmp_path / "resumed.pt"), *overrides, env=env)
+    assert f"ft: resuming from {crashed / 'checkpoint-2'}" in resumed.stdout, resumed.stdout[-3000:]
+    ended_losses, losses = step_losses(crashed), step_losses(run_dir)
+    assert len(ended_losses) == len(losses) == 4
+    assert max(abs(a - b) for a, b in zip(ended_losses, losses)) <= 1e-6, (ended_losses, losses)
+    from safetensors.torch import load_file
+
+    ended, uninterrupted = (
+        load_file(crashed / "adapter_model.safetensors"),
+        load_file(run_dir / "adapter_model.safetensors"),
+    )
+    assert max((ended[k] - uninterrupted[k]).abs().max().item() for k in uninterrupted) <= 1e-6
     single = run_ft(
         "train",
         *SMALL,
-        lora_only,
+        "peft.modules_to_save=null",
         "training.per_device_train_batch_size=8",
         f"training.output_dir={tmp_path}",
         "training.run_name=single",

@@ -177,6 +177,19 @@ def test_incomplete_checkpoints_are_detected(tmp_path):
     assert "adapter_model.safetensors is truncated" in resume.incomplete_reason(torn)
     assert resume.last_complete_checkpoint(tmp_path) == good
 
+    # FSDP's sharded checkpoint: torch.distributed.checkpoint folders, complete once their .metadata is written
+    sharded = tmp_path / "checkpoint-8"
+    for folder in (resume.SHARDED_WEIGHTS, resume.SHARDED_OPTIMIZER):
+        (sharded / folder).mkdir(parents=True)
+        (sharded / folder / "__0_0.distcp").write_bytes(b"shard")
+    (sharded / "trainer_state.json").write_text(json.dumps({"global_step": 8}))
+    assert f"{resume.SHARDED_WEIGHTS} has no .metadata" in resume.incomplete_reason(sharded)
+    (sharded / resume.SHARDED_WEIGHTS / ".metadata").write_bytes(b"metadata")
+    assert f"{resume.SHARDED_OPTIMIZER} has no .metadata" in resume.incomplete_reason(sharded)
+    (sharded / resume.SHARDED_OPTIMIZER / ".metadata").write_bytes(b"metadata")
+    assert resume.incomplete_reason(sharded) is None
+    assert resume.last_complete_checkpoint(tmp_path) == sharded
+
 
 def test_config_differences_ignore_where_and_whether_to_resume():
     old = "training:\n  learning_rate: 0.001\n  run_name: null\n  resume: auto\npeft:\n  r: 8\n"

@@ -21,6 +21,8 @@ from ft.run import rundir
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 WEIGHTS = (rundir.ADAPTER_WEIGHTS, "model.safetensors", "model.safetensors.index.json", rundir.LORA_WEIGHTS)
+# FSDP's sharded checkpoints: torch.distributed.checkpoint folders, whose .metadata is written last
+SHARDED_WEIGHTS, SHARDED_OPTIMIZER = "pytorch_model_fsdp_0", "optimizer_0"
 TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "optimizer.bin", "scheduler.bin")  # torch.save zips
 # Keys that may change between the runs of one run dir: how to find it and whether to resume.
 NOT_COMPARED = ("training.resume", "training.overwrite", "training.run_name", "training.output_dir")
@@ -42,14 +44,21 @@ def incomplete_reason(checkpoint: Path) -> str | None:
         json.loads(state_path.read_text())
     except ValueError:
         return "trainer_state.json is truncated"
+    for folder in (SHARDED_WEIGHTS, SHARDED_OPTIMIZER):
+        if (checkpoint / folder).is_dir() and not (checkpoint / folder / ".metadata").is_file():
+            return f"{folder} has no .metadata: its save was interrupted"
     weights = [checkpoint / name for name in WEIGHTS if (checkpoint / name).is_file()]
-    if not weights:
+    if not weights and not (checkpoint / SHARDED_WEIGHTS).is_dir():
         return f"no model weights ({' or '.join(WEIGHTS[:2])})"
     for path in weights:
         if path.suffix == ".safetensors" and not _safetensors_ok(path):
             return f"{path.name} is truncated or corrupt"
     optimizer = ("optimizer.pt", "optimizer.bin")  # the Trainer's; Accelerate's save_state (task=text_to_image)
-    if not any((checkpoint / name).is_file() for name in optimizer) and not list(checkpoint.glob("global_step*")):
+    if (
+        not any((checkpoint / name).is_file() for name in optimizer)
+        and not (checkpoint / SHARDED_OPTIMIZER).is_dir()
+        and not list(checkpoint.glob("global_step*"))
+    ):
         return "no optimizer.pt"
     for name in TORCH_FILES:
         if (checkpoint / name).is_file() and not zipfile.is_zipfile(checkpoint / name):
