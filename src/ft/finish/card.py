@@ -128,7 +128,7 @@ def _exact_match_rows(metrics: dict) -> list[str]:
 
 
 def peak_memory_text(metrics: dict) -> str | None:
-    """'1.85 GiB (resident, per process)', or None when the run recorded none."""
+    """'1.85 GiB (resident memory, per process)', or None when the run recorded none."""
     if "gpu_peak_memory_gb" in metrics:
         return f"{metrics['gpu_peak_memory_gb']:.2f} GiB (GPU memory allocated by torch, per process)"
     if "cpu_peak_rss_gb" in metrics:

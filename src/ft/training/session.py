@@ -224,7 +224,8 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         lines.append(f"ft: eval loss {metrics['eval_loss']:.4f}")
     from ft.finish.card import peak_memory_text
 
-    if peak_memory_text(metrics):
-        lines.append(f"ft: peak memory {peak_memory_text(metrics)}")
+    peak = peak_memory_text(metrics)
+    if peak:
+        lines.append(f"ft: peak memory {peak}")
     lines.append(f"ft: saved to {run_dir}")
     print("\n".join(lines), flush=True)
