@@ -37,7 +37,7 @@ def test_plain_and_conversational_prompts_become_one_form_and_keep_their_other_c
     ],
 )
 def test_summary_reports_the_start_reward_only_when_it_was_measured(metrics, line, tmp_path, capsys):
-    session._print_summary(tmp_path, metrics)
+    session.print_summary(tmp_path, metrics)
     assert line in capsys.readouterr().out
 
 

@@ -136,6 +136,12 @@ def peak_memory_text(metrics: dict) -> str | None:
     return None
 
 
+def peak_memory_clause(metrics: dict) -> str:
+    """', peak memory ...' for a card's sentence, or '' when the run recorded none."""
+    peak = peak_memory_text(metrics)
+    return f", peak memory {peak}" if peak else ""
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "—"
 
@@ -217,7 +223,7 @@ def render(
         f"- **Data**: `{cfg.data.source}` ({cfg.data.format} format), {train_size if train_size is not None else '?'} "
         f"training {examples}, {eval_size if eval_size is not None else 0} eval examples",
         f"- **Hardware and time**: {_hardware(num_processes)}, {_fmt(metrics.get('train_runtime'))} s of training"
-        + (f", peak memory {peak_memory_text(metrics)}" if peak_memory_text(metrics) else ""),
+        f"{peak_memory_clause(metrics)}",
         "",
         "## Usage",
         "",

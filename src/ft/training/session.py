@@ -127,7 +127,7 @@ class Run:
         distributed.report_ranks(trainer, self.ranks)
         if main:
             rundir.plot_loss(trainer.state.log_history, run_dir / rundir.LOSS_PLOT)
-            _print_summary(run_dir, metrics)
+            print_summary(run_dir, metrics)
             if self.ranks.num_processes == 1:  # generation under ZeRO-3 / FSDP needs every rank
                 from ft.finish import answers
 
@@ -207,7 +207,8 @@ def _print_trainable(model) -> None:
     print(f"ft: trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
 
 
-def _print_summary(run_dir: Path, metrics: dict) -> None:
+def print_summary(run_dir: Path, metrics: dict) -> None:
+    """The run's closing lines: time and train loss, the eval against the untrained model, peak memory, where."""
     lines = [
         f"ft: done in {metrics.get('train_runtime', 0):.1f}s, train loss {metrics.get('train_loss', float('nan')):.4f}"
     ]

@@ -76,8 +76,7 @@ def render_card(cfg, run_dir: Path, metrics: dict, base: str, num_processes: int
         f"precision {t.precision}, resolution {d.resolution}, prediction {d.prediction_type or 'the scheduler’s'}, "
         f"SNR gamma {d.snr_gamma}",
         f"- Data: `{d.instance_data_dir or cfg.data.source}`; mean train loss {metrics.get('train_loss', 0):.4f} "
-        f"in {metrics.get('train_runtime', 0):.1f} s"
-        + (f", peak memory {card.peak_memory_text(metrics)}" if card.peak_memory_text(metrics) else ""),
+        f"in {metrics.get('train_runtime', 0):.1f} s{card.peak_memory_clause(metrics)}",
         "",
         "![loss curve](loss.png)",
         "",
@@ -99,6 +98,7 @@ def finish(job, metrics: dict) -> None:
     from ft.finish import hub
     from ft.tasks.text_to_image import pipeline as diffusion
     from ft.tasks.text_to_image import render as diffusion_render
+    from ft.training import session
 
     cfg, run_dir, acc = job.cfg, job.run_dir, job.acc
     models = [acc.unwrap_model(m) for m in job.models]
@@ -114,13 +114,7 @@ def finish(job, metrics: dict) -> None:
     name = cfg.model.name_or_path
     base = diffusion.resolve_path(name) if Path(name).expanduser().is_dir() or name.startswith("tiny-") else name
     (run_dir / rundir.CARD).write_text(render_card(cfg, run_dir, metrics, base, acc.num_processes))
-    peak = card.peak_memory_text(metrics)
-    print(
-        f"ft: done in {metrics['train_runtime']:.1f}s, train loss {metrics['train_loss']:.4f}\n"
-        + (f"ft: peak memory {peak}\n" if peak else "")
-        + f"ft: saved to {run_dir}",
-        flush=True,
-    )
+    session.print_summary(run_dir, metrics)
     if cfg.hub.push:
         uploaded = hub.push(run_dir, cfg.hub.repo_id, private=cfg.hub.private, revision=cfg.hub.revision)
         print(f"ft: pushed {len(uploaded)} files to {cfg.hub.repo_id}", flush=True)
