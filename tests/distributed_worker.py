@@ -5,6 +5,7 @@ logits its model gives, for the test to compare with the saved adapter."""
 import os
 import sys
 
+import bitsandbytes
 import torch
 
 from ft import config
@@ -21,9 +22,21 @@ model = trainer.model_wrapped
 model.eval()
 with torch.no_grad():
     logits = model(**batch).logits
+# bytes each 4-bit layer stores per weight, whatever tensor type carries them (uint8, or the compute dtype under FSDP)
+four_bit = [m for m in model.modules() if isinstance(m, bitsandbytes.nn.Linear4bit)]
+stored = [
+    (m.weight.numel() * m.weight.element_size(), m.in_features * m.out_features, m.weight.dtype) for m in four_bit
+]
 if trainer.is_world_process_zero():
-    world_size = int(os.environ["WORLD_SIZE"])
     torch.save(
-        {"logits": logits, "world_size": world_size, "prompts": PROMPTS, "fsdp": trainer.is_fsdp_enabled}, out_file
+        {
+            "logits": logits,
+            "world_size": int(os.environ["WORLD_SIZE"]),
+            "prompts": PROMPTS,
+            "fsdp": trainer.is_fsdp_enabled,
+            "bytes_per_4bit_weight": sum(s[0] for s in stored) / sum(s[1] for s in stored) if stored else None,
+            "4bit_storage_dtypes": {str(s[2]) for s in stored},
+        },
+        out_file,
     )
 distributed.close()

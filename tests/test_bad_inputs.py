@@ -429,7 +429,12 @@ CASES = [
         ["optim=galore", "peft=lora"],
     ),
     Case("zero3_with_4bit_base", ["partitions every parameter", "zero2"], ["peft=qlora", "distributed=zero3"]),
-    Case("fsdp_on_cpu", ["FSDP through Accelerate needs GPUs"], ["distributed=fsdp"]),
+    Case("fsdp_on_cpu", ["FSDP through Accelerate needs GPUs"], ["distributed=fsdp", "peft.modules_to_save=null"]),
+    Case(
+        "fsdp_with_a_fully_trained_lm_head",
+        ["cannot train lm_head in full", "peft.modules_to_save=null"],
+        ["distributed=fsdp"],  # the default recipe trains lm_head in full
+    ),
     # text-to-image: its images, and the line between diffusion pipelines and language models
     *[
         Case(

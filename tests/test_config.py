@@ -19,7 +19,9 @@ GROUP_OPTIONS = [
 RECIPES = config.group_options("recipe")
 # Options that only compose together with another group's option.
 COMPANIONS = {("optim", name): ["peft=none"] for name in ("galore", "galore_layerwise", "galore_8bit")}
-COMPANIONS[("distributed", "fsdp_qlora")] = ["peft=qlora"]
+# the default recipe trains lm_head in full, which FSDP refuses
+COMPANIONS[("distributed", "fsdp")] = ["peft.modules_to_save=null"]
+COMPANIONS[("distributed", "fsdp_qlora")] = ["peft=qlora", "peft.modules_to_save=null"]
 COMPANIONS[("data", "ultrafeedback")] = ["task=dpo"]
 COMPANIONS[("data", "gsm8k")] = ["task=grpo"]
 

@@ -3,11 +3,13 @@
 
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -16,7 +18,7 @@ from conftest import assert_refused, free_port, run_ft
 from ft import config
 from ft.errors import FtError
 from ft.rules import distributed as distributed_rules
-from ft.run import distributed
+from ft.run import distributed, resume
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 # Deterministic short runs: no dropout, a loss logged every step.
@@ -49,6 +51,7 @@ def test_accelerate_config_for_every_option(strategy):
             "distributed.num_machines=2",
             "training.gradient_accumulation_steps=3",
             *(["peft=qlora"] if strategy == "fsdp_qlora" else []),
+            *(["peft.modules_to_save=null"] if strategy in distributed.FSDP else []),
         ]
     )
     generated = distributed.accelerate_config(cfg, gpus=4)
@@ -85,7 +88,7 @@ def test_top_level_accelerate_config_is_multi_process_ddp():
 @pytest.mark.parametrize(
     "override, message",
     [
-        (["distributed=fsdp_qlora", "peft=qlora"], "FSDP through Accelerate needs GPUs"),
+        (["distributed=fsdp_qlora", "peft=qlora", "peft.modules_to_save=null"], "FSDP through Accelerate needs GPUs"),
         (["distributed=ddp"], "set distributed.num_processes=N"),
         (["distributed=ddp", "distributed.num_processes=1", "distributed.num_machines=2"], "needs one run directory"),
     ],
@@ -128,7 +131,7 @@ def test_sample_generation_is_refused_with_sharded_weights():
 def test_fsdp_qlora_stores_4bit_weights_in_the_compute_dtype():
     from ft import models
 
-    cfg = config.compose(["peft=qlora", "distributed=fsdp_qlora"])
+    cfg = config.compose(["peft=qlora", "distributed=fsdp_qlora", "peft.modules_to_save=null"])
     assert models.quantization_config(cfg.peft, torch.bfloat16, fsdp=True).bnb_4bit_quant_storage == torch.bfloat16
     assert models.quantization_config(cfg.peft, torch.bfloat16).bnb_4bit_quant_storage == torch.uint8
 
@@ -224,15 +227,28 @@ def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
     assert max(abs(a - b) for a, b in zip(ddp_losses, single_losses)) <= 1e-5, (ddp_losses, single_losses)
 
 
-def _accelerate_launch(tmp_path, strategy, script, *args, env=None) -> subprocess.CompletedProcess:
-    """`accelerate launch` of a script on 2 processes with ft's accelerate config for `strategy`."""
+def _launch_command(tmp_path, strategy, script, *args, machines: int = 1, port: int | None = None) -> list[str]:
+    """`accelerate launch` of a script on 2 processes (on `machines` nodes) with ft's accelerate config."""
+    companions = ["peft.modules_to_save=null"] if strategy in distributed.FSDP else []  # FSDP refuses a full lm_head
+    companions += ["peft=qlora"] if strategy == "fsdp_qlora" else []
     cfg = config.compose(
-        [f"distributed={strategy}", "distributed.num_processes=2", f"distributed.main_process_port={free_port()}"]
+        [
+            f"distributed={strategy}",
+            f"distributed.num_processes={2 // machines}",
+            f"distributed.num_machines={machines}",
+            f"distributed.main_process_port={port or free_port()}",
+            *companions,
+        ]
     )
-    config_file = tmp_path / f"{strategy}.yaml"
+    config_file = tmp_path / f"{strategy}-{machines}.yaml"
     config_file.write_text(yaml.safe_dump(distributed.accelerate_config(cfg, gpus=0)))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), str(script)]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=900, env=env)
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), str(script), *args]
+
+
+def _accelerate_launch(tmp_path, strategy, script, *args, env=None) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        _launch_command(tmp_path, strategy, script, *args), capture_output=True, text=True, timeout=900, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -300,61 +316,127 @@ def test_zero3_saves_a_full_adapter_that_reloads(tmp_path, tiny_model_path):
 
 
 FSDP_ON_CPU = Path(__file__).with_name("fsdp_on_cpu")  # the test-only shim: see its sitecustomize.py
+FSDP_ENV = os.environ | {"FT_TEST_FSDP_ON_CPU": "1", "PYTHONPATH": os.pathsep.join([str(FSDP_ON_CPU), *sys.path])}
+NO_FULL_HEAD = "peft.modules_to_save=null"  # the default recipe trains lm_head in full, which FSDP refuses
+
+
+def _single_process_run(tmp_path, name, *overrides):
+    single = run_ft(
+        "train", *SMALL, *overrides, f"training.output_dir={tmp_path}", f"training.run_name={name}", warm=True
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    return tmp_path / name
+
+
+def _assert_same_losses(run_dir, reference_dir, tolerance):
+    losses, reference = step_losses(run_dir), step_losses(reference_dir)
+    assert len(losses) == len(reference) == 4
+    assert max(abs(a - b) for a, b in zip(losses, reference)) <= tolerance, (losses, reference)
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_fsdp2_on_two_cpu_processes_trains_like_one_and_saves_an_adapter_that_reloads(tmp_path, tiny_model_path):
+def test_fsdp2_on_two_cpu_processes_trains_like_one_and_resumes_after_kill_9(tmp_path, tiny_model_path):
     """ft's FSDP path (its generated accelerate config: FSDP2 fully_shard per decoder layer, sharded state
     dicts, CPU-RAM-efficient loading) on 2 gloo processes gives the per-step losses of 1 process at the
-    doubled batch, and saves an adapter that reloads, in one process, to the sharded model's logits. The
-    final save once wrote no adapter at all under FSDP (found on a GPU: the sharded state-dict type reached
-    Trainer.save_model, which then saves nothing). Accelerate runs FSDP on GPUs only, so the launched
-    processes import the test shim in tests/fsdp_on_cpu. LoRA alone: with the default recipe's fully
-    trained lm_head (modules_to_save) the losses agree until the first update and then differ by ~0.3,
-    which issue 27 follows up.
+    doubled batch, and saves an adapter that reloads, in one process, to the sharded model's logits and to
+    those of the same run under DDP. The final save once wrote no adapter at all under FSDP (found on a GPU:
+    the sharded state-dict type reached Trainer.save_model, which then saves nothing). Accelerate runs FSDP
+    on GPUs only, so the launched processes import the test shim in tests/fsdp_on_cpu.
 
-    Then a crash after the sharded checkpoint-2 (the run dir as it would be left: its config and that
-    checkpoint, nothing later) resumes from it and ends where the uninterrupted run ended. ft once took
-    FSDP's checkpoints (folders of torch.distributed.checkpoint shards, no optimizer.pt) for incomplete and
-    silently started such a run again from step 0."""
-    env = os.environ | {"FT_TEST_FSDP_ON_CPU": "1", "PYTHONPATH": os.pathsep.join([str(FSDP_ON_CPU), *sys.path])}
-    run = ["peft.modules_to_save=null", "training.per_device_train_batch_size=4"]
-    run += ["training.save_strategy=steps", "training.save_steps=2"]
-    rank0, run_dir = _launch_worker(tmp_path, "fsdp", "fsdp", *run, env=env)
+    Then the same run is killed with SIGKILL (every process of the launch) once its sharded checkpoint-2 is
+    complete, resumed, and ends where the uninterrupted run ended. ft once took FSDP's checkpoints (folders
+    of torch.distributed.checkpoint shards, no optimizer.pt) for incomplete and silently started again from
+    step 0."""
+    run = [NO_FULL_HEAD, "training.per_device_train_batch_size=4"]
+    checkpointed = [*run, "training.save_strategy=steps", "training.save_steps=1"]
+    rank0, run_dir = _launch_worker(tmp_path, "fsdp", "fsdp", *checkpointed, env=FSDP_ENV)
     assert rank0["world_size"] == 2 and rank0["fsdp"]  # sharded by FSDP, not silently DDP
     _assert_adapter_reloads_to(rank0["logits"], run_dir, rank0["prompts"], tiny_model_path)
+    ddp, _ = _launch_worker(tmp_path, "ddp", "ddp", *run)
+    assert not ddp["fsdp"]
+    _assert_adapter_reloads_to(ddp["logits"], run_dir, ddp["prompts"], tiny_model_path)
+    _assert_same_losses(
+        run_dir, _single_process_run(tmp_path, "single", NO_FULL_HEAD, "training.per_device_train_batch_size=8"), 1e-5
+    )
 
-    crashed = tmp_path / "crashed"
-    crashed.mkdir()
-    shutil.copy(run_dir / "config.yaml", crashed)
-    shutil.copytree(run_dir / "checkpoint-2", crashed / "checkpoint-2")
-    overrides = [*SMALL, *run, f"training.output_dir={tmp_path}", "training.run_name=crashed"]
-    resumed = _accelerate_launch(tmp_path, "fsdp", WORKER, str(tmp_path / "resumed.pt"), *overrides, env=env)
-    assert f"ft: resuming from {crashed / 'checkpoint-2'}" in resumed.stdout, resumed.stdout[-3000:]
-    ended_losses, losses = step_losses(crashed), step_losses(run_dir)
-    assert len(ended_losses) == len(losses) == 4
-    assert max(abs(a - b) for a, b in zip(ended_losses, losses)) <= 1e-6, (ended_losses, losses)
+    overrides = [*SMALL, *checkpointed, f"training.output_dir={tmp_path}", "training.run_name=killed"]
+    command = _launch_command(tmp_path, "fsdp", WORKER, str(tmp_path / "killed.pt"), *overrides)
+    killed = tmp_path / "killed"
+    with open(tmp_path / "killed.log", "w") as log:
+        launch = subprocess.Popen(command, env=FSDP_ENV, stdout=log, stderr=subprocess.STDOUT)
+        while resume.incomplete_reason(killed / "checkpoint-2") is not None:
+            assert launch.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            time.sleep(0.005)
+        # the launcher and both ranks (torch's elastic agent starts the ranks in sessions of their own)
+        processes = [psutil.Process(launch.pid), *psutil.Process(launch.pid).children(recursive=True)]
+        for process in processes:
+            process.send_signal(signal.SIGKILL)
+        psutil.wait_procs(processes, timeout=30)
+    assert not (killed / "adapter_model.safetensors").exists(), "the run finished before the kill"
+    resumed = _accelerate_launch(tmp_path, "fsdp", WORKER, str(tmp_path / "resumed.pt"), *overrides, env=FSDP_ENV)
+    assert f"ft: resuming from {killed / 'checkpoint-'}" in resumed.stdout, resumed.stdout[-3000:]
+    _assert_same_losses(killed, run_dir, 1e-6)
     from safetensors.torch import load_file
 
     ended, uninterrupted = (
-        load_file(crashed / "adapter_model.safetensors"),
+        load_file(killed / "adapter_model.safetensors"),
         load_file(run_dir / "adapter_model.safetensors"),
     )
     assert max((ended[k] - uninterrupted[k]).abs().max().item() for k in uninterrupted) <= 1e-6
-    single = run_ft(
-        "train",
-        *SMALL,
-        "peft.modules_to_save=null",
-        "training.per_device_train_batch_size=8",
-        f"training.output_dir={tmp_path}",
-        "training.run_name=single",
-        warm=True,
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fsdp_qlora_on_two_cpu_processes_stores_4_bits_in_the_compute_dtype_and_trains_like_one(tmp_path):
+    """FSDP shards parameters of one dtype, so under distributed=fsdp_qlora the packed 4-bit weights are
+    stored in the compute dtype (float32 here): still half a byte per weight. The 2-process run gives the
+    per-step losses of 1 process at the doubled batch, and its adapter, reloaded on the 4-bit base as
+    `ft generate` loads it, gives the sharded model's logits."""
+    from ft.finish import loading
+
+    run = ["peft=qlora", NO_FULL_HEAD]
+    rank0, run_dir = _launch_worker(
+        tmp_path, "fsdp_qlora", "fsdp-qlora", *run, "training.per_device_train_batch_size=4", env=FSDP_ENV
     )
-    assert single.returncode == 0, single.stderr[-3000:]
-    fsdp_losses, single_losses = step_losses(run_dir), step_losses(tmp_path / "single")
-    assert len(fsdp_losses) == len(single_losses) == 4
-    assert max(abs(a - b) for a, b in zip(fsdp_losses, single_losses)) <= 1e-5, (fsdp_losses, single_losses)
+    assert rank0["world_size"] == 2 and rank0["fsdp"]
+    assert rank0["4bit_storage_dtypes"] == {"torch.float32"} and rank0["bytes_per_4bit_weight"] == 0.5
+    _assert_same_losses(
+        run_dir, _single_process_run(tmp_path, "single", *run, "training.per_device_train_batch_size=8"), 1e-5
+    )
+    reloaded = loading.load_model(run_dir, loading.load_config(run_dir), device_map=None)
+    batch = loading.load_tokenizer(run_dir)(rank0["prompts"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = reloaded(**batch).logits
+    assert (logits - rank0["logits"]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_dpo_under_fsdp_on_two_nodes_on_localhost(tmp_path, tiny_model_path):
+    """Two "nodes" of one process each (two accelerate launches with machine ranks 0 and 1, one rendezvous
+    on localhost), sharded by FSDP, training DPO: the second task through ft's FSDP path, and a multi-node
+    FSDP launch. The adapter reloads to the sharded model's logits."""
+    port, name = free_port(), "dpo-two-nodes"
+    run = ["recipe=tiny_dpo", *SMALL, NO_FULL_HEAD, f"training.output_dir={tmp_path}", f"training.run_name={name}"]
+    command = _launch_command(tmp_path, "fsdp", WORKER, str(tmp_path / "rank0.pt"), *run, machines=2, port=port)
+    nodes = [
+        subprocess.Popen(
+            [*command[:5], "--machine_rank", str(rank), *command[5:]],  # after --config_file FILE
+            env=FSDP_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, stderr) in zip(nodes, outputs):
+        assert node.returncode == 0, stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt")
+    assert rank0["world_size"] == 2 and rank0["fsdp"]
+    assert "TRL's DPOTrainer" in (tmp_path / name / "README.md").read_text()
+    _assert_adapter_reloads_to(rank0["logits"], tmp_path / name, rank0["prompts"], tiny_model_path)
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import os
 from ft.config.schema import FtConfig
 from ft.errors import FtError
 from ft.models import adapters
-from ft.run.distributed import DEEPSPEED, FSDP
+from ft.run.distributed import DEEPSPEED, FSDP, fsdp_launched
 
 
 def check_config(cfg: FtConfig) -> None:
@@ -19,6 +19,15 @@ def check_config(cfg: FtConfig) -> None:
             "cannot do: drop the sample prompts, or use distributed=ddp/zero2"
         )
     _check_quantized(cfg)
+    if dist.strategy in FSDP and "lm_head" in (cfg.peft.modules_to_save or []):
+        # TRL computes the loss from lm_head.weight directly (its fused LM head), so FSDP2 never runs the head's
+        # hooks, and DTensor.full_tensor() hands each rank its own rows of the gradient instead of the average.
+        # Measured on 2 processes: the head's gradient 10% off a single process's, the LoRA gradients exact.
+        raise FtError(
+            f"distributed={dist.strategy} cannot train lm_head in full (peft.modules_to_save): TRL reads its weight "
+            "directly and FSDP does not average that gradient across ranks; set peft.modules_to_save=null, or use "
+            "distributed=ddp"
+        )
 
 
 def _check_quantized(cfg: FtConfig) -> None:
@@ -55,7 +64,7 @@ def _check_quantized(cfg: FtConfig) -> None:
 def check_engine(cfg: FtConfig) -> None:
     """Inside launched processes: the engine accelerate started must be the one asked for."""
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
-    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    fsdp = fsdp_launched()
     if deepspeed and fsdp:
         raise FtError("DeepSpeed and FSDP are exclusive, and the accelerate launch enables both: keep one")
     strategy = cfg.distributed.strategy

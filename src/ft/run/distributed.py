@@ -25,6 +25,11 @@ def is_launched() -> bool:
     return "LOCAL_RANK" in os.environ or "WORLD_SIZE" in os.environ
 
 
+def fsdp_launched() -> bool:
+    """True inside processes that accelerate launched with FSDP (ft's config or the user's own)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
