@@ -95,10 +95,6 @@ def disable_4bit_cpu_repack(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def quantizes_experts(peft: PeftConfig) -> bool:
-    return peft.load_in_4bit and peft.quantize_experts
-
-
 def quantize_experts(model, peft: PeftConfig) -> dict | None:
     """Under QLoRA 4-bit with peft.quantize_experts: the fused MoE experts, which bitsandbytes skips, in
     4-bit too (ft.models.experts), as the run's peft.bnb_4bit_quant_type and double quant. Returns the
@@ -106,7 +102,7 @@ def quantize_experts(model, peft: PeftConfig) -> dict | None:
     from ft.models import experts
 
     names = adapters.fused_experts(model)
-    if not quantizes_experts(peft) or not names:
+    if not (peft.load_in_4bit and peft.quantize_experts and names):
         return None
     before = sum(p.numel() * p.element_size() for p in model.parameters() if p.dim() == 3)
     experts.quantize(model, names, peft.bnb_4bit_quant_type, peft.bnb_4bit_use_double_quant)

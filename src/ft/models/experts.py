@@ -48,7 +48,8 @@ class Packed4bitExperts(torch.Tensor):
             tensors += [state.state2.absmax, state.state2.code]
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def _moved(self, device=None, dtype=None):
+    def _copy(self, device=None, dtype=None):
+        """The same 4-bit weight (its blocks moved to `device`), read as `dtype`."""
         if device is None or torch.device(device) == self.device:
             return Packed4bitExperts(self.packed, self.quant_state, dtype or self.dtype)
         state = _copy_state(self.quant_state, device)
@@ -57,16 +58,30 @@ class Packed4bitExperts(torch.Tensor):
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        weight = args[0]
         if func in (torch.ops.aten.detach.default, torch.ops.aten.alias.default):  # param.data, Parameter(...)
-            return weight._moved()
+            return args[0]._copy()
         if func is torch.ops.aten._to_copy.default and not kwargs.get("layout") and len(args) == 1:
-            return weight._moved(kwargs.get("device"), kwargs.get("dtype"))
+            return args[0]._copy(kwargs.get("device"), kwargs.get("dtype"))
+        if func is torch.ops.aten.set_.source_Tensor and args[0] is args[1]:  # torch's parametrize: X.set_(X)
+            return args[0]
+        if _writes_to(func, cls, args, kwargs):  # it would update a dequantized copy, and the change be lost
+            raise RuntimeError(
+                f"{func} would write to a 4-bit MoE expert weight: dequantize it first (ft.models.experts.dequantize)"
+            )
         args, kwargs = tree_map_only(cls, Packed4bitExperts.dequantize, (args, kwargs))
         return func(*args, **kwargs)
 
     def __repr__(self):
         return f"Packed4bitExperts(shape={tuple(self.shape)}, dtype={self.dtype}, {self.quant_state.quant_type})"
+
+
+def _writes_to(func, cls, args, kwargs) -> bool:
+    """Whether the operation writes in place to one of its `cls` arguments (e.g. `param.data += delta`)."""
+    for i, argument in enumerate(func._schema.arguments):
+        value = args[i] if i < len(args) else kwargs.get(argument.name)
+        if isinstance(value, cls) and argument.alias_info is not None and argument.alias_info.is_write:
+            return True
+    return False
 
 
 def _copy_state(state, device):
