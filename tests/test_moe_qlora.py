@@ -11,6 +11,7 @@ import io
 import pytest
 import torch
 
+from conftest import free_port, run_ft
 from ft import cli, config, models, rules
 from ft.errors import FtError
 from ft.finish import loading
@@ -119,13 +120,34 @@ def test_quantize_experts_false_keeps_them_in_full_precision_and_warns(capsys):
     models.load_experts(model, cfg.peft, cfg.model.name_or_path)
     assert not experts.quantized(model) and any(p.dim() == 3 and p.dtype == torch.float32 for p in model.parameters())
     assert "ft: warning: bitsandbytes leaves the fused MoE experts" in capsys.readouterr().out
-    for strategy in ("fsdp_qlora", "ddp"):  # FSDP cannot shard the 4-bit experts: refused in one line
+    for strategy in ("fsdp_qlora", "zero2", "ddp"):  # FSDP and DeepSpeed are refused in one line; DDP trains
         sharded = config.compose([*SMALL, "model.tiny.family=qwen3_moe", "peft=qlora", f"distributed={strategy}"])
         if strategy == "ddp":
             rules.check_loaded_model(sharded, model)
             continue
         with pytest.raises(FtError, match="peft.quantize_experts=false"):
             rules.check_loaded_model(sharded, model)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_trains_with_the_experts_in_4bit(tmp_path):
+    """DDP broadcasts rank 0's parameters at the start, which cannot write into 4-bit experts: ft leaves
+    them out of it (every rank quantized the same weights)."""
+    run = run_ft(
+        "train",
+        *FAST,
+        "model.tiny.family=qwen3_moe",
+        "peft=qlora",
+        "distributed=ddp",
+        "distributed.num_processes=2",
+        f"distributed.main_process_port={free_port()}",
+        f"training.output_dir={tmp_path}",
+        "training.run_name=ddp",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "world size 2" in run.stdout and "identical on every rank" in run.stdout
+    assert run.stdout.count("fused MoE experts of tiny in 4-bit nf4") == 2
 
 
 def test_a_run_saved_before_quantize_experts_reloads_its_experts_in_full_precision(tmp_path):

@@ -121,6 +121,16 @@ def dequantize(model) -> int:
     return count
 
 
+def skip_in_ddp_broadcast(model) -> None:
+    """DDP broadcasts every parameter of rank 0 into each rank's copy at the start, which cannot write
+    into 4-bit experts; nor need it: every rank quantized the same weights the same way."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    names = [name for name, param in model.named_parameters() if isinstance(param, Packed4bitExperts)]
+    if names:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
+
+
 def quantized(model) -> list:
     """The model's 4-bit expert weights."""
     return [p for p in model.parameters() if isinstance(p, Packed4bitExperts)]

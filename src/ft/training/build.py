@@ -161,7 +161,10 @@ def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int, trained_s
     from ft.run import callbacks
 
     if base.quantization is not None:
+        from ft.models import experts
+
         adapters.match_compute_dtype(trainer.model, base.dtype)
+        experts.skip_in_ddp_broadcast(trainer.model)
     throughput = trainer.callback_handler.pop_callback(callbacks.ThroughputCallback)
     if throughput is not None:  # first, so that TensorBoard / W&B / the console see its numbers
         trainer.callback_handler.callbacks.insert(0, throughput)
