@@ -123,7 +123,8 @@ def dequantize(model) -> int:
 
 def skip_in_ddp_broadcast(model) -> None:
     """DDP broadcasts every parameter of rank 0 into each rank's copy at the start, which cannot write
-    into 4-bit experts; nor need it: every rank quantized the same weights the same way."""
+    into 4-bit experts; nor need it: every rank quantized the same weights the same way. (DeepSpeed
+    broadcasts into a uint8 view of each parameter, for these a dequantized copy that is dropped.)"""
     from torch.nn.parallel import DistributedDataParallel
 
     names = [name for name, param in model.named_parameters() if isinstance(param, Packed4bitExperts)]
