@@ -117,7 +117,7 @@ def test_gradients_through_4bit_experts_are_those_of_their_values_in_full_precis
 
 def test_quantize_experts_false_keeps_them_in_full_precision_and_warns(capsys):
     cfg, model = _tiny_4bit("qwen3_moe", "peft.quantize_experts=false")
-    models.load_experts(model, cfg.peft, cfg.model.name_or_path)
+    models.prepare_experts(model, cfg.peft, cfg.model.name_or_path)
     assert not experts.quantized(model) and any(p.dim() == 3 and p.dtype == torch.float32 for p in model.parameters())
     assert "ft: warning: bitsandbytes leaves the fused MoE experts" in capsys.readouterr().out
     for strategy in ("fsdp_qlora", "zero2", "ddp"):  # FSDP cannot shard them: refused in one line

@@ -110,7 +110,7 @@ def quantize_experts(model, peft: PeftConfig) -> dict | None:
     return {"expert_bytes_before": before, "expert_bytes": after}
 
 
-def load_experts(model, peft: PeftConfig, name: str) -> None:
+def prepare_experts(model, peft: PeftConfig, name: str) -> None:
     """A k-bit base just loaded: its fused MoE experts in 4-bit (with one line saying what they take), or
     the warning that they stay in full precision."""
     quantized = quantize_experts(model, peft)

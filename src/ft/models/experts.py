@@ -5,7 +5,9 @@ transformers 5 fuses each layer's experts into 3-D parameters (`gate_up_proj` [E
 of an MoE's weights, in full precision. ft stores each fused expert parameter as bitsandbytes 4-bit
 blocks (`quantize_4bit`, the run's NF4/FP4 and double quant) inside a tensor that every torch
 operation sees as the dequantized weight: each forward (and each backward that needs it) dequantizes
-the whole 3-D tensor, and nothing dequantized outlives the operation.
+the whole 3-D tensor. Autograd saves the 4-bit tensor itself for the backward, so no dequantized copy
+is kept in between; with LoRA on the experts, PEFT's W + BA is a new full-precision tensor that autograd
+does keep until the backward (activation checkpointing drops it), as it would for unquantized experts.
 
 Why a tensor subclass and not bitsandbytes' `replace_parameter_4bit` (a torch parametrization):
 PEFT 0.21's LoRA on parameters (`ParamWrapper`, what LoRA on fused experts is) does not compose with

@@ -62,7 +62,7 @@ def base_model(cfg, hw: hardware.Hardware, num_labels: int | None = None) -> Bas
         models.disable_4bit_cpu_repack(model)
     rules.check_loaded_model(cfg, model)
     if quantization is not None:
-        models.load_experts(model, cfg.peft, cfg.model.name_or_path)
+        models.prepare_experts(model, cfg.peft, cfg.model.name_or_path)
     adapters.prepare_base(cfg.peft, model)
     if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
         from peft import prepare_model_for_kbit_training
