@@ -117,7 +117,7 @@ def family_matrix() -> str:
     for name, family in families.FAMILIES.items():
         run = methods_run(name)
         methods = ", ".join(m + (" (attention only)" if m == "DoRA" and family.moe else "") for m in run)
-        experts = "—" if not family.moe else "no (full precision; ft warns)" if "QLoRA" in run else "QLoRA not run here"
+        experts = "—" if not family.moe else "yes (`peft.quantize_experts`)" if "QLoRA" in run else "QLoRA not run here"
         rows.append((name, family.config_class, family.template_source, mask_method(family), methods, experts))
     header = (
         "family",

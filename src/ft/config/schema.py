@@ -109,6 +109,11 @@ class PeftConfig:
         choices=["auto", *BNB_STORAGE_DTYPES],
         help="dtype the 4-bit weights are stored in; auto: uint8, or the compute dtype under distributed=fsdp_qlora",
     )
+    quantize_experts: bool = option(
+        True,
+        help="4-bit: store the fused MoE experts (3-D parameters bitsandbytes skips) in 4-bit too, dequantized per "
+        "forward; false: full precision",
+    )
 
 
 @dataclass

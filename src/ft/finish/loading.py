@@ -34,8 +34,17 @@ def load_config(run_dir: Path):
         raise FtError(f"{path} is missing: ft needs the run's resolved config to know its base model and data")
     else:
         cfg = saved.load(path)
+        _experts_as_trained(cfg, path)
     tasks.check_sections(cfg, registry.get(cfg.task))
     return cfg
+
+
+def _experts_as_trained(cfg, path: Path) -> None:
+    """A run saved before peft.quantize_experts existed trained its MoE experts in full precision."""
+    from omegaconf import OmegaConf
+
+    if "quantize_experts" not in (OmegaConf.load(path).get("peft") or {}):
+        cfg.peft.quantize_experts = False
 
 
 def is_adapter(run_dir: Path) -> bool:
@@ -65,6 +74,7 @@ def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
     from transformers import AutoModelForCausalLM
 
     from ft import models
+    from ft.models import experts
 
     if registry.get(cfg.task).head == "sequence_classification":
         raise FtError(
@@ -84,7 +94,10 @@ def load_model(run_dir: Path, cfg, device_map="auto", dequantize: bool = False):
     base = models.load_model(
         cfg.model, dtype, device_map=device_map, **({"quantization_config": quantization} if quantization else {})
     )
+    if quantization is not None:  # the experts as training quantized them, then dequantized with the rest for a merge
+        models.quantize_experts(base, cfg.peft)
     if quantization is not None and dequantize:
+        experts.dequantize(base)
         base = base.dequantize(dtype=dtype)
     elif quantization is not None:
         models.disable_4bit_cpu_repack(base)

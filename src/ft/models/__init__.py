@@ -95,10 +95,40 @@ def disable_4bit_cpu_repack(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def quantize_experts(model, peft: PeftConfig) -> dict | None:
+    """Under QLoRA 4-bit with peft.quantize_experts: the fused MoE experts, which bitsandbytes skips, in
+    4-bit too (ft.models.experts), as the run's peft.bnb_4bit_quant_type and double quant. Returns the
+    measured bytes of the experts before and after, or None when there was nothing to quantize."""
+    from ft.models import experts
+
+    names = adapters.fused_experts(model)
+    if not (peft.load_in_4bit and peft.quantize_experts and names):
+        return None
+    before = sum(p.numel() * p.element_size() for p in model.parameters() if p.dim() == 3)
+    experts.quantize(model, names, peft.bnb_4bit_quant_type, peft.bnb_4bit_use_double_quant)
+    after = sum(p.stored_bytes() for p in experts.quantized(model))
+    return {"expert_bytes_before": before, "expert_bytes": after}
+
+
+def prepare_experts(model, peft: PeftConfig, name: str) -> None:
+    """A k-bit base just loaded: its fused MoE experts in 4-bit (with one line saying what they take), or
+    the warning that they stay in full precision."""
+    quantized = quantize_experts(model, peft)
+    if quantized is None:
+        warn_unquantized_experts(model, name)
+        return
+    print(
+        f"ft: fused MoE experts of {name} in 4-bit {peft.bnb_4bit_quant_type}: "
+        f"{quantized['expert_bytes'] / 2**20:.1f} MiB (were {quantized['expert_bytes_before'] / 2**20:.1f} MiB)",
+        flush=True,
+    )
+
+
 def warn_unquantized_experts(model, name: str) -> dict | None:
     """A k-bit base whose MoE experts bitsandbytes left in full precision (transformers 5 fuses each
-    layer's experts into 3-D parameters, and bitsandbytes quantizes nn.Linear layers only): one warning
-    line with what it costs. Returns the measured parameter bytes (base, experts), or None."""
+    layer's experts into 3-D parameters, and bitsandbytes quantizes nn.Linear layers only; ft quantizes
+    them itself under 4-bit unless peft.quantize_experts=false): one warning line with what it costs.
+    Returns the measured parameter bytes (base, experts), or None."""
     experts = [
         p for name_ in adapters.fused_experts(model) for p in model.get_submodule(name_).parameters(recurse=False)
     ]
@@ -110,7 +140,8 @@ def warn_unquantized_experts(model, name: str) -> dict | None:
     print(
         f"ft: warning: bitsandbytes leaves the fused MoE experts of {name} unquantized: they hold "
         f"{expert_bytes / 2**20:.1f} MiB ({100 * expert_bytes / total:.0f}%) of the base's {total / 2**20:.1f} MiB in "
-        f"{experts[0].dtype}; 4-bit they would take {as_4bit / 2**20:.1f} MiB",
+        f"{experts[0].dtype}; 4-bit they would take {as_4bit / 2**20:.1f} MiB (peft=qlora with "
+        "peft.quantize_experts=true)",
         flush=True,
     )
     return {"base_bytes": total, "expert_bytes": expert_bytes, "experts_4bit_bytes": as_4bit}

@@ -54,6 +54,7 @@ def check_model_config(cfg, model_config) -> None:
 def check_loaded_model(cfg, loaded_model) -> None:
     model.check_target_modules(cfg.peft, loaded_model)
     model.check_fused_experts(cfg.peft, loaded_model)
+    model.check_quantized_experts(cfg, loaded_model)
 
 
 def check_trainer(trainer_, cfg, run_dir: Path, num_examples: int, trained_share: bool = False) -> None:

@@ -62,8 +62,9 @@ def base_model(cfg, hw: hardware.Hardware, num_labels: int | None = None) -> Bas
     model = models.load_model(cfg.model, dtype, num_labels, **loading)
     if quantization is not None:
         models.disable_4bit_cpu_repack(model)
-        models.warn_unquantized_experts(model, cfg.model.name_or_path)
     rules.check_loaded_model(cfg, model)
+    if quantization is not None:
+        models.prepare_experts(model, cfg.peft, cfg.model.name_or_path)
     adapters.prepare_base(cfg.peft, model)
     if quantization is not None:  # TRL 1.16 does not prepare k-bit models itself
         from peft import prepare_model_for_kbit_training
@@ -162,7 +163,10 @@ def finish(trainer, cfg, base: Base, run_dir: Path, num_examples: int, trained_s
     from ft.run import callbacks
 
     if base.quantization is not None:
+        from ft.models import experts
+
         adapters.match_compute_dtype(trainer.model, base.dtype)
+        experts.skip_in_ddp_broadcast(trainer.model)
     throughput = trainer.callback_handler.pop_callback(callbacks.ThroughputCallback)
     if throughput is not None:  # first, so that TensorBoard / W&B / the console see its numbers
         trainer.callback_handler.callbacks.insert(0, throughput)
