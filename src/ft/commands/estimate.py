@@ -82,41 +82,32 @@ def estimate(cfg: FtConfig, options: EstimateOptions) -> str:
         checkpointing=hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw),
         world_size=world_size(cfg, hw),
     )
-    runtime = memory.cpu_runtime_gib() if hw.device == "cpu" else memory.CUDA_CONTEXT_GIB  # before the model
+    runtime = memory.runtime(hw.device)  # first: on a CPU it measures this process before the model is built
     config = model_config(cfg)
     census = memory.count(cfg, config, head)
     rows = memory.components(cfg, config, census, setting, head)
     model_total = sum(row.gib for row in rows)
-    if hw.device == "cpu":
-        rows.append(
-            memory.Component(
-                "runtime", runtime, "Python, torch and libraries: resident after importing them, measured now"
-            )
-        )
-    else:
-        rows.append(
-            memory.Component(
-                "CUDA context", runtime, "outside torch's allocator (torch.cuda.max_memory_allocated); varies by card"
-            )
-        )
-    total = model_total + runtime
+    total = model_total + runtime.gib
     lines = [
         f"ft: estimated memory per device (an estimate: docs/memory.md) for {cfg.recipe or 'the default recipe'}: "
         f"{cfg.model.name_or_path} ({census.total:,} parameters), {method(cfg)}, {setting.precision} on "
         f"{hw.device}, distributed={cfg.distributed.strategy}",
-        *table(rows[:-1] + [memory.Component("model total", model_total, "")] + rows[-1:], total),
+        *table([*rows, memory.Component("model total", model_total, ""), runtime], total),
     ]
     if options.gpu_memory_gb is not None:
-        verdict = "fits" if total <= options.gpu_memory_gb else "does not fit"
-        lines.append(
-            f"{verdict} a {options.gpu_memory_gb:g} GB card ({options.gpu_memory_gb - total:+.2f} GiB to spare)"
-        )
+        lines.append(verdict(total, options.gpu_memory_gb))
     if registry.get(cfg.task).name != "sft":
         lines.append(
             f"note: counted as one forward and backward of batch x max_length tokens, as SFT trains; task={cfg.task}'s "
             "extra passes (pairs, a reference or teacher model, generation) are not counted"
         )
     return "\n".join(lines)
+
+
+def verdict(total: float, card: float) -> str:
+    if total <= card:
+        return f"fits a {card:g} GB card ({card - total:.2f} GiB to spare)"
+    return f"does not fit a {card:g} GB card ({total - card:.2f} GiB short)"
 
 
 def table(rows: list[memory.Component], total: float) -> list[str]:

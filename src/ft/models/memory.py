@@ -92,9 +92,13 @@ def count(cfg: FtConfig, model_config, head: str) -> Census:
         cfg.peft, model_config, 1000, "CAUSAL_LM" if head == "causal_lm" else "SEQ_CLS"
     )
     if peft_config is not None:
+        import warnings
+
         from peft import get_peft_model
 
-        model = get_peft_model(model, peft_config)  # the schedule (1000 steps) does not change the shapes
+        with warnings.catch_warnings():  # PEFT asks a deprecated transformers attribute (a FutureWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            model = get_peft_model(model, peft_config)  # the schedule (1000 steps) does not change the shapes
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     adapter = sum(p.numel() for n, p in trainable if "modules_to_save" not in n) if peft_config else 0
     first = next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList))[0]
@@ -250,25 +254,56 @@ def activations(cfg: FtConfig, model_config, census: Census, setting: Setting, h
     return Component("activations", total / GIB, detail)
 
 
+def stored_dtype(model_config, setting: Setting) -> str:
+    """The dtype of the checkpoint's weights (config.json's `dtype`); unknown: the run's precision."""
+    dtype = str(getattr(model_config, "dtype", None) or "").removeprefix("torch.")
+    return DTYPE_NAMES.get(dtype, setting.precision)
+
+
+def mapped_checkpoint(cfg: FtConfig, model_config, census: Census, setting: Setting) -> Component:
+    """On a CPU, from_pretrained maps the checkpoint file and keeps it mapped: the pages it read stay resident.
+    Weights loaded unquantized in the stored dtype are those very pages (counted under weights); otherwise the
+    weights are copies and the whole file counts again."""
+    stored = stored_dtype(model_config, setting)
+    copied = adapters.is_quantized(cfg.peft) or stored != weight_dtype(cfg, setting)
+    size = census.total * BYTES[stored] if copied else 0
+    detail = f"{stored} checkpoint, mapped by from_pretrained; " + ("copied when loaded" if copied else "the weights")
+    return Component("checkpoint file", size / GIB, detail)
+
+
 def components(cfg: FtConfig, model_config, census: Census, setting: Setting, head: str) -> list[Component]:
     """The model-dependent memory of one device, one Component per row of `ft estimate`'s table."""
-    return [
+    rows = [
         weights(cfg, census, setting),
         gradients(cfg, census, setting),
         optimizer(cfg, census, setting),
         activations(cfg, model_config, census, setting, head),
     ]
+    if setting.device == "cpu":
+        rows.append(mapped_checkpoint(cfg, model_config, census, setting))
+    return rows
+
+
+def runtime(device: str) -> Component:
+    """What the process holds besides the model's memory: on a CPU measured here, on a GPU the CUDA context."""
+    if device == "cpu":
+        return Component("runtime", cpu_runtime_gib(), "Python, torch and libraries: resident after importing them")
+    return Component("CUDA context", CUDA_CONTEXT_GIB, "outside torch's allocator (max_memory_allocated); varies")
 
 
 def cpu_runtime_gib() -> float:
-    """The resident memory of a process that has imported the training stack: what a CPU run holds before its
-    model and data, measured in this process (so call it before anything big is allocated here)."""
+    """The resident memory of a process that has imported what a training run imports, before its model and
+    data: measured in this process (so call it before anything big is allocated here)."""
+    import contextlib
+    import importlib
+    import importlib.util
+    import io
     import resource
 
-    import datasets  # noqa: F401
-    import peft  # noqa: F401
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
-    import trl  # noqa: F401
-
+    # transformers' Trainer imports DeepSpeed when it is installed (which logs to stdout); ft plots the loss
+    optional = [name for name in ("deepspeed", "matplotlib.pyplot") if importlib.util.find_spec(name.split(".")[0])]
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name in ("torch", "transformers", "datasets", "peft", "accelerate", "trl", *optional):
+            importlib.import_module(name)
+        from trl import SFTTrainer  # noqa: F401  (trl is lazy: this imports the trainer's modules)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # KiB on Linux

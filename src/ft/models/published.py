@@ -1,7 +1,8 @@
 """The architecture settings of the hub models ft's recipes name, as their config.json files publish them.
 
 `ft estimate` sizes a model from its config alone; without the hub (offline, or a gated repo) these let it
-size the shipped 7-8B recipes all the same. Only the keys that shape the parameters are kept.
+size the shipped 7-8B recipes all the same. Only the keys that shape the parameters (and the dtype the
+weights are stored in) are kept.
 """
 
 PUBLISHED = {
@@ -16,6 +17,7 @@ PUBLISHED = {
         vocab_size=32000,
         max_position_embeddings=32768,
         tie_word_embeddings=False,
+        dtype="bfloat16",
     ),
     # https://huggingface.co/meta-llama/Meta-Llama-3-8B/blob/main/config.json
     "meta-llama/Meta-Llama-3-8B": dict(
@@ -28,6 +30,7 @@ PUBLISHED = {
         vocab_size=128256,
         max_position_embeddings=8192,
         tie_word_embeddings=False,
+        dtype="bfloat16",
     ),
     # https://huggingface.co/Qwen/Qwen3-8B/blob/main/config.json
     "Qwen/Qwen3-8B": dict(
@@ -41,6 +44,7 @@ PUBLISHED = {
         vocab_size=151936,
         max_position_embeddings=40960,
         tie_word_embeddings=False,
+        dtype="bfloat16",
     ),
 }
 
