@@ -122,8 +122,8 @@ def test_option_errors_are_one_line_with_exit_2(args, expected, capsys):
 
 
 def test_a_commands_own_keys_are_never_a_recipes():
-    """sbatch, estimate and data preview take their own keys beside a recipe's overrides (ft.options.split_pairs): a bare
-    key is the command's, so none may be a top-level key of the config (task, recipe, model, peft, ...)."""
+    """sbatch, estimate and data preview take their own keys beside a recipe's overrides (ft.options.split_pairs):
+    a bare key is the command's, so none may be a top-level key of the config (task, recipe, model, peft, ...)."""
     import dataclasses
 
     from ft.commands.estimate import EstimateOptions
