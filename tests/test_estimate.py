@@ -75,6 +75,21 @@ def test_the_estimate_counts_the_parameters_exactly():
     assert census.quantizable == 32 * (2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336)
 
 
+@pytest.mark.slow
+def test_every_language_model_recipe_is_estimated():
+    """On a GPU, so that the 7-8B recipes' defaults (bf16, checkpointing) apply; each within an 80 GB card."""
+    from ft import config
+    from ft.commands import estimate
+    from ft.config import registry
+
+    for name in config.recipe_descriptions():
+        cfg = config.compose([f"recipe={name}"])
+        if registry.get(cfg.task).head == "diffusion":
+            continue
+        printed = rows(estimate.estimate(cfg, estimate.EstimateOptions(device="cuda")))
+        assert 0 < printed["total"] < 80, (name, printed)
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -82,6 +97,7 @@ def test_the_estimate_counts_the_parameters_exactly():
         (["device=tpu"], ["estimate: device=tpu is not one of auto, cuda, cpu"]),
         (["recipe=tiny_sd_lora"], ["estimate sizes language models; task=text_to_image"]),
         (["training.precision=bf16", "device=cpu"], ["training.precision=bf16 needs a GPU"]),
+        (["distributed=zero3", "device=cuda"], ["distributed=zero3 shards its state", "distributed.num_processes=N"]),
     ],
 )
 def test_bad_input_is_one_line_with_exit_2(args, expected, capsys):

@@ -8,7 +8,7 @@ the model's config and prints.
 from dataclasses import dataclass
 
 from ft.config import registry
-from ft.config.schema import TINY_MODEL, FtConfig
+from ft.config.schema import FtConfig
 from ft.errors import FtError
 from ft.models import memory
 from ft.options import option
@@ -43,8 +43,9 @@ def model_config(cfg: FtConfig):
     from ft.models import published
 
     name = cfg.model.name_or_path
-    if name != TINY_MODEL and cfg.model.revision is None and published.config(name) is not None:
-        return published.config(name)
+    shipped = published.config(name) if cfg.model.revision is None else None
+    if shipped is not None:
+        return shipped
     try:
         return models.load_config(cfg.model)
     except OSError:
@@ -56,8 +57,15 @@ def model_config(cfg: FtConfig):
 
 
 def world_size(cfg: FtConfig, hw: hardware.Hardware) -> int:
-    if cfg.distributed.strategy not in memory.SHARDED:
+    """Processes that share the sharded state: distributed.num_processes (or this machine's GPUs) x machines."""
+    strategy = cfg.distributed.strategy
+    if strategy not in memory.SHARDED:
         return 1
+    if cfg.distributed.num_processes is None and hw.num_gpus == 0:
+        raise FtError(
+            f"estimate: distributed={strategy} shards its state over the processes: set distributed.num_processes=N "
+            "(this machine has no GPU to count)"
+        )
     return distributed.processes_per_machine(cfg.distributed, hw.num_gpus) * cfg.distributed.num_machines
 
 

@@ -101,8 +101,9 @@ def count(cfg: FtConfig, model_config, head: str) -> Census:
             model = get_peft_model(model, peft_config)  # the schedule (1000 steps) does not change the shapes
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     adapter = sum(p.numel() for n, p in trainable if "modules_to_save" not in n) if peft_config else 0
-    first = next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList))[0]
-    adapted = [m for m in first.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
+    # LoRA's A matrices in one layer (PEFT adapted it in place): (rank, input features) each
+    lora_a = [m.lora_A["default"] for m in decoder[0].modules() if "default" in getattr(m, "lora_A", {})]
+    lora_a = [getattr(a, "weight", a).shape for a in lora_a]  # AdaLoRA keeps a bare Parameter
     return Census(
         total=total,
         quantizable=sum(m.weight.numel() for m in linears),
@@ -113,8 +114,8 @@ def count(cfg: FtConfig, model_config, head: str) -> Census:
         small_trainable=sum(p.numel() for _, p in trainable if p.numel() < EIGHT_BIT_MIN_SIZE),
         layer=layer,
         layers=len(decoder),
-        adapter_rank_per_layer=sum(m.lora_A["default"].out_features for m in adapted),
-        adapter_inputs_per_layer=sum(m.lora_A["default"].in_features for m in adapted),
+        adapter_rank_per_layer=sum(shape[0] for shape in lora_a),
+        adapter_inputs_per_layer=sum(shape[-1] for shape in lora_a),
         factored_state=sum(sum(p.shape) if p.dim() == 2 else p.numel() for _, p in trainable),
     )
 
