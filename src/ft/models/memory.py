@@ -7,6 +7,8 @@ activations a micro-batch keeps for the backward pass. It is an estimate: alloca
 fragmentation and library workspaces come on top.
 """
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 from ft.config.schema import FtConfig
@@ -73,8 +75,10 @@ def meta_model(model_config, head: str):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     with torch.device("meta"):
-        if head == "sequence_classification":
-            return AutoModelForSequenceClassification.from_config(model_config, num_labels=1)
+        if head == "sequence_classification":  # a reward model: one output
+            model_config = copy.deepcopy(model_config)
+            model_config.num_labels = 1
+            return AutoModelForSequenceClassification.from_config(model_config)
         return AutoModelForCausalLM.from_config(model_config)
 
 
@@ -88,9 +92,10 @@ def count(cfg: FtConfig, model_config, head: str) -> Census:
     total = sum(p.numel() for p in model.parameters())
     decoder = next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList))
     layer = sum(p.numel() for p in decoder[0].parameters())
-    peft_config = adapters.build_peft_config(
-        cfg.peft, model_config, 1000, "CAUSAL_LM" if head == "causal_lm" else "SEQ_CLS"
-    )
+    # PiSSA's initialization takes an SVD of real weights; no initialization changes the shapes
+    shapes_only = dataclasses.replace(cfg.peft, init_lora_weights=True)
+    task_type = "CAUSAL_LM" if head == "causal_lm" else "SEQ_CLS"
+    peft_config = adapters.build_peft_config(shapes_only, model_config, 1000, task_type)
     if peft_config is not None:
         import warnings
 
