@@ -75,6 +75,29 @@ def test_the_estimate_counts_the_parameters_exactly():
     assert census.quantizable == 32 * (2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336)
 
 
+def test_sharding_divides_the_state_and_ddp_doubles_the_gradients():
+    """Per device, of a full fine-tune in bf16 on 4 processes (docs/memory.md: Distributed)."""
+    from ft import config
+    from ft.commands import estimate
+    from ft.models import memory
+
+    def rows_for(strategy: str) -> dict[str, float]:
+        cfg = config.compose(["recipe=tiny_full", f"distributed={strategy}"])
+        model_config = estimate.model_config(cfg)
+        census = memory.count(cfg, model_config, "causal_lm")
+        setting = memory.Setting("cuda", "bf16", checkpointing=True, world_size=1 if strategy == "single" else 4)
+        return {row.name: row.gib for row in memory.components(cfg, model_config, census, setting, "causal_lm")}
+
+    single, ddp, zero2, fsdp = (rows_for(strategy) for strategy in ("single", "ddp", "zero2", "fsdp"))
+    assert ddp["gradients"] == 2 * single["gradients"] and ddp["weights"] == single["weights"]
+    assert zero2["weights"] == single["weights"] and zero2["gradients"] == single["gradients"] / 4
+    master_weights = single["weights"] * 2  # DeepSpeed's fp32 copy of the bf16 weights
+    assert zero2["optimizer state"] == pytest.approx((single["optimizer state"] + master_weights) / 4)
+    assert single["weights"] / 4 < fsdp["weights"] < single["weights"] / 2  # a quarter + one layer gathered
+    assert fsdp["optimizer state"] == pytest.approx(single["optimizer state"] / 4)
+    assert {single["activations"]} == {ddp["activations"], zero2["activations"], fsdp["activations"]}
+
+
 @pytest.mark.slow
 def test_every_language_model_recipe_is_estimated():
     """On a GPU, so that the 7-8B recipes' defaults (bf16, checkpointing) apply; each within an 80 GB card."""
