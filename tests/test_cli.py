@@ -46,6 +46,7 @@ def test_unknown_command_is_one_line_exit_2():
 
 
 def _options_classes():
+    from ft.commands.estimate import EstimateOptions
     from ft.commands.init import InitOptions
     from ft.commands.preview import PreviewOptions
     from ft.commands.slurm import SbatchOptions
@@ -63,10 +64,11 @@ def _options_classes():
         "sbatch": SbatchOptions,
         "data": PreviewOptions,
         "init": InitOptions,
+        "estimate": EstimateOptions,
     }
 
 
-COMMANDS = ["generate", "chat", "eval", "merge", "push", "sbatch", "data", "init"]
+COMMANDS = ["generate", "chat", "eval", "merge", "push", "sbatch", "data", "init", "estimate"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -120,16 +122,17 @@ def test_option_errors_are_one_line_with_exit_2(args, expected, capsys):
 
 
 def test_a_commands_own_keys_are_never_a_recipes():
-    """sbatch and data preview take their own keys beside a recipe's overrides (ft.options.split_pairs): a bare
-    key is the command's, so none may be a top-level key of the config (task, recipe, model, peft, ...)."""
+    """sbatch, estimate and data preview take their own keys beside a recipe's overrides (ft.options.split_pairs):
+    a bare key is the command's, so none may be a top-level key of the config (task, recipe, model, peft, ...)."""
     import dataclasses
 
+    from ft.commands.estimate import EstimateOptions
     from ft.commands.preview import PreviewOptions
     from ft.commands.slurm import SbatchOptions
     from ft.config import registry
 
     top_level = {field.name for field in dataclasses.fields(registry.config_class())} | {"recipe"}
-    for options in (SbatchOptions, PreviewOptions):
+    for options in (SbatchOptions, PreviewOptions, EstimateOptions):
         assert not {field.name for field in dataclasses.fields(options)} & top_level, options
 
 

@@ -16,6 +16,7 @@ USAGE_EXAMPLES = """examples:
   python -m ft recipes                                  list recipes
   python -m ft data preview model.tiny.family=qwen3 n=2  what training sees: trained tokens marked
   python -m ft init my.yaml recipe=tiny_dpo             write a commented recipe file to edit
+  python -m ft estimate recipe=qlora_mistral gpu_memory_gb=24   memory per device, and whether it fits a 24 GB card
   python -m ft sbatch nodes=2 gpus_per_node=8 recipe=NAME   a SLURM script for 2 nodes x 8 GPUs
   python -m ft generate run_dir=runs/NAME prompt="What is 2 + 3?"
   python -m ft chat run_dir=runs/NAME                   talk to the trained model (stdin, `exit` to leave)
@@ -73,6 +74,16 @@ def cmd_sbatch(args) -> int:
         raise FtError(f"{options.output} already exists: choose another output=PATH or remove it")
     Path(options.output).write_text(script)
     print(f"ft: wrote {options.output}; submit it with: sbatch {options.output}")
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    from ft import config
+    from ft.commands import estimate
+    from ft.options import split_pairs
+
+    options, overrides = split_pairs(estimate.EstimateOptions, args.pairs, "estimate")
+    print(estimate.estimate(config.compose(overrides), options))
     return 0
 
 
@@ -225,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preprocess.add_argument("overrides", nargs="*", metavar="key=value", help="recipe=NAME and train overrides")
     preprocess.set_defaults(run=cmd_preprocess)
+    from ft.commands.estimate import EstimateOptions
     from ft.commands.init import InitOptions
     from ft.commands.preview import PreviewOptions
     from ft.commands.slurm import SbatchOptions
@@ -244,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a SLURM batch script that trains a recipe on N nodes x G GPUs",
         description="Print (or write to output=PATH) an sbatch script running `ft train` on every node, with the "
         "recipe and overrides given beside the keys below.",
+    )
+    _add_key_value_command(
+        commands,
+        "estimate",
+        EstimateOptions,
+        cmd_estimate,
+        after=recipe_overrides,
+        help="the memory a recipe is expected to take per device, from the model's config (no weights loaded)",
+        description="Estimate the memory per device of training a recipe: weights, gradients, optimizer state and "
+        "activations, and the runtime's own share, from the model's config and the recipe's method, precision, "
+        "batch and distributed strategy (docs/memory.md has the formulas). No weights are loaded.",
     )
     _add_key_value_command(
         commands,
