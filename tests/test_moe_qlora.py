@@ -127,7 +127,8 @@ def test_quantize_experts_false_keeps_them_in_full_precision_and_warns(capsys):
     assert not experts.quantized(model) and any(p.dim() == 3 and p.dtype == torch.float32 for p in model.parameters())
     assert "ft: warning: bitsandbytes leaves the fused MoE experts" in capsys.readouterr().out
     for strategy in ("fsdp_qlora", "zero2", "ddp"):  # FSDP cannot shard them: refused in one line
-        sharded = config.compose([*SMALL, "model.tiny.family=qwen3_moe", "peft=qlora", f"distributed={strategy}"])
+        family = ["model.tiny.family=qwen3_moe", "peft=qlora", "peft.modules_to_save=null"]
+        sharded = config.compose([*SMALL, *family, f"distributed={strategy}"])
         if strategy != "fsdp_qlora":
             rules.check_loaded_model(sharded, model)
             continue
