@@ -98,6 +98,22 @@ def test_sharding_divides_the_state_and_ddp_doubles_the_gradients():
     assert {single["activations"]} == {ddp["activations"], zero2["activations"], fsdp["activations"]}
 
 
+def test_qlora_counts_the_fused_moe_experts_in_4bit_unless_told_not_to():
+    from ft import config
+    from ft.commands import estimate
+    from ft.models import memory
+
+    def weights(*overrides: str) -> float:
+        cfg = config.compose(["recipe=tiny_qlora", "model.tiny.family=qwen3_moe", *overrides])
+        model_config = estimate.model_config(cfg)
+        census = memory.count(cfg, model_config, "causal_lm")
+        assert census.experts > census.total / 2  # most of an MoE's parameters
+        return memory.weights(cfg, census, memory.Setting("cuda", "bf16", True, 1)).gib, census.experts
+
+    (quantized, experts), (full, _) = weights(), weights("peft.quantize_experts=false")
+    assert full - quantized == pytest.approx(experts * (4 - memory.NF4_BYTES[True]) / memory.GIB)
+
+
 @pytest.mark.slow
 def test_every_language_model_recipe_is_estimated():
     """On a GPU, so that the 7-8B recipes' defaults (bf16, checkpointing) apply; each within an 80 GB card."""

@@ -42,6 +42,7 @@ class Census:
     total: int  # the base model's parameters
     quantizable: int  # in the Linear layers bitsandbytes quantizes (all but the output head)
     quantizable_rows: int  # their output features (8-bit: one fp32 scale per row)
+    experts: int  # in fused MoE experts (3-D parameters): 4-bit under QLoRA with peft.quantize_experts
     adapter: int  # parameters PEFT adds (LoRA A/B, ...)
     saved_copies: int  # trainable copies of modules_to_save
     trainable: int  # what the optimizer updates: adapter + copies, or the whole model
@@ -113,6 +114,7 @@ def count(cfg: FtConfig, model_config, head: str) -> Census:
         total=total,
         quantizable=sum(m.weight.numel() for m in linears),
         quantizable_rows=sum(m.out_features for m in linears),
+        experts=sum(p.numel() for p in model.parameters() if p.dim() == 3),
         adapter=adapter,
         saved_copies=sum(p.numel() for n, p in trainable if "modules_to_save" in n),
         trainable=sum(p.numel() for _, p in trainable),
@@ -145,9 +147,10 @@ def weights(cfg: FtConfig, census: Census, setting: Setting) -> Component:
     extra = (census.adapter + census.saved_copies) * BYTES[trained]
     if cfg.peft.load_in_4bit:
         # prepare_model_for_kbit_training casts what stays unquantized (embeddings, head, norms) to fp32
-        rest = census.total - census.quantizable
-        stored = census.quantizable * NF4_BYTES[cfg.peft.bnb_4bit_use_double_quant] + rest * 4
-        detail = f"{census.quantizable:,} in 4-bit + constants, {rest:,} fp32"
+        four_bit = census.quantizable + (census.experts if cfg.peft.quantize_experts else 0)
+        rest = census.total - four_bit
+        stored = four_bit * NF4_BYTES[cfg.peft.bnb_4bit_use_double_quant] + rest * 4
+        detail = f"{four_bit:,} in 4-bit + constants, {rest:,} fp32"
     elif cfg.peft.load_in_8bit:
         rest = census.total - census.quantizable
         stored = census.quantizable + census.quantizable_rows * 4 + rest * 4
