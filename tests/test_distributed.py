@@ -388,6 +388,25 @@ def test_fsdp2_on_two_cpu_processes_trains_like_one_and_resumes_after_kill_9(tmp
 
 @pytest.mark.slow
 @pytest.mark.distributed
+def test_full_fine_tune_under_fsdp2_trains_like_one_process_and_saves_the_whole_model(tmp_path):
+    """Every weight sharded and trained (a full fine-tune) on 2 processes: the losses of 1 process at the
+    doubled batch, and the saved model, gathered from the shards, gives the sharded model's logits."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rank0, run_dir = _launch_worker(
+        tmp_path, "fsdp", "fsdp-full", "recipe=tiny_full", "training.per_device_train_batch_size=4", env=FSDP_ENV
+    )
+    assert rank0["world_size"] == 2 and rank0["fsdp"]
+    single = _single_process_run(tmp_path, "single", "recipe=tiny_full", "training.per_device_train_batch_size=8")
+    _assert_same_losses(run_dir, single, 1e-5)
+    model = AutoModelForCausalLM.from_pretrained(run_dir).eval()
+    batch = AutoTokenizer.from_pretrained(run_dir)(rank0["prompts"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert (model(**batch).logits - rank0["logits"]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_fsdp_qlora_on_two_cpu_processes_stores_4_bits_in_the_compute_dtype_and_trains_like_one(tmp_path):
     """FSDP shards parameters of one dtype, so under distributed=fsdp_qlora the packed 4-bit weights are
     stored in the compute dtype (float32 here): still half a byte per weight. The 2-process run gives the

@@ -19,7 +19,8 @@ def check_config(cfg: FtConfig) -> None:
             "cannot do: drop the sample prompts, or use distributed=ddp/zero2"
         )
     _check_quantized(cfg)
-    if dist.strategy in FSDP and "lm_head" in (cfg.peft.modules_to_save or []):
+    full_head = cfg.peft.method != "none" and "lm_head" in (cfg.peft.modules_to_save or [])
+    if dist.strategy in FSDP and full_head:
         # TRL computes the loss from lm_head.weight directly (its fused LM head), so FSDP2 never runs the head's
         # hooks, and DTensor.full_tensor() hands each rank its own rows of the gradient instead of the average.
         # Measured on 2 processes: the head's gradient 10% off a single process's, the LoRA gradients exact.
