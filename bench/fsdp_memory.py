@@ -101,9 +101,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for strategy in ("ddp", "fsdp"):
             peak, guess = measured_peak(strategy, Path(tmp)), estimated(strategy)
-            rows.append(
-                f"| {strategy} | {peak:.3f} | {guess['weights']:.2f} / {guess['gradients']:.2f} / {guess['total']:.2f} |"
-            )
+            estimate = " / ".join(f"{guess[part]:.2f}" for part in ("weights", "gradients", "total"))
+            rows.append(f"| {strategy} | {peak:.3f} | {estimate} |")
             print(rows[-1], flush=True)
     if args.out:
         with args.out.open("a") as out:

@@ -3,6 +3,8 @@ the W&B logging option offline."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -64,6 +66,16 @@ def test_throughput_and_memory_are_in_the_trainer_logs(stalled_run):
         assert 0.05 < row["cpu_rss_gb"] <= row["cpu_peak_rss_gb"] + 1e-3
     events = b"".join(p.read_bytes() for p in (run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     assert b"tokens_per_second" in events  # the reporting callbacks saw the numbers too
+
+
+def test_the_peak_memory_of_a_process_is_its_own_not_its_parents():
+    """getrusage's ru_maxrss survives fork and exec: a run started by a 1 GiB parent reported 1 GiB before
+    it held anything. The peak ft reports is the started program's own."""
+    held = bytearray(2**30)
+    held[::4096] = b"\1" * len(range(0, 2**30, 4096))  # resident, page by page
+    child = "from ft.run import hardware; print(hardware.peak_resident_gib())"
+    peak = float(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
+    assert 0 < peak < 0.25, peak
 
 
 def test_wandb_offline_run_is_written(tmp_path):

@@ -307,7 +307,8 @@ def cpu_runtime_gib() -> float:
     import importlib
     import importlib.util
     import io
-    import resource
+
+    from ft.run import hardware
 
     # transformers' Trainer imports DeepSpeed when it is installed (which logs to stdout); ft plots the loss
     optional = [name for name in ("deepspeed", "matplotlib.pyplot") if importlib.util.find_spec(name.split(".")[0])]
@@ -315,4 +316,4 @@ def cpu_runtime_gib() -> float:
         for name in ("torch", "transformers", "datasets", "peft", "accelerate", "trl", *optional):
             importlib.import_module(name)
         from trl import SFTTrainer  # noqa: F401  (trl is lazy: this imports the trainer's modules)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # KiB on Linux
+    return hardware.peak_resident_gib()

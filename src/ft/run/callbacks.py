@@ -167,13 +167,12 @@ def memory_metrics() -> dict:
         peak = torch.cuda.max_memory_allocated() / 2**30
         torch.cuda.reset_peak_memory_stats()
         return {"gpu_peak_memory_gb": round(peak, 3)}
-    import resource
-
     import psutil
 
+    from ft.run import hardware
+
     rss = psutil.Process().memory_info().rss / 2**30
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    return {"cpu_rss_gb": round(rss, 3), "cpu_peak_rss_gb": round(peak_rss, 3)}
+    return {"cpu_rss_gb": round(rss, 3), "cpu_peak_rss_gb": round(hardware.peak_resident_gib(), 3)}
 
 
 def build(cfg, run_dir: Path) -> list[TrainerCallback]:

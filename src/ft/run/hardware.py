@@ -54,3 +54,19 @@ def torch_dtype(model_dtype: str, run_precision: str):
 
 def activation_checkpointing(requested: bool | None, hw: Hardware) -> bool:
     return hw.device == "cuda" if requested is None else requested
+
+
+def peak_resident_gib() -> float:
+    """This process's resident high-water mark. On Linux from /proc/self/status (VmHWM), which belongs to the
+    running program alone: getrusage's ru_maxrss survives fork and exec, so a run started by a large parent
+    (a notebook, a test runner, a sweep) would report at least the parent's size."""
+    import resource
+    import sys
+
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 2**20  # kB
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**30 if sys.platform == "darwin" else peak / 2**20  # bytes on macOS, KiB elsewhere
