@@ -284,13 +284,13 @@ CASES = [
     ),
     Case(
         "images_column",
-        ["data row 3 has an image (the 'images' column)", "train on text only", "drop the 'images' column"],
+        ["data row 3: the 'images' column holds an image", "train on text only", "drop the 'images' column"],
         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _row_3_bad(_chat('user', 'assistant'), IMAGES))}"],
         after_loading=True,
     ),
     Case(
         "llava_file",
-        ["data row 0 has an image (the 'image' column)", "drop the 'image' column", "<image> placeholders"],
+        ["data row 0: the 'image' column holds an image", "drop the 'image' column", "<image> placeholders"],
         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [LLAVA] * 4)}"],
         after_loading=True,
     ),
@@ -302,7 +302,7 @@ CASES = [
     ),
     Case(
         "images_for_dpo",
-        ["data row 3 has an image (the 'images' column)", "train on text only"],
+        ["data row 3: the 'images' column holds an image", "train on text only"],
         ["recipe=tiny_dpo", *QUICK],
         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _row_3_bad(PAIR, IMAGES))}"],
         after_loading=True,

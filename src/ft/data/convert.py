@@ -225,9 +225,11 @@ def check_no_images(dataset) -> None:
             continue
         cells = dataset.data.column(column)  # Arrow's: read up to the first image, none decoded
         row = next((index for index, cell in enumerate(cells) if cell.as_py()), None)
-        holder = f"data row {row} has an image (the '{column}' column)" if row is not None else f"the '{column}' column"
+        found = f"data row {row}: the '{column}' column holds an image"
+        if row is None:
+            found = f"the data has an '{column}' column"
         raise FtError(
-            f"{holder}: {values.TEXT_ONLY}: drop the '{column}' column (and any {IMAGE_PLACEHOLDER} placeholders) "
+            f"{found}: {values.TEXT_ONLY}: drop the '{column}' column (and any {IMAGE_PLACEHOLDER} placeholders) "
             f"to train on the text"
         )
 
