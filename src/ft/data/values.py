@@ -1,7 +1,7 @@
 """The values of one row's fields, as the converters read them: text fields hold text, turns are objects with
-a role and text content, per-turn training flags are 0/1 or true/false. A file gives whatever its writer put
-there (a CSV's numbers, JSON's true, null, nested objects); this is where each becomes what the format
-documents, or a one-line refusal naming the field (ft.data.convert adds the row).
+a role and text content (a string, or typed parts of text), per-turn training flags are 0/1 or true/false. A
+file gives whatever its writer put there (a CSV's numbers, JSON's true, null, nested objects); this is where
+each becomes what the format documents, or a one-line refusal naming the field (ft.data.convert adds the row).
 """
 
 import json
