@@ -50,6 +50,19 @@ PAIR = {"prompt": "What is 1 + 1?", "chosen": "2", "rejected": "3"}  # a good pr
 UNPAIRED = {"prompt": "What is 1 + 1?", "completion": "2", "label": True}  # a good unpaired (KTO) row
 
 
+IMAGES = {"images": ["cat.png"]}  # TRL's vision-language column
+LLAVA = {  # a LLaVA-style row: its image, and where it goes in the conversation
+    "image": "cat.png",
+    "conversations": [{"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A cat."}],
+}
+
+
+def _with_image_part(part: dict) -> dict:
+    """A conversation whose user turn has typed parts (OpenAI's form): `part`, then a question."""
+    question = [part, {"type": "text", "text": "What is this?"}]
+    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "A cat."}]}
+
+
 def _row_3_bad(good: dict, bad: dict) -> list[dict]:
     """Eight copies of `good`, the fourth (row 3) changed by `bad`."""
     return [good] * 3 + [good | bad] + [good] * 4
@@ -252,6 +265,46 @@ CASES = [
         "no_assistant_turn",
         ["row 5", "no assistant turn"],
         setup=lambda tmp, out: _messages_file(tmp, _chat("user")),
+        after_loading=True,
+    ),
+    # images, which the language-model tasks do not train on (vision-language: issue 29)
+    Case(
+        "typed_image_part",
+        ["row 5", "turn 1's 'content' part 1 is of type 'image'", "train on text only", "drop the 'image' parts"],
+        setup=lambda tmp, out: _messages_file(tmp, _with_image_part({"type": "image"})),
+        after_loading=True,
+    ),
+    Case(
+        "image_url_part",
+        ["row 5", "part 1 is of type 'image_url'", "train on text only"],
+        setup=lambda tmp, out: _messages_file(
+            tmp, _with_image_part({"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}})
+        ),
+        after_loading=True,
+    ),
+    Case(
+        "images_column",
+        ["data row 3: the 'images' column holds an image", "train on text only", "drop the 'images' column"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _row_3_bad(_chat('user', 'assistant'), IMAGES))}"],
+        after_loading=True,
+    ),
+    Case(
+        "llava_file",
+        ["data row 0: the 'image' column holds an image", "drop the 'image' column", "<image> placeholders"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [LLAVA] * 4)}"],
+        after_loading=True,
+    ),
+    Case(
+        "image_placeholder_in_sharegpt",
+        ["data row 0: conversations turn 1 has an <image> placeholder", "train on text only", "drop the placeholders"],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, [{'conversations': LLAVA['conversations']}] * 4)}"],
+        after_loading=True,
+    ),
+    Case(
+        "images_for_dpo",
+        ["data row 3: the 'images' column holds an image", "train on text only"],
+        ["recipe=tiny_dpo", *QUICK],
+        setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _row_3_bad(PAIR, IMAGES))}"],
         after_loading=True,
     ),
     Case(

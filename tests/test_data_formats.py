@@ -129,3 +129,44 @@ def test_a_sharegpt_file_trains(tmp_path):
     assert f"ft: data.format=auto: sharegpt (from the columns of {path})" in result.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert "format: sharegpt" in (run_dir / "config.yaml").read_text()  # eval / generate read the concrete format
+
+
+def _typed(content: str) -> list[dict]:
+    """`content` as typed parts (OpenAI's form), split in two text parts where it has a space."""
+    head, space, tail = content.partition(" ")
+    return [{"type": "text", "text": head + space}] + ([{"type": "text", "text": tail}] if tail else [])
+
+
+def test_typed_text_parts_train_on_the_tokens_of_plain_strings(tmp_path):
+    """Contents given as lists of text parts train with the input_ids and trained mask of the same contents as
+    strings, through the functions training tokenizes with (ft data preview's)."""
+    from ft import models
+    from ft.commands import preview
+
+    conversations = [
+        [{"role": "system", "content": "Be brief."}, *TURNS],
+        [*TURNS, {"role": "user", "content": "And 4 + 4?"}, {"role": "assistant", "content": "It is 8"}],
+    ]
+    typed = [[{**turn, "content": _typed(turn["content"])} for turn in turns] for turns in conversations]
+    converted, encoded = [], []
+    for name, rows in (("plain", conversations), ("typed", typed)):
+        path = write_jsonl(tmp_path / f"{name}.jsonl", [{"messages": turns} for turns in rows])
+        cfg = detect.resolved(config.compose([f"data.source={path}", "data.eval_size=0"]))
+        train, _ = data.load(cfg.data)
+        converted.append(train.to_list())
+        encoded.append(preview.examples(cfg, models.load_tokenizer(cfg.model), train)[0])
+    assert typed[1][3]["content"] == [{"type": "text", "text": "It "}, {"type": "text", "text": "is 8"}]
+    assert converted[0] == converted[1] == [{"messages": turns} for turns in conversations]
+    assert encoded[0] == encoded[1]
+    assert all(1 in mask and 0 in mask for _, mask in encoded[1])
+
+
+def test_typed_text_parts_of_preference_pairs_read_as_strings(tmp_path):
+    plain = {"prompt": TURNS[:1], "chosen": [TURNS[1]], "rejected": [{"role": "assistant", "content": "6 or so"}]}
+    typed = {name: [{**turn, "content": _typed(turn["content"])} for turn in turns] for name, turns in plain.items()}
+    rows = []
+    for name, row in (("plain", plain), ("typed", typed)):
+        (tmp_path / name).mkdir()
+        cfg = detect.resolved(compose(tmp_path / name, [row] * 3, "task=dpo"))
+        rows.append(data.load(cfg.data, "dpo")[0][0])
+    assert rows[0] == rows[1] == plain

@@ -51,6 +51,10 @@ def test_json_numbers_and_booleans_become_text_as_json_writes_them(tmp_path):
             "messages turn 1's 'content' is null",
         ),
         ({"messages": [{"content": "hi"}, {"role": "assistant", "content": "a"}]}, "messages turn 1 has no 'role'"),
+        (
+            {"messages": [{"role": "user", "content": ["hi"]}, {"role": "assistant", "content": "a"}]},
+            "messages turn 1's 'content' part 1 is \"hi\", not a typed part",
+        ),
         ({"messages": ["hi", "there"]}, 'messages turn 1 is "hi", not an object'),
         ({"messages": "hi"}, "'messages' is \"hi\", not a list of turns"),
         (

@@ -9,6 +9,8 @@ from ft.data.sources import load_raw
 from ft.errors import FtError
 
 ROLES = ("system", "user", "assistant")
+IMAGE_COLUMNS = ("image", "images")  # where vision-language data (LLaVA, TRL's) keeps a row's images
+IMAGE_PLACEHOLDER = "<image>"  # where LLaVA-style (ShareGPT) turns put an image
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -46,8 +48,13 @@ def _turns(row, column: str, role_key: str, content_key: str, extras=frozenset()
         content = turn.get(content_key)
         out = {
             "role": role,
-            "content": "" if calls and content is None else values.text(content, f"{where}'s '{content_key}'"),
+            "content": "" if calls and content is None else values.content(content, f"{where}'s '{content_key}'"),
         }
+        if role_names is not None and IMAGE_PLACEHOLDER in out["content"]:  # ShareGPT turns: LLaVA's form
+            raise FtError(
+                f"{where} has an {IMAGE_PLACEHOLDER} placeholder (LLaVA-style data): {values.TEXT_ONLY}, and the "
+                f"model would learn it as text: drop the placeholders (and the images) to train on the text"
+            )
         if "train" in extras:
             own = values.flag(turn, where)
             if own and role != "assistant":
@@ -210,6 +217,23 @@ def _check_conversation(messages: list[dict], system_prompt: str | None) -> list
     return messages
 
 
+def check_no_images(dataset) -> None:
+    """Data with an image / images column is refused before any row is converted, naming the first row with an
+    image."""
+    for column in IMAGE_COLUMNS:
+        if column not in dataset.column_names:
+            continue
+        cells = dataset.data.column(column)  # Arrow's: read up to the first image, none decoded
+        row = next((index for index, cell in enumerate(cells) if cell.as_py()), None)
+        found = f"data row {row}: the '{column}' column holds an image"
+        if row is None:
+            found = f"the data has an '{column}' column"
+        raise FtError(
+            f"{found}: {values.TEXT_ONLY}: drop the '{column}' column (and any {IMAGE_PLACEHOLDER} placeholders) "
+            f"to train on the text"
+        )
+
+
 def to_trl_form(dataset, cfg: DataConfig):
     """Rename mapped columns, check the format's fields are present, convert every row."""
     mapping = {src: ft_name for ft_name, src in cfg.columns.items() if src != ft_name}
@@ -225,6 +249,7 @@ def to_trl_form(dataset, cfg: DataConfig):
             f"data.format={cfg.format} needs column(s) {missing}; the data has {dataset.column_names}: "
             f"map them with data.columns, e.g. +data.columns.{missing[0]}=<column>"
         )
+    check_no_images(dataset)
     convert = CONVERTERS[cfg.format]
     extras = turn_extras(dataset, cfg)
     if extras:

@@ -93,7 +93,7 @@ def _turns(value, default_role: str, name: str) -> list[dict]:
     for index, turn in enumerate(values.turn_list(value, name)):
         where = f"{name} turn {index + 1}"
         role = values.text(values.field(turn, "role", where), f"{where}'s 'role'")
-        turns.append({"role": role, "content": values.text(turn.get("content"), f"{where}'s 'content'")})
+        turns.append({"role": role, "content": values.content(turn.get("content"), f"{where}'s 'content'")})
     return turns
 
 

@@ -1,7 +1,7 @@
 """The values of one row's fields, as the converters read them: text fields hold text, turns are objects with
-a role and text content, per-turn training flags are 0/1 or true/false. A file gives whatever its writer put
-there (a CSV's numbers, JSON's true, null, nested objects); this is where each becomes what the format
-documents, or a one-line refusal naming the field (ft.data.convert adds the row).
+a role and text content (a string, or typed parts of text), per-turn training flags are 0/1 or true/false. A
+file gives whatever its writer put there (a CSV's numbers, JSON's true, null, nested objects); this is where
+each becomes what the format documents, or a one-line refusal naming the field (ft.data.convert adds the row).
 """
 
 import json
@@ -9,6 +9,7 @@ import json
 from ft.errors import FtError
 
 FLAGS = ("train", "weight")  # a turn's (or a row's default) say on whether assistant turns carry loss
+TEXT_ONLY = "ft's language-model tasks train on text only"  # why image data is refused (vision-language: issue 29)
 
 
 def _shown(value) -> str:
@@ -27,6 +28,28 @@ def text(value, where: str) -> str:
         raise FtError(f'{where} is null: give it text ("" if it is meant to be empty)')
     kind = "a list" if isinstance(value, (list, tuple)) else "an object" if isinstance(value, dict) else "not text"
     raise FtError(f"{where} is {kind} ({_shown(value)}), not text")
+
+
+def content(value, where: str) -> str:
+    """A turn's content: text (as `text` reads it), or a list of typed parts of text, OpenAI's and transformers'
+    form (`[{"type": "text", "text": ...}, ...]`), joined with nothing between them, as the chat templates of text
+    models join them (Qwen3.5, GLM-4): so they train on the tokens of the same content given as one string.
+    A part of another type (an image, audio) is refused."""
+    if not isinstance(value, (list, tuple)):
+        return text(value, where)
+    texts = []
+    for index, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(text(part.get("text"), f"{where} part {index + 1}'s 'text'"))
+        elif isinstance(kind, str):
+            raise FtError(
+                f"{where} part {index + 1} is of type '{kind}', not text: {TEXT_ONLY}: drop the '{kind}' parts "
+                f"from the data to train on its text"
+            )
+        else:
+            raise FtError(f'{where} part {index + 1} is {_shown(part)}, not a typed part ({{"type": "text", ...}})')
+    return "".join(texts)
 
 
 def turn_list(value, name: str) -> list[dict]:
