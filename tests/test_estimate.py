@@ -21,7 +21,8 @@ SHAPE = [
     "model.tiny.num_key_value_heads=4",
     "model.tiny.vocab_size=4096",
 ]
-# 2 steps (the peak is the second: activations and gradients beside the optimizer state the first created) of 8 packed rows of exactly 128 tokens (the batch the estimate counts), nothing else run
+# 2 steps of 8 packed rows of exactly 128 tokens (the batch the estimate counts), nothing else run: the peak
+# is the second step's, with activations and gradients beside the optimizer state the first step created
 STEPS = [
     "training.max_steps=2",
     "training.per_device_train_batch_size=8",
