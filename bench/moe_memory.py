@@ -2,7 +2,7 @@
 peft.quantize_experts=false (bitsandbytes alone: experts in bf16) and true (ft's 4-bit experts), and the
 time of a training forward + backward through the base both ways.
 
-    PYTHONPATH=src python bench/moe_memory.py
+    python bench/moe_memory.py
 
 Shapes: ft's tiny qwen3_moe and mixtral (model.tiny defaults: hidden 256, 4 layers, 4 experts of width
 344), and a larger Qwen3-MoE shape (hidden 512, 4 layers, 16 experts of width 1024) built from config.
