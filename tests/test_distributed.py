@@ -430,6 +430,18 @@ def test_fsdp_qlora_on_two_cpu_processes_stores_4_bits_in_the_compute_dtype_and_
     assert (logits - rank0["logits"]).abs().max().item() <= 1e-5
 
 
+def _run_nodes(commands: list[list[str]], env=None) -> str:
+    """One command per "node" (machine rank), all at once on this machine; returns machine 0's output."""
+    nodes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for command in commands
+    ]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, stderr) in zip(nodes, outputs):
+        assert node.returncode == 0, stderr[-3000:]
+    return outputs[0][0]
+
+
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_dpo_under_fsdp_on_two_nodes_on_localhost(tmp_path, tiny_model_path):
@@ -439,19 +451,7 @@ def test_dpo_under_fsdp_on_two_nodes_on_localhost(tmp_path, tiny_model_path):
     port, name = free_port(), "dpo-two-nodes"
     run = ["recipe=tiny_dpo", *SMALL, NO_FULL_HEAD, f"training.output_dir={tmp_path}", f"training.run_name={name}"]
     command = _launch_command(tmp_path, "fsdp", WORKER, str(tmp_path / "rank0.pt"), *run, machines=2, port=port)
-    nodes = [
-        subprocess.Popen(
-            [*command[:5], "--machine_rank", str(rank), *command[5:]],  # after --config_file FILE
-            env=FSDP_ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (0, 1)
-    ]
-    outputs = [node.communicate(timeout=600) for node in nodes]
-    for node, (_, stderr) in zip(nodes, outputs):
-        assert node.returncode == 0, stderr[-3000:]
+    _run_nodes([[*command[:5], "--machine_rank", str(rank), *command[5:]] for rank in (0, 1)], env=FSDP_ENV)
     rank0 = torch.load(tmp_path / "rank0.pt")
     assert rank0["world_size"] == 2 and rank0["fsdp"]
     assert "TRL's DPOTrainer" in (tmp_path / name / "README.md").read_text()
@@ -471,18 +471,9 @@ def test_two_nodes_on_localhost_train_together(tmp_path):
         f"training.output_dir={tmp_path}",
         "training.run_name=two-nodes",
     ]
-    nodes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "ft", "train", *common, f"distributed.machine_rank={rank}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (0, 1)
-    ]
-    outputs = [node.communicate(timeout=600) for node in nodes]
-    for node, (_, stderr) in zip(nodes, outputs):
-        assert node.returncode == 0, stderr[-3000:]
-    assert "world size 2" in outputs[0][0]
-    assert "identical on every rank" in outputs[0][0]
+    rank0_output = _run_nodes(
+        [[sys.executable, "-m", "ft", "train", *common, f"distributed.machine_rank={rank}"] for rank in (0, 1)]
+    )
+    assert "world size 2" in rank0_output
+    assert "identical on every rank" in rank0_output
     assert (tmp_path / "two-nodes" / "adapter_model.safetensors").is_file()
