@@ -227,7 +227,7 @@ def test_ddp_equals_single_process_with_doubled_batch(tmp_path):
     assert max(abs(a - b) for a, b in zip(ddp_losses, single_losses)) <= 1e-5, (ddp_losses, single_losses)
 
 
-def _launch_command(tmp_path, strategy, script, *args, machines: int = 1, port: int | None = None) -> list[str]:
+def _launch_command(tmp_path, strategy, script, *args, machines: int = 1) -> list[str]:
     """`accelerate launch` of a script on 2 processes (on `machines` nodes) with ft's accelerate config."""
     companions = ["peft.modules_to_save=null"] if strategy in distributed.FSDP else []  # FSDP refuses a full lm_head
     companions += ["peft=qlora"] if strategy == "fsdp_qlora" else []
@@ -236,7 +236,7 @@ def _launch_command(tmp_path, strategy, script, *args, machines: int = 1, port: 
             f"distributed={strategy}",
             f"distributed.num_processes={2 // machines}",
             f"distributed.num_machines={machines}",
-            f"distributed.main_process_port={port or free_port()}",
+            f"distributed.main_process_port={free_port()}",
             *companions,
         ]
     )
@@ -448,9 +448,9 @@ def test_dpo_under_fsdp_on_two_nodes_on_localhost(tmp_path, tiny_model_path):
     """Two "nodes" of one process each (two accelerate launches with machine ranks 0 and 1, one rendezvous
     on localhost), sharded by FSDP, training DPO: the second task through ft's FSDP path, and a multi-node
     FSDP launch. The adapter reloads to the sharded model's logits."""
-    port, name = free_port(), "dpo-two-nodes"
+    name = "dpo-two-nodes"
     run = ["recipe=tiny_dpo", *SMALL, NO_FULL_HEAD, f"training.output_dir={tmp_path}", f"training.run_name={name}"]
-    command = _launch_command(tmp_path, "fsdp", WORKER, str(tmp_path / "rank0.pt"), *run, machines=2, port=port)
+    command = _launch_command(tmp_path, "fsdp", WORKER, str(tmp_path / "rank0.pt"), *run, machines=2)
     _run_nodes([[*command[:5], "--machine_rank", str(rank), *command[5:]] for rank in (0, 1)], env=FSDP_ENV)
     rank0 = torch.load(tmp_path / "rank0.pt")
     assert rank0["world_size"] == 2 and rank0["fsdp"]
