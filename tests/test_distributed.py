@@ -317,6 +317,7 @@ def test_zero3_saves_a_full_adapter_that_reloads(tmp_path, tiny_model_path):
 
 FSDP_ON_CPU = Path(__file__).with_name("fsdp_on_cpu")  # the test-only shim: see its sitecustomize.py
 FSDP_ENV = os.environ | {"FT_TEST_FSDP_ON_CPU": "1", "PYTHONPATH": os.pathsep.join([str(FSDP_ON_CPU), *sys.path])}
+ADAPTER = "adapter_model.safetensors"
 NO_FULL_HEAD = "peft.modules_to_save=null"  # the default recipe trains lm_head in full, which FSDP refuses
 
 
@@ -332,6 +333,33 @@ def _assert_same_losses(run_dir, reference_dir, tolerance):
     losses, reference = step_losses(run_dir), step_losses(reference_dir)
     assert len(losses) == len(reference) == 4
     assert max(abs(a - b) for a, b in zip(losses, reference)) <= tolerance, (losses, reference)
+
+
+def _assert_kill_9_after_checkpoint_2_resumes_to(run_dir, tmp_path, strategy, *overrides):
+    """The run of `overrides` launched again, every process killed with SIGKILL once its sharded checkpoint-2 is
+    complete, then launched once more: it resumes and ends with the losses and adapter of `run_dir`, the same
+    run uninterrupted."""
+    from safetensors.torch import load_file
+
+    overrides = [*SMALL, *overrides, f"training.output_dir={tmp_path}", f"training.run_name={strategy}-killed"]
+    command = _launch_command(tmp_path, strategy, WORKER, str(tmp_path / "killed.pt"), *overrides)
+    killed, log_file = tmp_path / f"{strategy}-killed", tmp_path / f"{strategy}-killed.log"
+    with open(log_file, "w") as log:
+        launch = subprocess.Popen(command, env=FSDP_ENV, stdout=log, stderr=subprocess.STDOUT)
+        while resume.incomplete_reason(killed / "checkpoint-2") is not None:
+            assert launch.poll() is None, log_file.read_text()[-3000:]
+            time.sleep(0.005)
+        # the launcher and both ranks (torch's elastic agent starts the ranks in sessions of their own)
+        processes = [psutil.Process(launch.pid), *psutil.Process(launch.pid).children(recursive=True)]
+        for process in processes:
+            process.send_signal(signal.SIGKILL)
+        psutil.wait_procs(processes, timeout=30)
+    assert not (killed / "adapter_model.safetensors").exists(), "the run finished before the kill"
+    resumed = _accelerate_launch(tmp_path, strategy, WORKER, str(tmp_path / "resumed.pt"), *overrides, env=FSDP_ENV)
+    assert f"ft: resuming from {killed / 'checkpoint-'}" in resumed.stdout, resumed.stdout[-3000:]
+    _assert_same_losses(killed, run_dir, 1e-6)
+    ended, uninterrupted = load_file(killed / ADAPTER), load_file(run_dir / ADAPTER)
+    assert max((ended[k] - uninterrupted[k]).abs().max().item() for k in uninterrupted) <= 1e-6
 
 
 @pytest.mark.slow
@@ -360,30 +388,7 @@ def test_fsdp2_on_two_cpu_processes_trains_like_one_and_resumes_after_kill_9(tmp
         run_dir, _single_process_run(tmp_path, "single", NO_FULL_HEAD, "training.per_device_train_batch_size=8"), 1e-5
     )
 
-    overrides = [*SMALL, *checkpointed, f"training.output_dir={tmp_path}", "training.run_name=killed"]
-    command = _launch_command(tmp_path, "fsdp", WORKER, str(tmp_path / "killed.pt"), *overrides)
-    killed = tmp_path / "killed"
-    with open(tmp_path / "killed.log", "w") as log:
-        launch = subprocess.Popen(command, env=FSDP_ENV, stdout=log, stderr=subprocess.STDOUT)
-        while resume.incomplete_reason(killed / "checkpoint-2") is not None:
-            assert launch.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-            time.sleep(0.005)
-        # the launcher and both ranks (torch's elastic agent starts the ranks in sessions of their own)
-        processes = [psutil.Process(launch.pid), *psutil.Process(launch.pid).children(recursive=True)]
-        for process in processes:
-            process.send_signal(signal.SIGKILL)
-        psutil.wait_procs(processes, timeout=30)
-    assert not (killed / "adapter_model.safetensors").exists(), "the run finished before the kill"
-    resumed = _accelerate_launch(tmp_path, "fsdp", WORKER, str(tmp_path / "resumed.pt"), *overrides, env=FSDP_ENV)
-    assert f"ft: resuming from {killed / 'checkpoint-'}" in resumed.stdout, resumed.stdout[-3000:]
-    _assert_same_losses(killed, run_dir, 1e-6)
-    from safetensors.torch import load_file
-
-    ended, uninterrupted = (
-        load_file(killed / "adapter_model.safetensors"),
-        load_file(run_dir / "adapter_model.safetensors"),
-    )
-    assert max((ended[k] - uninterrupted[k]).abs().max().item() for k in uninterrupted) <= 1e-6
+    _assert_kill_9_after_checkpoint_2_resumes_to(run_dir, tmp_path, "fsdp", *checkpointed)
 
 
 @pytest.mark.slow
@@ -410,24 +415,29 @@ def test_full_fine_tune_under_fsdp2_trains_like_one_process_and_saves_the_whole_
 def test_fsdp_qlora_on_two_cpu_processes_stores_4_bits_in_the_compute_dtype_and_trains_like_one(tmp_path):
     """FSDP shards parameters of one dtype, so under distributed=fsdp_qlora the packed 4-bit weights are
     stored in the compute dtype (float32 here): still half a byte per weight. The 2-process run gives the
-    per-step losses of 1 process at the doubled batch, and its adapter, reloaded on the 4-bit base as
-    `ft generate` loads it, gives the sharded model's logits."""
+    per-step losses of 1 process at the doubled batch; its adapter, reloaded on the 4-bit base as
+    `ft generate` loads it, gives the sharded model's logits and a DDP run's; and a kill -9 after
+    checkpoint-2 resumes to the uninterrupted run."""
     from ft.finish import loading
 
-    run = ["peft=qlora", NO_FULL_HEAD]
-    rank0, run_dir = _launch_worker(
-        tmp_path, "fsdp_qlora", "fsdp-qlora", *run, "training.per_device_train_batch_size=4", env=FSDP_ENV
-    )
+    run = ["peft=qlora", NO_FULL_HEAD, "training.per_device_train_batch_size=4"]
+    checkpointed = [*run, "training.save_strategy=steps", "training.save_steps=1"]
+    rank0, run_dir = _launch_worker(tmp_path, "fsdp_qlora", "fsdp-qlora", *checkpointed, env=FSDP_ENV)
     assert rank0["world_size"] == 2 and rank0["fsdp"]
     assert rank0["4bit_storage_dtypes"] == {"torch.float32"} and rank0["bytes_per_4bit_weight"] == 0.5
-    _assert_same_losses(
-        run_dir, _single_process_run(tmp_path, "single", *run, "training.per_device_train_batch_size=8"), 1e-5
+    single = _single_process_run(
+        tmp_path, "single", "peft=qlora", NO_FULL_HEAD, "training.per_device_train_batch_size=8"
     )
+    _assert_same_losses(run_dir, single, 1e-5)
+    ddp, _ = _launch_worker(tmp_path, "ddp", "ddp-qlora", *run)
+    assert ddp["4bit_storage_dtypes"] == {"torch.uint8"}  # without FSDP, bitsandbytes' own storage
     reloaded = loading.load_model(run_dir, loading.load_config(run_dir), device_map=None)
     batch = loading.load_tokenizer(run_dir)(rank0["prompts"], return_tensors="pt", padding=True)
     with torch.no_grad():
         logits = reloaded(**batch).logits
     assert (logits - rank0["logits"]).abs().max().item() <= 1e-5
+    assert (logits - ddp["logits"]).abs().max().item() <= 1e-5
+    _assert_kill_9_after_checkpoint_2_resumes_to(run_dir, tmp_path, "fsdp_qlora", *checkpointed)
 
 
 def _run_nodes(commands: list[list[str]], env=None) -> str:
