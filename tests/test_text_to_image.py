@@ -166,6 +166,16 @@ def test_real_recipes_validate_without_loading(recipe, expected):
         assert getattr(node, name) == value, key
 
 
+def test_an_fsdp_launch_of_the_users_own_is_refused_before_training(monkeypatch):
+    """Tried on 2 CPU processes through the FSDP test shim: the loop trained, then failed to save a LoRA of
+    sharded weights (a traceback after the whole run). Now refused at the start, in every process."""
+    from ft.errors import FtError
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # as accelerate launch sets it from an FSDP config
+    with pytest.raises(FtError, match="task=text_to_image under FSDP"):
+        config.compose(["recipe=tiny_sd_lora"])
+
+
 @pytest.mark.slow
 def test_generate_writes_a_png_with_the_runs_lora(sd_run, tmp_path):
     from PIL import Image

@@ -6,6 +6,7 @@ from pathlib import Path
 from ft.config.schema import TINY_MODEL
 from ft.errors import FtError
 from ft.models import adapters
+from ft.run.distributed import fsdp_launched
 from ft.tasks.text_to_image.schema import UNET_ATTENTION
 
 OPTIMIZERS = ["adamw_torch", "adamw_torch_fused", "adamw_bnb_8bit", "adamw_8bit"]  # the loop's optimizers
@@ -48,6 +49,11 @@ def check_config(cfg) -> None:
         )
     if cfg.distributed.strategy not in STRATEGIES:
         raise FtError(f"distributed={cfg.distributed.strategy}: task=text_to_image runs single or ddp")
+    if fsdp_launched():  # an accelerate FSDP config of the user's own: the loop would train, then fail to save
+        raise FtError(
+            "task=text_to_image under FSDP (accelerate launched it): its loop saves and renders samples on rank 0 "
+            "alone, which sharded weights cannot do: launch with distributed=ddp, or without an FSDP config"
+        )
     if cfg.model.adapter:
         raise FtError("model.adapter is for language-model tasks: task=text_to_image starts a new LoRA")
     if cfg.callbacks.sample_prompts:
