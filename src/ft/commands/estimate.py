@@ -90,17 +90,17 @@ def estimate(cfg: FtConfig, options: EstimateOptions) -> str:
         checkpointing=hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw),
         world_size=world_size(cfg, hw),
     )
-    runtime = memory.runtime(hw.device)  # first: on a CPU it measures this process before the model is built
+    runtime_row = runtime(hw.device)  # first: on a CPU it measures this process before the model is built
     config = model_config(cfg)
     census = memory.count(cfg, config, head)
     rows = memory.components(cfg, config, census, setting, head)
     model_total = sum(row.gib for row in rows)
-    total = model_total + runtime.gib
+    total = model_total + runtime_row.gib
     lines = [
         f"ft: estimated memory per device (an estimate: docs/memory.md) for {cfg.recipe or 'the default recipe'}: "
         f"{cfg.model.name_or_path} ({census.total:,} parameters), {method(cfg)}, {setting.precision} on "
         f"{hw.device}, distributed={cfg.distributed.strategy}",
-        *table([*rows, memory.Component("model total", model_total, ""), runtime], total),
+        *table([*rows, memory.Component("model total", model_total, ""), runtime_row], total),
     ]
     if options.gpu_memory_gb is not None:
         lines.append(verdict(total, options.gpu_memory_gb))
@@ -123,3 +123,31 @@ def table(rows: list[memory.Component], total: float) -> list[str]:
     lines = [f"  {'component':<{width}}  {'GiB':>6}  how"]
     lines += [f"  {row.name:<{width}}  {row.gib:>6.2f}  {row.detail}".rstrip() for row in rows]
     return [*lines, f"  {'total':<{width}}  {total:>6.2f}"]
+
+
+def runtime(device: str) -> memory.Component:
+    """What the process holds besides the model's memory: on a CPU measured here, on a GPU the CUDA context."""
+    if device == "cpu":
+        return memory.Component(
+            "runtime", cpu_runtime_gib(), "Python, torch and libraries: resident after importing them"
+        )
+    return memory.Component(
+        "CUDA context", memory.CUDA_CONTEXT_GIB, "outside torch's allocator (max_memory_allocated); varies"
+    )
+
+
+def cpu_runtime_gib() -> float:
+    """The resident memory of a process that has imported what a training run imports, before its model and
+    data: measured in this process (so call it before anything big is allocated here)."""
+    import contextlib
+    import importlib
+    import importlib.util
+    import io
+
+    # transformers' Trainer imports DeepSpeed when it is installed (which logs to stdout); ft plots the loss
+    optional = [name for name in ("deepspeed", "matplotlib.pyplot") if importlib.util.find_spec(name.split(".")[0])]
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name in ("torch", "transformers", "datasets", "peft", "accelerate", "trl", *optional):
+            importlib.import_module(name)
+        from trl import SFTTrainer  # noqa: F401  (trl is lazy: this imports the trainer's modules)
+    return hardware.peak_resident_gib()

@@ -291,29 +291,3 @@ def components(cfg: FtConfig, model_config, census: Census, setting: Setting, he
     if setting.device == "cpu":
         rows.append(mapped_checkpoint(cfg, model_config, census, setting))
     return rows
-
-
-def runtime(device: str) -> Component:
-    """What the process holds besides the model's memory: on a CPU measured here, on a GPU the CUDA context."""
-    if device == "cpu":
-        return Component("runtime", cpu_runtime_gib(), "Python, torch and libraries: resident after importing them")
-    return Component("CUDA context", CUDA_CONTEXT_GIB, "outside torch's allocator (max_memory_allocated); varies")
-
-
-def cpu_runtime_gib() -> float:
-    """The resident memory of a process that has imported what a training run imports, before its model and
-    data: measured in this process (so call it before anything big is allocated here)."""
-    import contextlib
-    import importlib
-    import importlib.util
-    import io
-
-    from ft.run import hardware
-
-    # transformers' Trainer imports DeepSpeed when it is installed (which logs to stdout); ft plots the loss
-    optional = [name for name in ("deepspeed", "matplotlib.pyplot") if importlib.util.find_spec(name.split(".")[0])]
-    with contextlib.redirect_stdout(io.StringIO()):
-        for name in ("torch", "transformers", "datasets", "peft", "accelerate", "trl", *optional):
-            importlib.import_module(name)
-        from trl import SFTTrainer  # noqa: F401  (trl is lazy: this imports the trainer's modules)
-    return hardware.peak_resident_gib()
