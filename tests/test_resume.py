@@ -190,6 +190,16 @@ def test_incomplete_checkpoints_are_detected(tmp_path):
     assert resume.incomplete_reason(sharded) is None
     assert resume.last_complete_checkpoint(tmp_path) == sharded
 
+    # 2 processes: rank 0 wrote trainer_state.json while rank 1 had not written its RNG state yet (found by a
+    # kill -9 under FSDP: rng_state_1.pth was empty; the resumed rank 1 failed to load it)
+    (sharded / resume.SHARDED_WEIGHTS / "__1_0.distcp").write_bytes(b"shard")
+    torch.save({"cpu": torch.get_rng_state()}, sharded / "rng_state_0.pth")
+    assert "RNG states of 1 of 2 processes" in resume.incomplete_reason(sharded)
+    (sharded / "rng_state_1.pth").write_bytes(b"")
+    assert "rng_state_1.pth is truncated" in resume.incomplete_reason(sharded)
+    torch.save({"cpu": torch.get_rng_state()}, sharded / "rng_state_1.pth")
+    assert resume.incomplete_reason(sharded) is None
+
 
 def test_config_differences_ignore_where_and_whether_to_resume():
     old = "training:\n  learning_rate: 0.001\n  run_name: null\n  resume: auto\npeft:\n  r: 8\n"

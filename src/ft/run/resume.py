@@ -6,8 +6,10 @@ RNG states, data position and step. A run dir made by a different config, a fini
 directory ft did not make is never overwritten unless `training.overwrite=true` says so.
 
 transformers writes a checkpoint in place (no temp name + rename) and writes trainer_state.json
-last, so a checkpoint cut short by a crash lacks it; truncated weight or optimizer files are caught
-by their headers. Such checkpoints are skipped with a warning.
+last, so a checkpoint cut short by a crash lacks it; truncated weight, optimizer and RNG files are
+caught by their headers (on several processes, rank 0's trainer_state.json does not wait for the other
+ranks' RNG files: a kill -9 once left an empty rng_state_1.pth beside it). Such checkpoints are skipped
+with a warning.
 """
 
 import json
@@ -23,7 +25,10 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 WEIGHTS = (rundir.ADAPTER_WEIGHTS, "model.safetensors", "model.safetensors.index.json", rundir.LORA_WEIGHTS)
 # FSDP's sharded checkpoints: torch.distributed.checkpoint folders, whose .metadata is written last
 SHARDED_WEIGHTS, SHARDED_OPTIMIZER = "pytorch_model_fsdp_0", "optimizer_0"
-TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "optimizer.bin", "scheduler.bin")  # torch.save zips
+TORCH_FILES = ("optimizer.pt", "scheduler.pt", "optimizer.bin", "scheduler.bin")  # torch.save zips
+# The Trainer's RNG states, one per process (rng_state_<rank>.pth) or rng_state.pth: each process writes its own,
+# so rank 0's trainer_state.json can be on disk while another rank's file is still empty
+RNG_STATES = "rng_state*.pth"
 # Keys that may change between the runs of one run dir: how to find it and whether to resume.
 NOT_COMPARED = ("training.resume", "training.overwrite", "training.run_name", "training.output_dir")
 
@@ -60,9 +65,12 @@ def incomplete_reason(checkpoint: Path) -> str | None:
         and not list(checkpoint.glob("global_step*"))
     ):
         return "no optimizer.pt"
-    for name in TORCH_FILES:
-        if (checkpoint / name).is_file() and not zipfile.is_zipfile(checkpoint / name):
-            return f"{name} is truncated or corrupt"
+    for path in [checkpoint / name for name in TORCH_FILES] + sorted(checkpoint.glob(RNG_STATES)):
+        if path.is_file() and not zipfile.is_zipfile(path):
+            return f"{path.name} is truncated or corrupt"
+    shards = len(list((checkpoint / SHARDED_WEIGHTS).glob("*.distcp")))  # one per process
+    if shards > 1 and len(list(checkpoint.glob(RNG_STATES))) < shards:
+        return f"RNG states of {len(list(checkpoint.glob(RNG_STATES)))} of {shards} processes: its save was interrupted"
     return None
 
 
