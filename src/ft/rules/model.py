@@ -3,7 +3,7 @@
 from ft.config.schema import PeftConfig
 from ft.errors import FtError
 from ft.models.adapters import fused_experts, linear_module_names
-from ft.run.distributed import FSDP, fsdp_launched
+from ft.run.distributed import sharded_by_fsdp
 
 
 def check_architecture(cfg: PeftConfig, model_config, name: str) -> None:
@@ -70,7 +70,7 @@ def check_quantized_experts(cfg, model) -> None:
     """ft's 4-bit experts (ft.models.experts) hold no storage of their own for FSDP to shard: refused
     under FSDP (DDP and DeepSpeed ZeRO-2 train with them: tested on 2 CPU processes)."""
     peft, strategy = cfg.peft, cfg.distributed.strategy
-    if (strategy in FSDP or fsdp_launched()) and peft.load_in_4bit and peft.quantize_experts and fused_experts(model):
+    if sharded_by_fsdp(cfg) and peft.load_in_4bit and peft.quantize_experts and fused_experts(model):
         raise FtError(
             f"peft.quantize_experts=true: FSDP cannot shard ft's 4-bit MoE experts (distributed={strategy}): set "
             f"peft.quantize_experts=false (experts in full precision), or use distributed=ddp or zero2"

@@ -30,6 +30,11 @@ def fsdp_launched() -> bool:
     return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
 
 
+def sharded_by_fsdp(cfg: FtConfig) -> bool:
+    """FSDP shards this run: ft's distributed=fsdp/fsdp_qlora, or an accelerate FSDP config of the user's own."""
+    return cfg.distributed.strategy in FSDP or fsdp_launched()
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 

@@ -65,12 +65,13 @@ def incomplete_reason(checkpoint: Path) -> str | None:
         and not list(checkpoint.glob("global_step*"))
     ):
         return "no optimizer.pt"
-    for path in [checkpoint / name for name in TORCH_FILES] + sorted(checkpoint.glob(RNG_STATES)):
+    rng_states = sorted(checkpoint.glob(RNG_STATES))
+    for path in [checkpoint / name for name in TORCH_FILES] + rng_states:
         if path.is_file() and not zipfile.is_zipfile(path):
             return f"{path.name} is truncated or corrupt"
     shards = len(list((checkpoint / SHARDED_WEIGHTS).glob("*.distcp")))  # one per process
-    if shards > 1 and len(list(checkpoint.glob(RNG_STATES))) < shards:
-        return f"RNG states of {len(list(checkpoint.glob(RNG_STATES)))} of {shards} processes: its save was interrupted"
+    if shards > 1 and len(rng_states) < shards:
+        return f"RNG states of {len(rng_states)} of {shards} processes: its save was interrupted"
     return None
 
 

@@ -50,9 +50,7 @@ def base_model(cfg, hw: hardware.Hardware, num_labels: int | None = None) -> Bas
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
     model_config = models.load_config(cfg.model)
     rules.check_model_config(cfg, model_config)
-    # FSDP through ft's config or an accelerate config of the user's own: 4-bit weights stored in the compute dtype
-    fsdp = cfg.distributed.strategy in distributed.FSDP or distributed.fsdp_launched()
-    quantization = models.quantization_config(cfg.peft, dtype, fsdp=fsdp)
+    quantization = models.quantization_config(cfg.peft, dtype, fsdp=distributed.sharded_by_fsdp(cfg))
     # on every rank at once: ZeRO-3 loading is collective
     if num_labels is not None:  # the new head is initialized at random: the same head for the same seed
         from transformers import set_seed
