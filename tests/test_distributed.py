@@ -136,6 +136,13 @@ def test_fsdp_qlora_stores_4bit_weights_in_the_compute_dtype():
     assert models.quantization_config(cfg.peft, torch.bfloat16).bnb_4bit_quant_storage == torch.uint8
 
 
+def test_a_fully_trained_lm_head_is_refused_under_an_fsdp_launch_of_the_users_own(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # as accelerate launch sets it from an FSDP config
+    with pytest.raises(FtError, match="cannot train lm_head in full"):
+        distributed_rules.check_engine(config.compose([]))  # the default recipe trains lm_head in full
+    distributed_rules.check_engine(config.compose(["peft.modules_to_save=null"]))
+
+
 def test_machine_rank_must_fit():
     with pytest.raises(FtError, match="machine_rank=2"):
         config.compose(["distributed.num_machines=2", "distributed.machine_rank=2"])

@@ -19,15 +19,19 @@ def check_config(cfg: FtConfig) -> None:
             "cannot do: drop the sample prompts, or use distributed=ddp/zero2"
         )
     _check_quantized(cfg)
-    full_head = cfg.peft.method != "none" and "lm_head" in (cfg.peft.modules_to_save or [])
-    if dist.strategy in FSDP and full_head:
-        # TRL computes the loss from lm_head.weight directly (its fused LM head), so FSDP2 never runs the head's
-        # hooks, and DTensor.full_tensor() hands each rank its own rows of the gradient instead of the average.
-        # Measured on 2 processes: the head's gradient 10% off a single process's, the LoRA gradients exact.
+    if dist.strategy in FSDP:
+        _check_no_full_head_under_fsdp(cfg)
+
+
+def _check_no_full_head_under_fsdp(cfg: FtConfig) -> None:
+    """TRL computes the loss from lm_head.weight directly (its fused LM head), so FSDP2 never runs the head's
+    hooks, and DTensor.full_tensor() hands each rank its own rows of the gradient instead of the average.
+    Measured on 2 processes: the head's gradient 10% off a single process's, the LoRA gradients exact."""
+    if cfg.peft.method != "none" and "lm_head" in (cfg.peft.modules_to_save or []):
         raise FtError(
-            f"distributed={dist.strategy} cannot train lm_head in full (peft.modules_to_save): TRL reads its weight "
-            "directly and FSDP does not average that gradient across ranks; set peft.modules_to_save=null, or use "
-            "distributed=ddp"
+            f"FSDP (distributed={cfg.distributed.strategy}) cannot train lm_head in full (peft.modules_to_save): TRL "
+            "reads its weight directly and FSDP does not average that gradient across ranks; set "
+            "peft.modules_to_save=null, or use distributed=ddp"
         )
 
 
@@ -75,6 +79,8 @@ def check_engine(cfg: FtConfig) -> None:
             f"distributed={strategy} but accelerate launched {launched}: drop distributed=... when "
             "using your own accelerate config, or launch with `python -m ft train distributed=...`"
         )
+    if fsdp:  # an accelerate FSDP config of the user's own, which the config alone does not show
+        _check_no_full_head_under_fsdp(cfg)
 
 
 def check_launch(cfg: FtConfig, gpus: int) -> None:
