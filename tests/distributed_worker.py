@@ -40,3 +40,10 @@ if trainer.is_world_process_zero():
         out_file,
     )
 distributed.close()
+# Past this point only the interpreter's teardown is left, where torch's C++ threads can still abort the
+# process ("terminate called without an active exception", SIGABRT) after a run that succeeded: seen once in
+# CI after an FSDP resume on gloo, with the process group already destroyed. The test judges the run by what
+# it saved, so the worker leaves without that teardown.
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
