@@ -128,10 +128,13 @@ def _options(args):
 def cmd_generate(args) -> int:
     from ft.finish import generate
     from ft.tasks.text_to_image import generate as generate_image
+    from ft.tasks.vision_language import generate as generate_vision
 
     options = _options(args)
     if generate_image.is_image_run(options.run_dir):  # a text-to-image run renders its prompt
         generate_image.generate(options.run_dir, options.prompt, options.image)
+    elif generate_vision.is_vision_run(options.run_dir):  # a vision-language run answers about image=
+        generate_vision.generate(options)
     else:
         generate.generate(options)
     print(flush=True)

@@ -54,6 +54,9 @@ class Task:
     check_machine: Optional[Callable] = None  # (cfg, hw) -> None: what it asks of this machine
     check_inputs: Optional[Callable] = None  # (cfg) -> None: its inputs, before anything loads
     offline_models: tuple[str, ...] = ()  # model.name_or_path values it builds offline (besides "tiny")
+    # (cfg, trainer) -> metrics: what the run learned, printed and saved at the end of training (one process);
+    # None: the held-out exact match of ft.finish.answers, where the task is scored on its answers
+    report: Optional[Callable] = None
 
     def __post_init__(self):
         if (self.build_trainer is None) == (self.train is None):

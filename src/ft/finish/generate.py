@@ -32,7 +32,11 @@ class ChatOptions:
 @dataclass(kw_only=True)
 class GenerateOptions(ChatOptions):
     prompt: str = option(help="the user message, sent through the run's chat template", metavar='"..."')
-    image: str | None = option(None, help="text-to-image runs: the PNG to write; unset: RUN_DIR/generated-N.png")
+    image: str | None = option(
+        None,
+        help="vision-language runs: the image the prompt asks about; text-to-image runs: the PNG to write (unset: "
+        "RUN_DIR/generated-N.png)",
+    )
 
 
 class Session:
@@ -106,6 +110,11 @@ class Session:
 def generate(options: GenerateOptions) -> str:
     if not options.prompt.strip():
         raise FtError('generate: prompt is empty: pass prompt="..."')
+    if options.image:
+        raise FtError(
+            f"image={options.image}: run_dir={options.run_dir} is a text-only language model, which cannot see "
+            f"images: train a vision-language model (task=vlm, recipe=tiny_vlm_qwen2_5_vl) to ask about images"
+        )
     session = Session(options.run_dir)
     messages = session.conversation([], options.prompt) if session.chat else options.prompt
     return session.generate(messages, options)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ft import rules
+from ft.config import registry
 from ft.config.saved import to_yaml
 from ft.data import detect
 from ft.errors import FtError
@@ -131,7 +132,7 @@ class Run:
             if self.ranks.num_processes == 1:  # generation under ZeRO-3 / FSDP needs every rank
                 from ft.finish import answers
 
-                metrics.update(answers.report(cfg, trainer))
+                metrics.update((registry.get(cfg.task).report or answers.report)(cfg, trainer))
             _finish(cfg, run_dir, trainer, metrics)
         return Result(run_dir=run_dir, trainer=trainer, metrics=metrics)
 

@@ -8,6 +8,7 @@ package:
     data.py      image conversations in (two shapes), images opened and counted before training
     masks.py     which tokens carry the loss, checked per example before the first step
     sft.py       the trainer, top to bottom
+    answers.py   greedy answers about images; the held-out exact match at the end of training
 """
 
 from ft.config.registry import Task
@@ -18,6 +19,12 @@ def build_trainer(cfg, run_dir, resuming: bool = False):
     from ft.tasks.vision_language import sft
 
     return sft.build_trainer(cfg, run_dir, resuming)
+
+
+def report(cfg, trainer) -> dict:
+    from ft.tasks.vision_language import answers
+
+    return answers.report(cfg, trainer)
 
 
 TASK = Task(
@@ -31,4 +38,5 @@ TASK = Task(
     no_evaluation="a vision-language run is scored on its held-out image questions at the end of training",
     outputs=("adapter", "processor", "config.yaml", "README.md", "loss.png"),
     offline_models=tuple(TINY_VLM_MODELS),
+    report=report,
 )

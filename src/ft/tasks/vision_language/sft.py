@@ -1,0 +1,122 @@
+"""`ft train` with task=vlm: LoRA / QLoRA on a vision-language model's language model, top to bottom.
+
+checks -> run dir -> image conversations (every image opened, placeholders counted: data.py) -> processor
+(pixel budget; the chat template's training variant with {% generation %} markers) -> model (4-bit
+language model for QLoRA, vision tower and projector left in the compute dtype) -> LoRA on the language
+model only (the vision tower with vision.lora_vision_tower, the projector in full with
+vision.train_projector) -> SFTConfig -> SFTTrainer with TRL's vision collator -> the loss mask of every
+example checked (masks.py) -> train -> evaluate -> save adapter + processor -> held-out exact match on
+synthetic data, loss plot, card (the same session as every task: ft.training.session).
+"""
+
+from pathlib import Path
+
+from ft.errors import FtError
+
+
+def sft_config(cfg, hw, run_dir: Path, has_eval: bool, resuming: bool = False):
+    from trl import SFTConfig
+
+    from ft.training import trainer_args
+
+    return SFTConfig(
+        **trainer_args.common(cfg, hw, run_dir, has_eval, resuming),
+        max_length=cfg.training.max_length,
+        assistant_only_loss=True,
+        # the collator reads the messages and images of each row; the Trainer must not drop those columns
+        remove_unused_columns=False,
+    )
+
+
+def training_template(processor, model_name: str) -> str:
+    """The processor's chat template with {% generation %} markers, which TRL's collator masks by: its own
+    when it has them, else TRL's training variant of it (saved with the run, so `ft generate` renders the
+    same text)."""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    template = processor.chat_template
+    if template and has_generation_markers(template):
+        return "its own"
+    try:
+        variant = get_training_chat_template(processor)
+    except ValueError:
+        variant = None
+    if not variant:
+        raise FtError(
+            f"the chat template of {model_name} has no {{% generation %}} markers and TRL has no training variant "
+            f"of it, so ft cannot tell which tokens are the assistant's: set model.chat_template to the template "
+            f"with {{% generation %}} around each assistant turn (content and end-of-turn token)"
+        )
+    processor.chat_template = variant
+    return "TRL's training variant"
+
+
+def base_model(cfg, hw):
+    """The model to train, quantized for QLoRA except what vision.quantize_vision_tower leaves out."""
+    from transformers import AutoConfig
+
+    from ft import models as text_models
+    from ft.models import adapters
+    from ft.run import hardware
+    from ft.tasks.vision_language import models
+
+    dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
+    model_config = AutoConfig.from_pretrained(models.resolve_path(cfg.model), revision=cfg.model.revision)
+    quantization = text_models.quantization_config(cfg.peft, dtype)
+    if quantization is not None:
+        quantization.llm_int8_skip_modules = models.quantization_skip_modules(model_config, cfg.vision)
+    model = models.load_model(cfg.model, dtype, quantization)
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        text_models.disable_4bit_cpu_repack(model)
+        checkpointing = hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    return model, dtype, quantization is not None and adapters.is_quantized(cfg.peft)
+
+
+def peft_config(cfg, model, num_examples: int):
+    from ft.models import adapters
+    from ft.tasks.vision_language import models
+    from ft.training import session
+
+    if cfg.peft.method != "lora":
+        raise FtError(f"task=vlm trains LoRA adapters (peft=lora / qlora), not peft.method={cfg.peft.method}")
+    config = adapters.build_peft_config(cfg.peft, model.config, session.total_optimizer_steps(cfg, num_examples))
+    config.target_modules = models.lora_targets(model, cfg.vision)
+    config.modules_to_save = models.modules_to_save(model, cfg.vision)
+    return config
+
+
+def build_trainer(cfg, run_dir: Path, resuming: bool = False):
+    """Everything up to a ready SFTTrainer on image conversations; nothing trained yet."""
+    from accelerate import PartialState
+    from trl import SFTTrainer
+
+    from ft.models import adapters
+    from ft.run import callbacks, hardware
+    from ft.tasks.vision_language import data, masks, models
+    from ft.training import build
+
+    hw = hardware.detect()
+    with PartialState().main_process_first():  # images opened (and the tiny model built) once
+        (train, evaluation), shape = data.load(cfg.data)
+        processor = models.load_processor(cfg.model, cfg.vision)
+    method = training_template(processor, cfg.model.name_or_path)
+    print(f"ft: {len(train)} image conversations ({shape}); assistant masks: {method}", flush=True)
+    args = sft_config(cfg, hw, run_dir, has_eval=evaluation is not None, resuming=resuming)
+    model, dtype, quantized = base_model(cfg, hw)
+    build.logging_env(cfg, run_dir)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        peft_config=peft_config(cfg, model, len(train)),
+        callbacks=callbacks.build(cfg, run_dir),
+    )
+    if quantized:
+        adapters.match_compute_dtype(trainer.model, dtype)
+    masks.check(train, trainer.data_collator, processor, trainer.model)
+    return trainer
