@@ -14,6 +14,7 @@ To catalogue a new mistake, add a `Case`.
 """
 
 import dataclasses
+import random
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -117,6 +118,27 @@ def _image_folder(tmp: Path, change: str) -> list[str]:
         rows[2] = '{"file_name": "0002.png"}'
         (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
     return ["recipe=tiny_sd_lora", f"data.source={folder}"]
+
+
+def _image_conversations(tmp: Path, change: str) -> list[str]:
+    """Eight image conversations (messages + images, paths relative to the data file) for task=vlm, row 3
+    spoilt by `change`: missing (its image deleted), unreadable (its bytes replaced), mismatch (two images for
+    one placeholder)."""
+    from ft.tasks.vision_language import data as vision_data
+
+    rows = []
+    for index in range(8):
+        vision_data.draw("red", "circle", random.Random(index)).save(tmp / f"{index}.png")
+        question = [{"type": "image"}, {"type": "text", "text": "What colour is the shape?"}]
+        turns = [{"role": "user", "content": question}, {"role": "assistant", "content": "red"}]
+        rows.append({"messages": turns, "images": [f"{index}.png"]})
+    if change == "missing":
+        (tmp / "3.png").unlink()
+    elif change == "unreadable":
+        (tmp / "3.png").write_bytes(b"not a png")
+    else:
+        rows[3]["images"].append("4.png")
+    return ["recipe=tiny_vlm_llava", f"data.source={_jsonl(tmp, rows)}", "data.eval_size=0"]
 
 
 def _model_dir(tmp: Path, file: str) -> list[str]:
@@ -305,6 +327,25 @@ CASES = [
         ["data row 3: the 'images' column holds an image", "train on text only"],
         ["recipe=tiny_dpo", *QUICK],
         setup=lambda tmp, out: [f"data.source={_jsonl(tmp, _row_3_bad(PAIR, IMAGES))}"],
+        after_loading=True,
+    ),
+    # image conversations for a vision-language model (task=vlm)
+    Case(
+        "vlm_missing_image",
+        ["train row 3: image 3.png not found", "relative to the data file"],
+        setup=lambda tmp, out: _image_conversations(tmp, "missing"),
+        after_loading=True,
+    ),
+    Case(
+        "vlm_unreadable_image",
+        ["train row 3: image 3.png cannot be read as an image", "replace or drop it"],
+        setup=lambda tmp, out: _image_conversations(tmp, "unreadable"),
+        after_loading=True,
+    ),
+    Case(
+        "vlm_placeholder_image_mismatch",
+        ["train row 3 has 1 image placeholder(s) and 2 image(s)", "each placeholder one image"],
+        setup=lambda tmp, out: _image_conversations(tmp, "mismatch"),
         after_loading=True,
     ),
     Case(
