@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ft.config.schema import TinyModelConfig
@@ -56,13 +57,18 @@ def path_for(shape: TinyModelConfig) -> Path:
 
 def ensure(shape: TinyModelConfig) -> Path:
     """The tiny model's directory, built on first use. Concurrent builders race safely (rename)."""
-    target = path_for(shape)
+    return build_once(path_for(shape), lambda out: _build(shape, out))
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """`target`, written by `build(staging_dir)` unless it holds a model already; the staging directory is
+    renamed into place, so a reader never sees half a model and concurrent builders race safely."""
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        _build(shape, staging)
+        build(staging)
         staging.rename(target)
     except OSError:
         if not (target / "config.json").exists():  # not another process winning the race
@@ -78,12 +84,10 @@ def _corpus() -> list[str]:
     return texts + [" ".join(synthetic.WORDS), " ".join(synthetic.WORDS).upper(), _ENGLISH] * 20
 
 
-def _build(shape: TinyModelConfig, out: Path) -> None:
-    import torch
+def train_bpe(vocab_size: int, special_tokens: list[str], rstrip=()):
+    """A byte-level BPE `tokenizers.Tokenizer` trained on ft's synthetic corpus, `special_tokens` first in
+    its vocabulary (`rstrip`: those that take the whitespace after them)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
-
-    family = families.FAMILIES.get(shape.family)
 
     bpe = Tokenizer(models.BPE())
     # Single digits keep arithmetic learnable; byte-level makes any text encodable.
@@ -92,22 +96,31 @@ def _build(shape: TinyModelConfig, out: Path) -> None:
     )
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=shape.vocab_size,
+        vocab_size=vocab_size,
         special_tokens=[
-            AddedToken(token, special=True, normalized=False, rstrip=bool(family) and token in family.rstrip)
-            for token in (families.special_tokens(family) if family else [PAD, BOS, EOS])
+            AddedToken(token, special=True, normalized=False, rstrip=token in rstrip) for token in special_tokens
         ],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(_corpus(), trainer)
+    return bpe
+
+
+def _build(shape: TinyModelConfig, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+
+    family = families.FAMILIES.get(shape.family)
+    specials = families.special_tokens(family) if family else [PAD, BOS, EOS]
+    bpe = train_bpe(shape.vocab_size, specials, family.rstrip if family else ())
     if family:
         tokenizer = PreTrainedTokenizerFast(
             tokenizer_object=bpe,
             bos_token=family.bos,
             eos_token=family.eos,
             pad_token=family.pad,
-            extra_special_tokens=[t for t in families.special_tokens(family) if t not in (family.bos, family.eos)],
+            extra_special_tokens=[t for t in specials if t not in (family.bos, family.eos)],
             chat_template=family.chat_template(),
         )
     else:
