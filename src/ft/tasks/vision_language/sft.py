@@ -52,18 +52,18 @@ def training_template(processor, model_name: str) -> str:
 
 
 def base_model(cfg, hw):
-    """The model to train, quantized for QLoRA except what vision.quantize_vision_tower leaves out."""
+    """The model to train and its dtype: under QLoRA a 4-bit language model, the vision tower and projector
+    unquantized (unless vision.quantize_vision_tower)."""
     from transformers import AutoConfig
 
     from ft import models as text_models
-    from ft.models import adapters
     from ft.run import hardware
     from ft.tasks.vision_language import models
 
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
-    model_config = AutoConfig.from_pretrained(models.resolve_path(cfg.model), revision=cfg.model.revision)
     quantization = text_models.quantization_config(cfg.peft, dtype)
     if quantization is not None:
+        model_config = AutoConfig.from_pretrained(models.resolve_path(cfg.model), revision=cfg.model.revision)
         quantization.llm_int8_skip_modules = models.quantization_skip_modules(model_config, cfg.vision)
     model = models.load_model(cfg.model, dtype, quantization)
     if quantization is not None:
@@ -71,8 +71,9 @@ def base_model(cfg, hw):
 
         text_models.disable_4bit_cpu_repack(model)
         checkpointing = hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw)
+        # PEFT upcasts what stays unquantized (norms, embeddings, the vision side) to fp32, as for text QLoRA
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-    return model, dtype, quantization is not None and adapters.is_quantized(cfg.peft)
+    return model, dtype
 
 
 def peft_config(cfg, model, num_examples: int):
@@ -105,7 +106,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     method = training_template(processor, cfg.model.name_or_path)
     print(f"ft: {len(train)} image conversations ({shape}); assistant masks: {method}", flush=True)
     args = sft_config(cfg, hw, run_dir, has_eval=evaluation is not None, resuming=resuming)
-    model, dtype, quantized = base_model(cfg, hw)
+    model, dtype = base_model(cfg, hw)
     build.logging_env(cfg, run_dir)
     trainer = SFTTrainer(
         model=model,
@@ -116,7 +117,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
         peft_config=peft_config(cfg, model, len(train)),
         callbacks=callbacks.build(cfg, run_dir),
     )
-    if quantized:
+    if adapters.is_quantized(cfg.peft):
         adapters.match_compute_dtype(trainer.model, dtype)
     masks.check(train, trainer.data_collator, processor, trainer.model)
     return trainer
