@@ -9,7 +9,8 @@ import json
 from ft.errors import FtError
 
 FLAGS = ("train", "weight")  # a turn's (or a row's default) say on whether assistant turns carry loss
-TEXT_ONLY = "ft's language-model tasks train on text only (images: task=vlm, e.g. recipe=tiny_vlm_llava)"  # why image data is refused
+# why image data is refused by the text tasks, and where it trains instead
+TEXT_ONLY = "ft's language-model tasks train on text only (images: task=vlm, e.g. recipe=tiny_vlm_llava)"
 
 
 def _shown(value) -> str:
