@@ -331,6 +331,17 @@ CASES = [
     ),
     # image conversations for a vision-language model (task=vlm)
     Case(
+        "vlm_on_the_tiny_text_model",
+        ["model.name_or_path=tiny is ft's tiny text model", "tiny-vlm-gemma3"],
+        ["task=vlm"],
+    ),
+    Case(
+        "vlm_model_for_sft",
+        ["tiny-vlm-llava is a vision-language model", "use task=vlm"],
+        ["model.name_or_path=tiny-vlm-llava"],
+    ),
+    Case("vlm_ia3", ["task=vlm trains LoRA adapters", "peft.method=ia3"], ["recipe=tiny_vlm_llava", "peft=ia3"]),
+    Case(
         "vlm_missing_image",
         ["train row 3: image 3.png not found", "relative to the data file"],
         setup=lambda tmp, out: _image_conversations(tmp, "missing"),

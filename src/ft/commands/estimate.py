@@ -81,8 +81,8 @@ def method(cfg: FtConfig) -> str:
 def estimate(cfg: FtConfig, options: EstimateOptions) -> str:
     """The table `ft estimate` prints."""
     head = registry.get(cfg.task).head
-    if head == "diffusion":
-        raise FtError(f"estimate sizes language models; task={cfg.task} trains a text-to-image pipeline")
+    if head not in ("causal_lm", "sequence_classification"):
+        raise FtError(f"estimate sizes language models; task={cfg.task} trains {registry.HEAD_NAMES[head]}")
     hw = machine(options.device)
     setting = memory.Setting(
         device=hw.device,

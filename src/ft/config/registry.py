@@ -25,6 +25,7 @@ HEAD_NAMES = {
     "causal_lm": "a language model",
     "sequence_classification": "a sequence classifier",
     "diffusion": "a text-to-image pipeline",
+    "image_text_to_text": "a vision-language model",
 }
 HEADS = tuple(HEAD_NAMES)
 EVALUATIONS = ("answers", "pairs", "prompts")  # what `ft eval` scores; None: it does not score the task

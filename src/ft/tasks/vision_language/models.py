@@ -49,6 +49,12 @@ def load_processor(model_cfg: ModelConfig, vision_cfg: VisionConfig):
                 "(not installed)"
             ) from error
         raise
+    if getattr(processor, "image_processor", None) is None:  # AutoProcessor gives a text model its tokenizer
+        raise FtError(
+            f"model.name_or_path={model_cfg.name_or_path} has no image processor: it is a text-only model, and "
+            f"task=vlm trains vision-language models (e.g. tiny-vlm-gemma3, Qwen/Qwen2.5-VL-7B-Instruct); for a "
+            f"text model use task=sft"
+        )
     set_pixel_budget(processor, vision_cfg.min_pixels, vision_cfg.max_pixels)
     if model_cfg.chat_template:
         processor.chat_template = model_cfg.chat_template
@@ -128,10 +134,10 @@ def vision_modules(model) -> VisionModules:
     return VisionModules(language_model=decoder_name, tower=tower_name, projector=tuple(projector))
 
 
-def lora_targets(model, vision_cfg: VisionConfig) -> list[str]:
+def lora_targets(model, vision_cfg: VisionConfig, wanted="all-linear") -> list[str]:
     """PEFT target_modules as full module names: every linear layer of the language model (what all-linear
     means for a text model; lm_head is outside it), and of the vision tower with vision.lora_vision_tower;
-    never the projector's."""
+    never the projector's. `wanted`: peft.target_modules, "all-linear" or short names (q_proj, ...) to keep."""
     import torch
 
     parts = vision_modules(model)
@@ -140,13 +146,15 @@ def lora_targets(model, vision_cfg: VisionConfig) -> list[str]:
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear)
         and (_under(name, parts.language_model) or (vision_cfg.lora_vision_tower and parts.in_tower(name)))
+        and (wanted == "all-linear" or name.rpartition(".")[2] in wanted)
     ]
 
 
-def modules_to_save(model, vision_cfg: VisionConfig) -> list[str] | None:
-    """PEFT modules_to_save: the projector, trained in full and saved with the adapter, with
-    vision.train_projector."""
-    return list(vision_modules(model).projector) if vision_cfg.train_projector else None
+def modules_to_save(model, vision_cfg: VisionConfig, given=None) -> list[str] | None:
+    """PEFT modules_to_save: `given` (peft.modules_to_save), and the projector, trained in full and saved with
+    the adapter, with vision.train_projector."""
+    projector = list(vision_modules(model).projector) if vision_cfg.train_projector else []
+    return [*(given or []), *projector] or None
 
 
 def quantization_skip_modules(model_or_config, vision_cfg: VisionConfig) -> list[str]:

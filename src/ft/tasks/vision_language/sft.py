@@ -81,11 +81,14 @@ def peft_config(cfg, model, num_examples: int):
     from ft.tasks.vision_language import models
     from ft.training import session
 
-    if cfg.peft.method != "lora":
-        raise FtError(f"task=vlm trains LoRA adapters (peft=lora / qlora), not peft.method={cfg.peft.method}")
     config = adapters.build_peft_config(cfg.peft, model.config, session.total_optimizer_steps(cfg, num_examples))
-    config.target_modules = models.lora_targets(model, cfg.vision)
-    config.modules_to_save = models.modules_to_save(model, cfg.vision)
+    config.target_modules = models.lora_targets(model, cfg.vision, cfg.peft.target_modules)
+    if not config.target_modules:
+        raise FtError(
+            f"peft.target_modules={cfg.peft.target_modules} names no linear layer of the language model of "
+            f"{cfg.model.name_or_path}: use all-linear, or names such as q_proj, v_proj"
+        )
+    config.modules_to_save = models.modules_to_save(model, cfg.vision, cfg.peft.modules_to_save)
     return config
 
 
