@@ -134,8 +134,6 @@ def test_generate_streams_text_through_the_training_chat_template(finished):
 
 
 def test_generate_with_an_image_on_a_text_run_is_one_line_and_loads_nothing(finished, tmp_path):
-    from conftest import assert_refused
-
     picture = tmp_path / "cat.png"
     picture.write_bytes(b"any bytes: the run is refused before the image is read")
     result = run_ft("generate", f"run_dir={finished.run_dir}", "prompt=What is this?", f"image={picture}", warm=True)
