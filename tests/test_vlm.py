@@ -150,3 +150,22 @@ def test_a_template_whose_markers_cover_the_question_is_refused(tmp_path):
     model = _model(name)
     with pytest.raises(FtError, match="train row 0 trains on image tokens"):
         masks.check(rows, collator, processor, model, split="")
+
+
+@pytest.mark.parametrize("recipe, layers", [("qwen2_5_vl_7b_qlora", 28), ("smolvlm_256m_lora", 30)])
+def test_real_recipes_put_lora_on_the_language_model_and_keep_the_tower_unquantized(recipe, layers):
+    """The recipes' hub models as published (8.29B and 0.26B parameters), built on the meta device: LoRA reaches
+    the 7 linear layers of each decoder layer and nothing of the vision side; QLoRA skips the tower."""
+    from transformers import AutoModelForImageTextToText
+
+    from ft.models import published
+
+    cfg = config.compose([f"recipe={recipe}"])
+    model_config = published.config(cfg.model.name_or_path)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(model_config)
+    parts = models.vision_modules(model)
+    targets = models.lora_targets(model, cfg.vision, cfg.peft.target_modules)
+    assert len(targets) == 7 * layers and not any(parts.in_vision(name) for name in targets)
+    skipped = models.quantization_skip_modules(model_config, cfg.vision)
+    assert parts.tower in skipped and "lm_head" in skipped

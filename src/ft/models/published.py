@@ -46,6 +46,62 @@ PUBLISHED = {
         tie_word_embeddings=False,
         dtype="bfloat16",
     ),
+    # https://huggingface.co/Qwen/Qwen2.5-VL-7B-Instruct/blob/main/config.json (vision-language: nested configs)
+    "Qwen/Qwen2.5-VL-7B-Instruct": dict(
+        model_type="qwen2_5_vl",
+        text_config=dict(
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            vocab_size=152064,
+            max_position_embeddings=128000,
+            rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]},
+            tie_word_embeddings=False,
+        ),
+        vision_config=dict(
+            depth=32,
+            hidden_size=1280,
+            intermediate_size=3420,
+            num_heads=16,
+            out_hidden_size=3584,
+            patch_size=14,
+            spatial_merge_size=2,
+            window_size=112,
+            fullatt_block_indexes=[7, 15, 23, 31],
+        ),
+        image_token_id=151655,
+        tie_word_embeddings=False,
+        dtype="bfloat16",
+    ),
+    # https://huggingface.co/HuggingFaceTB/SmolVLM-256M-Instruct/blob/main/config.json
+    "HuggingFaceTB/SmolVLM-256M-Instruct": dict(
+        model_type="idefics3",
+        text_config=dict(
+            model_type="llama",
+            hidden_size=576,
+            intermediate_size=1536,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            vocab_size=49280,
+            max_position_embeddings=8192,
+            tie_word_embeddings=False,
+        ),
+        vision_config=dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            patch_size=16,
+            image_size=512,
+        ),
+        scale_factor=4,
+        image_token_id=49190,
+        tie_word_embeddings=False,
+        dtype="bfloat16",
+    ),
 }
 
 
