@@ -167,5 +167,5 @@ def test_real_recipes_put_lora_on_the_language_model_and_keep_the_tower_unquanti
     parts = models.vision_modules(model)
     targets = models.lora_targets(model, cfg.vision, cfg.peft.target_modules)
     assert len(targets) == 7 * layers and not any(parts.in_vision(name) for name in targets)
-    skipped = models.quantization_skip_modules(model_config, cfg.vision)
+    skipped = models.quantization_skip_modules(model, cfg.vision)
     assert parts.tower in skipped and "lm_head" in skipped
