@@ -93,6 +93,8 @@ def check(dataset, collator, processor, model, split: str = "train") -> float:
     images = image_token_ids(processor, model.config)
     stops = stop_token_ids(processor, getattr(model, "generation_config", None))
     shares = []
+    if split and len(dataset) > 1000:  # each one's images are processed: minutes on a large dataset
+        print(f"ft: checking the loss mask of {len(dataset)} {split} examples...", flush=True)
     for index in range(len(dataset)):
         row = dataset[index]
         batch = collator([dict(row)])
