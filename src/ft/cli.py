@@ -125,6 +125,14 @@ def _options(args):
     return parse_pairs(args.options, args.pairs, args.command)
 
 
+def _is_vision_run(options) -> bool:
+    """Whether options.run_dir is a vision-language run, which task=vlm's own generate / chat / merge serve
+    (its processor and model class); `ft eval` and the card find the task's own through its Task."""
+    from ft.tasks.vision_language import generate as generate_vision
+
+    return generate_vision.is_vision_run(options.run_dir)
+
+
 def cmd_generate(args) -> int:
     from ft.finish import generate
     from ft.tasks.text_to_image import generate as generate_image
@@ -133,7 +141,7 @@ def cmd_generate(args) -> int:
     options = _options(args)
     if generate_image.is_image_run(options.run_dir):  # a text-to-image run renders its prompt
         generate_image.generate(options.run_dir, options.prompt, options.image)
-    elif generate_vision.is_vision_run(options.run_dir):  # a vision-language run answers about image=
+    elif _is_vision_run(options):  # a vision-language run answers about image=
         generate_vision.generate(options)
     else:
         generate.generate(options)
@@ -143,8 +151,10 @@ def cmd_generate(args) -> int:
 
 def cmd_chat(args) -> int:
     from ft.finish import generate
+    from ft.tasks.vision_language import generate as generate_vision
 
-    generate.chat(_options(args))
+    options = _options(args)
+    (generate_vision.chat if _is_vision_run(options) else generate.chat)(options)
     return 0
 
 
@@ -164,8 +174,10 @@ def cmd_push(args) -> int:
 
 def cmd_merge(args) -> int:
     from ft.finish.merge import merge
+    from ft.tasks.vision_language import finishing as vision_finishing
 
-    out = merge(_options(args))
+    options = _options(args)
+    out = (vision_finishing.merge if _is_vision_run(options) else merge)(options)
     print(f"ft: merged model saved to {out}")
     return 0
 

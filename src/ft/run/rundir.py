@@ -33,6 +33,7 @@ MLFLOW = "mlruns"
 SAMPLES = "samples.jsonl"
 LAUNCH_CONFIG = "accelerate_config.yaml"  # written by the relaunch under accelerate
 MERGED = "merged"  # `ft merge`'s default output
+EXAMPLE_IMAGE = "example.png"  # task=vlm: the image its model card shows and its usage snippet asks about
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # PEFT's
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA (task=text_to_image)
 MODEL_CONFIG = "config.json"  # transformers': a full fine-tune or merged model
