@@ -1,7 +1,8 @@
 """Finishing a vision-language run: its adapter reloads to the trained model's logits and merges into one
 AutoModelForImageTextToText; `ft chat` with `/image PATH`; `ft eval` scores its held-out image questions
 trained vs untrained; the model card shows an example image and holds a snippet that runs; `ft push` takes
-the processor and the example image. One short run (tiny Gemma 3, 20 steps), trained in this process."""
+the processor and the example image; `ft data preview` shows image conversations as training collates them.
+One short run (tiny Gemma 3, 16 steps), trained in this process, for the tests marked slow."""
 
 import io
 import json
@@ -61,6 +62,7 @@ def _logits(model, batch):
         return model.eval()(**batch).logits.float()
 
 
+@pytest.mark.slow  # trains the module's run
 def test_reloaded_adapter_and_merged_model_give_the_trained_logits(run, tmp_path, capsys):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -96,6 +98,7 @@ def _shown_prompts(stderr: str) -> list[str]:
     return [json.loads(line[len("ft: prompt ") :]) for line in stderr.splitlines() if line.startswith("ft: prompt ")]
 
 
+@pytest.mark.slow  # trains the module's run
 def test_chat_attaches_an_image_to_the_next_turn(run, tmp_path, monkeypatch, capsys):
     from ft.tasks.vision_language import data
 
@@ -154,6 +157,7 @@ def test_text_chat_refuses_an_image_in_one_line_and_goes_on(monkeypatch, capsys)
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # trains the module's run
 def test_eval_scores_held_out_image_questions_trained_vs_base(run, capsys):
     from ft.finish.evaluate import EvalOptions, evaluate
 
@@ -169,6 +173,7 @@ def test_eval_scores_held_out_image_questions_trained_vs_base(run, capsys):
     assert f"{100 * trained['exact_match']:.1f}% ({trained['exact_match_correct']}/{HELD_OUT})" in report
 
 
+@pytest.mark.slow  # trains the module's run
 def test_card_shows_an_example_image_and_its_snippet_runs(run, tmp_path):
     from PIL import Image
 
@@ -190,6 +195,7 @@ def test_card_shows_an_example_image_and_its_snippet_runs(run, tmp_path):
     assert result.stdout.strip() == answer  # the card's answer, from the card's own code
 
 
+@pytest.mark.slow  # trains the module's run
 def test_push_takes_the_processor_and_the_example_image(run):
     files = hub.push(run.run_dir, "alice/tiny-vlm", dry_run=True)
     assert {"processor_config.json", rundir.EXAMPLE_IMAGE, "chat_template.jinja", "tokenizer.json"} <= set(files)

@@ -126,8 +126,7 @@ def _options(args):
 
 
 def _is_vision_run(options) -> bool:
-    """Whether options.run_dir is a vision-language run, which task=vlm's own generate / chat / merge serve
-    (its processor and model class); `ft eval` and the card find the task's own through its Task."""
+    """Whether options.run_dir is a vision-language run: task=vlm's own generate / chat / merge serve it."""
     from ft.tasks.vision_language import generate as generate_vision
 
     return generate_vision.is_vision_run(options.run_dir)
@@ -314,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_merge,
         help="fold a run's adapter into its base model and save a standalone model",
         description="Merge the adapter of run_dir into its base (a QLoRA base is dequantized first) and save it "
-        "with the tokenizer to out. Llama-Adapter runs cannot be merged.",
+        "with the tokenizer to out (a vision-language run: with its processor, for AutoModelForImageTextToText). "
+        "Llama-Adapter runs cannot be merged.",
     )
     _add_key_value_command(
         commands,
@@ -339,7 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate from a trained run (streamed)",
         description=f"Generate from a trained run, streamed. {loads}",
     )
-    turns = "one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over"
+    turns = (
+        "one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over, `/image PATH` to show a "
+        "vision-language run an image"
+    )
     _add_key_value_command(
         commands,
         "chat",
@@ -355,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_eval,
         help="eval loss, perplexity and exact match of a run vs its untrained base",
         description="Eval loss, perplexity and exact match of a run vs its untrained base, on the recipe's eval "
-        "split rebuilt from the run's config.yaml.",
+        "split rebuilt from the run's config.yaml (a vision-language run: exact match on its held-out image "
+        "questions).",
     )
     push = _add_key_value_command(
         commands,

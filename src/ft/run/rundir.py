@@ -4,6 +4,7 @@
     adapter_config.json, adapter_model.safetensors   the adapter (model.safetensors if full FT)
     pytorch_lora_weights.safetensors, samples/, samples.png   task=text_to_image: LoRA (diffusers), renders
     tokenizer.json, tokenizer_config.json, chat_template.jinja
+    processor_config.json, example.png                task=vlm: the processor, the card's example image
     config.yaml                                       the resolved config
     trainer_state.json, {base,train,eval,all}_results.json
     tensorboard/                                      TensorBoard event files
