@@ -125,6 +125,13 @@ def _options(args):
     return parse_pairs(args.options, args.pairs, args.command)
 
 
+def _is_vision_run(options) -> bool:
+    """Whether options.run_dir is a vision-language run: task=vlm's own generate / chat / merge serve it."""
+    from ft.tasks.vision_language import generate as generate_vision
+
+    return generate_vision.is_vision_run(options.run_dir)
+
+
 def cmd_generate(args) -> int:
     from ft.finish import generate
     from ft.tasks.text_to_image import generate as generate_image
@@ -133,7 +140,7 @@ def cmd_generate(args) -> int:
     options = _options(args)
     if generate_image.is_image_run(options.run_dir):  # a text-to-image run renders its prompt
         generate_image.generate(options.run_dir, options.prompt, options.image)
-    elif generate_vision.is_vision_run(options.run_dir):  # a vision-language run answers about image=
+    elif _is_vision_run(options):  # a vision-language run answers about image=
         generate_vision.generate(options)
     else:
         generate.generate(options)
@@ -143,8 +150,10 @@ def cmd_generate(args) -> int:
 
 def cmd_chat(args) -> int:
     from ft.finish import generate
+    from ft.tasks.vision_language import generate as generate_vision
 
-    generate.chat(_options(args))
+    options = _options(args)
+    (generate_vision.chat if _is_vision_run(options) else generate.chat)(options)
     return 0
 
 
@@ -164,8 +173,10 @@ def cmd_push(args) -> int:
 
 def cmd_merge(args) -> int:
     from ft.finish.merge import merge
+    from ft.tasks.vision_language import finishing as vision_finishing
 
-    out = merge(_options(args))
+    options = _options(args)
+    out = (vision_finishing.merge if _is_vision_run(options) else merge)(options)
     print(f"ft: merged model saved to {out}")
     return 0
 
@@ -302,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_merge,
         help="fold a run's adapter into its base model and save a standalone model",
         description="Merge the adapter of run_dir into its base (a QLoRA base is dequantized first) and save it "
-        "with the tokenizer to out. Llama-Adapter runs cannot be merged.",
+        "with the tokenizer to out (a vision-language run: with its processor, for AutoModelForImageTextToText). "
+        "Llama-Adapter runs cannot be merged.",
     )
     _add_key_value_command(
         commands,
@@ -327,7 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate from a trained run (streamed)",
         description=f"Generate from a trained run, streamed. {loads}",
     )
-    turns = "one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over"
+    turns = (
+        "one user turn per stdin line, `exit` or EOF to leave, `/reset` to start over, `/image PATH` to show a "
+        "vision-language run an image"
+    )
     _add_key_value_command(
         commands,
         "chat",
@@ -343,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_eval,
         help="eval loss, perplexity and exact match of a run vs its untrained base",
         description="Eval loss, perplexity and exact match of a run vs its untrained base, on the recipe's eval "
-        "split rebuilt from the run's config.yaml.",
+        "split rebuilt from the run's config.yaml (a vision-language run: exact match on its held-out image "
+        "questions).",
     )
     push = _add_key_value_command(
         commands,

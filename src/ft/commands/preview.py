@@ -3,7 +3,9 @@
 The first n training examples of a recipe (or of a data file, which becomes data.source), rendered
 through the chat template training will use, with the tokens that carry the loss marked (green on a
 terminal, [[brackets]] otherwise), and each example's token count and share of trained tokens. It
-loads the tokenizer only (the offline tiny model is built on first use), so it takes seconds.
+loads the tokenizer only (the offline tiny model is built on first use), so it takes seconds. For task=vlm:
+the processor, and each conversation through TRL's vision collator as training collates it, its images'
+tokens shown (a run of one image token once, with its count) and its loss mask checked as training checks it.
 """
 
 import sys
@@ -69,13 +71,60 @@ def _chat_ids(tokenizer, messages):
     return tokenizer.apply_chat_template(messages, return_dict=True)["input_ids"]
 
 
-def show(tokenizer, ids: list[int], mask: list[int] | None, colour: bool) -> str:
-    """The example's text with each run of trained tokens marked."""
+def vision_examples(cfg, rows) -> tuple:
+    """task=vlm: (the tokenizer, (input_ids, trained mask) per row, the warnings, the image token ids), each row
+    through TRL's vision collator with the training chat template, as sft.py sets it up, and the loss mask
+    checked as training checks it (masks.py; a failed check is a warning here, training would stop)."""
+    from transformers import AutoConfig, GenerationConfig
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    from ft.tasks.vision_language import masks, models, sft
+
+    processor = models.load_processor(cfg.model, cfg.vision)
+    warnings = [f"assistant masks: {sft.training_template(processor, cfg.model.name_or_path)}"]
+    collator = DataCollatorForVisionLanguageModeling(
+        processor, max_length=cfg.training.max_length, assistant_only_loss=True
+    )
+    path = models.resolve_path(cfg.model)
+    images = masks.image_token_ids(processor, AutoConfig.from_pretrained(path, revision=cfg.model.revision))
+    try:
+        generation = GenerationConfig.from_pretrained(path, revision=cfg.model.revision)
+    except OSError:  # a model without a generation_config.json: the tokenizer's EOS
+        generation = None
+    stops = masks.stop_token_ids(processor, generation)
+    encoded = []
+    for index, row in enumerate(rows):
+        batch = collator([dict(row)])
+        try:
+            masks.check_example(row, batch, index, images, stops, processor.tokenizer)
+        except FtError as error:
+            warnings.append(f"{error} (training would stop here)")
+        labels = batch["labels"][0].tolist()
+        encoded.append((batch["input_ids"][0].tolist(), [int(label != masks.IGNORE) for label in labels]))
+    return processor.tokenizer, encoded, warnings, images
+
+
+def _decode(tokenizer, ids: list[int], collapse: set[int]) -> str:
+    """The text of `ids`; a run of one image token (hundreds, for a real model) shown once, with its count."""
+    parts, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or (ids[i] in collapse or ids[i - 1] in collapse) and ids[i] != ids[i - 1]:
+            text = tokenizer.decode(ids[start:i])
+            if ids[start] in collapse and i - start > 1:
+                text = f"{tokenizer.decode(ids[start : start + 1])}(x{i - start})"
+            parts.append(text)
+            start = i
+    return "".join(parts)
+
+
+def show(tokenizer, ids: list[int], mask: list[int] | None, colour: bool, collapse: set[int] = frozenset()) -> str:
+    """The example's text with each run of trained tokens marked; a run of one of the `collapse` ids (image
+    tokens) shown once with its count."""
     mask = [1] * len(ids) if mask is None else mask
     parts, start = [], 0
     for i in range(1, len(ids) + 1):
         if i == len(ids) or mask[i] != mask[start]:
-            text = tokenizer.decode(ids[start:i])
+            text = _decode(tokenizer, ids[start:i], collapse)
             if mask[start]:
                 text = f"{GREEN}{text}{RESET}" if colour else f"[[{text}]]"
             parts.append(text)
@@ -87,19 +136,27 @@ def preview(arguments: list[str], out=None) -> list[float]:
     """Print the preview; returns each example's share of trained tokens."""
     from ft import config, data, models
     from ft.data import detect
+    from ft.tasks.vision_language import data as vision_data
+    from ft.tasks.vision_language import generate as vision_generate
 
     out = out or sys.stdout
     overrides, options = parse(arguments)
     cfg = config.compose(overrides)
     cfg = detect.resolved(cfg, announce=True)  # data.format=auto made concrete, as training does
-    if cfg.data.format not in SFT_FORMATS:
+    vision, collapse = vision_generate.is_vision_config(cfg), frozenset()
+    if vision:  # conversations about images: the images' tokens shown, the processor's template
+        (train, _), _ = vision_data.load(cfg.data)
+        rows = train.select(range(min(options.n, len(train))))
+        tokenizer, encoded, warnings, collapse = vision_examples(cfg, rows)
+    elif cfg.data.format not in SFT_FORMATS:
         raise FtError(
             f"data preview shows supervised data ({', '.join(SFT_FORMATS)}), not data.format={cfg.data.format}"
         )
-    train, _ = data.load(cfg.data)
-    rows = train.select(range(min(options.n, len(train))))
-    tokenizer = models.load_tokenizer(cfg.model)
-    encoded, warnings = examples(cfg, tokenizer, rows)
+    else:
+        train, _ = data.load(cfg.data)
+        rows = train.select(range(min(options.n, len(train))))
+        tokenizer = models.load_tokenizer(cfg.model)
+        encoded, warnings = examples(cfg, tokenizer, rows)
     colour = out.isatty()
     shares = []
     for index, (ids, mask) in enumerate(encoded):
@@ -108,8 +165,9 @@ def preview(arguments: list[str], out=None) -> list[float]:
         shares.append(trained / max(len(kept), 1))
         cut = f", truncated from {len(ids)} to training.max_length" if len(ids) > len(kept) else ""
         print(f"--- example {index}: {len(kept)} tokens, {100 * shares[-1]:.1f}% trained{cut}", file=out)
-        print(show(tokenizer, kept, None if mask is None else mask[: len(kept)], colour), file=out)
-        if data.is_conversational(cfg.data.format) and cfg.training.assistant_only_loss and shares[-1] in (0, 1):
+        print(show(tokenizer, kept, None if mask is None else mask[: len(kept)], colour, collapse), file=out)
+        masked = vision or (data.is_conversational(cfg.data.format) and cfg.training.assistant_only_loss)
+        if masked and shares[-1] in (0, 1):
             warnings.append(f"example {index} trains on {100 * shares[-1]:.0f}% of its tokens: training would stop")
     for warning in warnings:
         print(f"ft: {'' if warning.startswith('assistant masks') else 'warning: '}{warning}", file=out)

@@ -48,6 +48,9 @@ class Task:
     head: str = "causal_lm"  # the model it loads: one of HEADS
     evaluation: Optional[str] = None  # how `ft eval` scores a run: one of EVALUATIONS; None: it does not
     no_evaluation: str = ""  # why not, when evaluation is None (ends `ft eval`'s one-line refusal)
+    # (options, cfg, run_dir) -> results: `ft eval` of its runs by the task itself, where none of EVALUATIONS fits
+    # (their models or data are not the text ones ft.finish.evaluate loads); set evaluation=None with it
+    evaluate: Optional[Callable] = None
     outputs: tuple[str, ...] = ("adapter", "tokenizer", "config.yaml", "README.md", "loss.png")  # its run dir
     packing: bool = False  # training.packing / padding_free apply (SFT's sequence packing)
     cache: bool = False  # its tokenized datasets go through ft.data.cache (`ft preprocess` builds them ahead)
@@ -58,6 +61,9 @@ class Task:
     # (cfg, trainer) -> metrics: what the run learned, printed and saved at the end of training (one process);
     # None: the held-out exact match of ft.finish.answers, where the task is scored on its answers
     report: Optional[Callable] = None
+    # (cfg, run_dir, trainer, metrics) -> None: writes its model card (README.md, and what it shows); None: the
+    # text card of ft.finish.card
+    card: Optional[Callable] = None
 
     def __post_init__(self):
         if (self.build_trainer is None) == (self.train is None):
@@ -66,6 +72,8 @@ class Task:
             raise TypeError(f"Task {self.name}: head={self.head} is not one of {HEADS}")
         if self.evaluation not in (*EVALUATIONS, None):
             raise TypeError(f"Task {self.name}: evaluation={self.evaluation} is not one of {EVALUATIONS} or None")
+        if self.evaluate is not None and self.evaluation is not None:
+            raise TypeError(f"Task {self.name}: give evaluation (ft's scoring) or evaluate (its own), not both")
         if self.section is not None and not dataclasses.is_dataclass(self.section):
             raise TypeError(f"Task {self.name}: section must be a dataclass")
 

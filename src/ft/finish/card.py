@@ -146,7 +146,7 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "—"
 
 
-def _hardware(num_processes: int) -> str:
+def hardware(num_processes: int) -> str:
     import os
 
     import torch
@@ -222,7 +222,7 @@ def render(
         f"loss on {loss_on}, precision {t.precision}, seed {t.seed}",
         f"- **Data**: `{cfg.data.source}` ({cfg.data.format} format), {train_size if train_size is not None else '?'} "
         f"training {examples}, {eval_size if eval_size is not None else 0} eval examples",
-        f"- **Hardware and time**: {_hardware(num_processes)}, {_fmt(metrics.get('train_runtime'))} s of training"
+        f"- **Hardware and time**: {hardware(num_processes)}, {_fmt(metrics.get('train_runtime'))} s of training"
         f"{peak_memory_clause(metrics)}",
         "",
         "## Usage",

@@ -179,6 +179,8 @@ def evaluate(options: EvalOptions) -> dict:
     max_examples, batch_size = options.max_examples, options.batch_size
     cfg = loading.load_config(run_dir)
     task = registry.get(cfg.task)
+    if task.evaluate is not None:  # a task that scores its runs itself (task=vlm: answers about images)
+        return task.evaluate(options, cfg, run_dir)
     if task.evaluation is None:
         raise FtError(f"ft eval does not score task={task.name} runs: {task.no_evaluation}")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())

@@ -39,6 +39,19 @@ class GenerateOptions(ChatOptions):
     )
 
 
+def sampling(options: ChatOptions) -> dict:
+    """model.generate()'s sampling settings: sampling when asked (or when a temperature or top_p is given),
+    else greedy, without the sampling settings a base model's generation_config may carry."""
+    sample = (
+        options.do_sample
+        if options.do_sample is not None
+        else (options.temperature is not None or options.top_p is not None)
+    )
+    if sample:
+        return dict(do_sample=True, temperature=options.temperature or 1.0, top_p=options.top_p or 1.0)
+    return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+
 class Session:
     """A loaded run: model, tokenizer and the config it was trained with."""
 
@@ -80,21 +93,12 @@ class Session:
         inputs = self.tokenizer(text, add_special_tokens=not isinstance(messages, list), return_tensors="pt").to(
             self.model.device
         )
-        sample = (
-            options.do_sample
-            if options.do_sample is not None
-            else (options.temperature is not None or options.top_p is not None)
-        )
         kwargs = dict(
             max_new_tokens=options.max_new_tokens,
-            do_sample=sample,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self._stop_ids(),
+            **sampling(options),
         )
-        if sample:
-            kwargs.update(temperature=options.temperature or 1.0, top_p=options.top_p or 1.0)
-        else:  # greedy: drop sampling settings a base model's generation_config may carry
-            kwargs.update(temperature=None, top_p=None, top_k=None)
         streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
         with torch.no_grad():
             output = self.model.generate(**inputs, streamer=streamer, **kwargs)
@@ -148,6 +152,14 @@ def chat(options: ChatOptions, lines=None) -> list[dict]:
             break
         if text == "/reset":
             history = []
+            continue
+        if text.split(maxsplit=1)[:1] == ["/image"]:
+            print(
+                f"ft: {options.run_dir} is a text-only language model, which cannot see images: the chat goes on "
+                "without it (task=vlm trains a vision-language model)",
+                file=sys.stderr,
+                flush=True,
+            )
             continue
         if not text:
             continue

@@ -1,7 +1,8 @@
 """Push a finished run to the Hugging Face Hub: an allow-list of files, in one commit.
 
 Only what a user of the model needs goes up: the adapter (or full weights) and its config, the
-tokenizer with its chat template, the model card, the loss plot and the resolved config. Never
+tokenizer with its chat template (and a vision-language run's processor and example image), the model
+card, the loss plot and the resolved config. Never
 checkpoints, optimizer states, training_args.bin, logs, env files — anything not on the list stays
 local. The token comes from the standard login (`hf auth login`) or HF_TOKEN and is only ever
 handed to huggingface_hub; a file that contains it is refused.
@@ -31,11 +32,14 @@ ALLOWED = (
     "vocab.json",
     "merges.txt",
     "added_tokens.json",  # tokenizer
+    "processor_config.json",
+    "preprocessor_config.json",  # task=vlm: the processor (its image processor) beside the tokenizer
     rundir.CARD,
     rundir.LOSS_PLOT,
     rundir.CONFIG,  # model card, loss curve, resolved recipe
     rundir.LORA_WEIGHTS,
     "samples.png",  # task=text_to_image: diffusers LoRA, the card's sample grid
+    rundir.EXAMPLE_IMAGE,  # task=vlm: the card's example image
 )
 
 

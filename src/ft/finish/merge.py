@@ -73,9 +73,10 @@ def _keep_tokenizer_class(cfg, saved: Path) -> None:
         saved.write_text(json.dumps(json.loads(saved.read_text()) | {"tokenizer_class": tokenizer_class}, indent=2))
 
 
-def merge(options: MergeOptions) -> Path:
+def merge(options: MergeOptions, merge_into=merge_into) -> Path:
     """Write options.out: the base with the adapter folded in, plus the tokenizer, as safetensors.
-    Written to a temporary directory first, renamed when complete."""
+    Written to a temporary directory first, renamed when complete. `merge_into(run_dir, cfg, out)`: what
+    is merged and saved (a vision-language run's own saves its model class and processor)."""
     run_dir = loading.check_run_dir(options.run_dir)
     cfg = check_mergeable(run_dir)
     out = Path(options.out).expanduser() if options.out else run_dir / rundir.MERGED

@@ -4,6 +4,7 @@
     adapter_config.json, adapter_model.safetensors   the adapter (model.safetensors if full FT)
     pytorch_lora_weights.safetensors, samples/, samples.png   task=text_to_image: LoRA (diffusers), renders
     tokenizer.json, tokenizer_config.json, chat_template.jinja
+    processor_config.json, example.png                task=vlm: the processor, the card's example image
     config.yaml                                       the resolved config
     trainer_state.json, {base,train,eval,all}_results.json
     tensorboard/                                      TensorBoard event files
@@ -33,6 +34,7 @@ MLFLOW = "mlruns"
 SAMPLES = "samples.jsonl"
 LAUNCH_CONFIG = "accelerate_config.yaml"  # written by the relaunch under accelerate
 MERGED = "merged"  # `ft merge`'s default output
+EXAMPLE_IMAGE = "example.png"  # task=vlm: the image its model card shows and its usage snippet asks about
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # PEFT's
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA (task=text_to_image)
 MODEL_CONFIG = "config.json"  # transformers': a full fine-tune or merged model

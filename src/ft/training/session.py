@@ -193,7 +193,7 @@ def _finish(cfg, run_dir: Path, trainer, metrics: dict) -> None:
     """The model card (replacing PEFT's stub README.md), then the push if the recipe asks for one."""
     from ft.finish import card, hub
 
-    card.write(cfg, run_dir, trainer, metrics)
+    (registry.get(cfg.task).card or card.write)(cfg, run_dir, trainer, metrics)
     if cfg.hub.push:
         uploaded = hub.push(run_dir, cfg.hub.repo_id, private=cfg.hub.private, revision=cfg.hub.revision)
         print(f"ft: pushed {len(uploaded)} files to {cfg.hub.repo_id}", flush=True)

@@ -10,7 +10,10 @@ package:
     masks.py     which tokens carry the loss, checked per example before the first step
     sft.py       the trainer, top to bottom
     answers.py   greedy answers about images; the held-out exact match at the end of training
-    generate.py  `ft generate image=PATH` on a vision-language run
+    generate.py  `ft generate image=` and `ft chat` (`/image PATH`) on a finished run
+    finishing.py a finished run loaded back; `ft merge` into one AutoModelForImageTextToText
+    evaluate.py  `ft eval`: held-out exact match, trained vs untrained
+    card.py      the model card, with a held-out example image and a usage snippet that runs
 """
 
 from ft.config.registry import Task
@@ -35,6 +38,18 @@ def report(cfg, trainer) -> dict:
     return answers.report(cfg, trainer)
 
 
+def evaluate_run(options, cfg, run_dir) -> dict:
+    from ft.tasks.vision_language import evaluate
+
+    return evaluate.evaluate(options, cfg, run_dir)
+
+
+def write_card(cfg, run_dir, trainer, metrics) -> None:
+    from ft.tasks.vision_language import card
+
+    card.write(cfg, run_dir, trainer, metrics)
+
+
 TASK = Task(
     name="vlm",
     summary="LoRA / QLoRA on a vision-language model from conversations about images (TRL's SFTTrainer)",
@@ -43,10 +58,10 @@ TASK = Task(
     section=VisionConfig,
     section_name="vision",
     head="image_text_to_text",
-    evaluation=None,
-    no_evaluation="a vision-language run is scored on its held-out image questions at the end of training",
-    outputs=("adapter", "processor", "config.yaml", "README.md", "loss.png"),
+    evaluate=evaluate_run,  # exact match on its held-out image questions (evaluate.py)
+    outputs=("adapter", "processor", "config.yaml", "README.md", "example.png", "loss.png"),
     offline_models=tuple(TINY_VLM_MODELS),
     check_config=check_config,
     report=report,
+    card=write_card,
 )

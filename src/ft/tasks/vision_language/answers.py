@@ -7,23 +7,32 @@ PROMPTS = 100  # held-out questions scored
 SAMPLES = 3  # of them shown with their answers
 
 
-def generate(model, processor, conversations: list[list[dict]], images: list[list], max_new_tokens: int, device):
-    """The model's greedy answer to each conversation (typed parts; its image parts filled from `images`)."""
-    import torch
+def prompts(conversations: list[list[dict]], images: list[list]) -> list[list[dict]]:
+    """Each conversation (typed parts) with its image parts filled from `images`, as the processor takes it."""
     from trl.data_utils import prepare_multimodal_messages
 
-    prompts = [prepare_multimodal_messages(turns, images=list(shown)) for turns, shown in zip(conversations, images)]
+    return [prepare_multimodal_messages(turns, images=list(shown)) for turns, shown in zip(conversations, images)]
+
+
+def generate(
+    model, processor, conversations: list[list[dict]], images: list[list], max_new_tokens: int, device, **sampling
+):
+    """The model's answer to each conversation (typed parts; its image parts filled from `images`): greedy,
+    unless `sampling` (model.generate's settings) says otherwise."""
+    import torch
+
     processor.tokenizer.padding_side = "left"  # generation continues each prompt's right end
     inputs = processor.apply_chat_template(
-        prompts,
+        prompts(conversations, images),
         add_generation_prompt=True,
         tokenize=True,
         return_dict=True,
         return_tensors="pt",
         processor_kwargs={"padding": True},
     ).to(device)
+    settings = dict(do_sample=False, top_p=None, top_k=None) | sampling
     with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None)
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, **settings)
     return processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 

@@ -32,7 +32,7 @@ def shape_of(columns: list[str]) -> str:
         return "llava"
     raise FtError(
         f"the data's columns {columns} are neither image conversations with 'messages' (+ 'images') nor "
-        f"LLaVA-style rows with 'conversations' (+ 'image'): see docs/vision-language.md for the two shapes"
+        f"LLaVA-style rows with 'conversations' (+ 'image'): see docs/tasks/vision-language.md for the two shapes"
     )
 
 
