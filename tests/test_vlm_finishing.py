@@ -183,7 +183,7 @@ def test_card_shows_an_example_image_and_its_snippet_runs(run, tmp_path):
     assert f"![a held-out image]({rundir.EXAMPLE_IMAGE})" in card
     shown = Image.open(run.run_dir / rundir.EXAMPLE_IMAGE)
     held_out = run.trainer.eval_dataset[0]["images"][0]
-    assert list(shown.convert("RGB").getdata()) == list(held_out.convert("RGB").getdata())
+    assert shown.convert("RGB").tobytes() == held_out.convert("RGB").tobytes()
     for key, label in (("base_exact_match", "untrained base"), ("exact_match", "trained")):
         value = f"{100 * run.metrics[key]:.1f}%"
         assert f"{HELD_OUT} held-out image questions, {label} | {value} |" in card
