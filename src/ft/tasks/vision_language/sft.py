@@ -51,8 +51,9 @@ def training_template(processor, model_name: str) -> str:
     return "TRL's training variant"
 
 
-def base_model(cfg, hw):
-    """The model to train, quantized for QLoRA except what vision.quantize_vision_tower leaves out."""
+def base_model(cfg, hw, vision):
+    """The model to train, quantized for QLoRA except what `vision` (the task's VisionConfig section)
+    .quantize_vision_tower leaves out."""
     from transformers import AutoConfig
 
     from ft import models as text_models
@@ -64,7 +65,7 @@ def base_model(cfg, hw):
     model_config = AutoConfig.from_pretrained(models.resolve_path(cfg.model), revision=cfg.model.revision)
     quantization = text_models.quantization_config(cfg.peft, dtype)
     if quantization is not None:
-        quantization.llm_int8_skip_modules = models.quantization_skip_modules(model_config, cfg.vision)
+        quantization.llm_int8_skip_modules = models.quantization_skip_modules(model_config, vision)
     model = models.load_model(cfg.model, dtype, quantization)
     if quantization is not None:
         from peft import prepare_model_for_kbit_training
@@ -75,16 +76,16 @@ def base_model(cfg, hw):
     return model, dtype, quantization is not None and adapters.is_quantized(cfg.peft)
 
 
-def peft_config(cfg, model, num_examples: int):
+def peft_config(cfg, model, num_examples: int, vision):
     from ft.models import adapters
     from ft.tasks.vision_language import models
     from ft.training import session
 
     if cfg.peft.method != "lora":
-        raise FtError(f"task=vlm trains LoRA adapters (peft=lora / qlora), not peft.method={cfg.peft.method}")
+        raise FtError(f"task={cfg.task} trains LoRA adapters (peft=lora / qlora), not peft.method={cfg.peft.method}")
     config = adapters.build_peft_config(cfg.peft, model.config, session.total_optimizer_steps(cfg, num_examples))
-    config.target_modules = models.lora_targets(model, cfg.vision)
-    config.modules_to_save = models.modules_to_save(model, cfg.vision)
+    config.target_modules = models.lora_targets(model, vision)
+    config.modules_to_save = models.modules_to_save(model, vision)
     return config
 
 
@@ -105,7 +106,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     method = training_template(processor, cfg.model.name_or_path)
     print(f"ft: {len(train)} image conversations ({shape}); assistant masks: {method}", flush=True)
     args = sft_config(cfg, hw, run_dir, has_eval=evaluation is not None, resuming=resuming)
-    model, dtype, quantized = base_model(cfg, hw)
+    model, dtype, quantized = base_model(cfg, hw, cfg.vision)
     build.logging_env(cfg, run_dir)
     trainer = SFTTrainer(
         model=model,
@@ -113,7 +114,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=processor,
-        peft_config=peft_config(cfg, model, len(train)),
+        peft_config=peft_config(cfg, model, len(train), cfg.vision),
         callbacks=callbacks.build(cfg, run_dir),
     )
     if quantized:
