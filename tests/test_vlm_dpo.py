@@ -79,3 +79,32 @@ def test_synthetic_pairs_reject_a_wrong_word_of_the_same_kind():
 def test_precomputed_reference_log_probs_are_refused():
     with pytest.raises(FtError, match="vlm_dpo.precompute_ref_log_probs"):
         config.compose(["recipe=tiny_vlm_dpo", "vlm_dpo.precompute_ref_log_probs=true"])
+
+
+@pytest.mark.slow
+def test_the_recipe_trains_and_reports_preference_accuracy_adapter_off_and_on(tmp_path, capsys):
+    """A short run of the recipe end to end: TRL's DPOTrainer on image pairs, the adapter (and the projector)
+    saved, the held-out preference accuracy measured with the adapter off and on. The accuracy does not rise
+    yet: the tiny recipe does not learn from image pairs alone in a few steps (see the recipe)."""
+    import json
+
+    from ft.training import launch
+
+    cfg = config.compose(
+        [
+            "recipe=tiny_vlm_dpo",
+            "logging=none",
+            f"training.output_dir={tmp_path}",
+            "training.max_steps=4",
+            "training.eval_steps=4",
+            "data.synthetic.num_examples=64",
+            "data.eval_size=16",
+        ]
+    )
+    result = launch.train(cfg)
+    assert (result.run_dir / "adapter_model.safetensors").is_file()
+    saved = json.loads((result.run_dir / "preference_results.json").read_text())
+    assert set(saved) == {"base_preference_accuracy", "preference_accuracy", "base_margin", "margin"}
+    assert saved["margin"] != saved["base_margin"]  # the adapter changed the answers' log-probs
+    assert "preference accuracy on 16 held-out image pairs" in capsys.readouterr().out
+    assert "eval_rewards/accuracies" in result.metrics  # TRL's own eval ran on the image pairs
