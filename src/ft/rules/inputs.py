@@ -19,9 +19,9 @@ def model_file(head: str) -> str:
 
 
 def check_offline_model(cfg) -> None:
-    """On the config alone: an offline model ft builds for another task (e.g. tiny-sd for text_to_image)."""
+    """On the config alone: an offline model ft builds for other tasks only (e.g. tiny-sd for text_to_image)."""
     name, owner = cfg.model.name_or_path, registry.owner_of(cfg.model.name_or_path)
-    if owner is not None and owner.name != registry.get(cfg.task).name:
+    if owner is not None and name not in registry.get(cfg.task).offline_models:
         raise FtError(
             f"model.name_or_path={name} is {registry.HEAD_NAMES[owner.head]}, built offline for task={owner.name}: "
             f"use task={owner.name}, or model.name_or_path=tiny for task={cfg.task}"

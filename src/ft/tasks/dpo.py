@@ -33,20 +33,26 @@ class DpoConfig:
     )
 
 
-def dpo_config(cfg, hw, run_dir: Path, has_eval: bool, resuming: bool = False):
-    from trl import DPOConfig
-
-    from ft.training import trainer_args
-
-    d = cfg.dpo
-    return DPOConfig(
-        **trainer_args.common(cfg, hw, run_dir, has_eval, resuming),
-        max_length=cfg.training.max_length,
+def trl_settings(d: DpoConfig) -> dict:
+    """DPOConfig's keywords from a DpoConfig section (task=vlm_dpo's section is one too)."""
+    return dict(
         beta=d.beta,
         loss_type=[d.loss_type],
         label_smoothing=d.label_smoothing,
         use_weighting=d.use_weighting,
         precompute_ref_log_probs=d.precompute_ref_log_probs,
+    )
+
+
+def dpo_config(cfg, hw, run_dir: Path, has_eval: bool, resuming: bool = False):
+    from trl import DPOConfig
+
+    from ft.training import trainer_args
+
+    return DPOConfig(
+        **trainer_args.common(cfg, hw, run_dir, has_eval, resuming),
+        max_length=cfg.training.max_length,
+        **trl_settings(cfg.dpo),
     )
 
 

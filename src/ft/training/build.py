@@ -70,11 +70,11 @@ def base_model(cfg, hw: hardware.Hardware, num_labels: int | None = None) -> Bas
         checkpointing = hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     if cfg.model.adapter:
-        model = _attach_adapter(model, cfg.model.adapter, cfg.model.name_or_path)
+        model = attach_adapter(model, cfg.model.adapter, cfg.model.name_or_path)
     return Base(model, model_config, dtype, quantization, "CAUSAL_LM" if num_labels is None else "SEQ_CLS")
 
 
-def _attach_adapter(model, path: str, base_name: str):
+def attach_adapter(model, path: str, base_name: str):
     """The finished run's adapter, trainable: this run continues training it."""
     from peft import PeftModel
 

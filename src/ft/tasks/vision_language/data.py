@@ -94,13 +94,41 @@ def convert_row(row: dict, shape: str, index: int, split: str) -> dict:
     if not any(m["role"] == "assistant" for m in messages):
         raise FtError(f"{where} has no assistant turn: there is nothing to learn from it")
     images = row_images(row)
-    placeholders = sum(part["type"] == "image" for m in messages for part in m["content"])
+    check_placeholders(messages, images, where)
+    return {"messages": messages, "images": images}
+
+
+def check_placeholders(turns: list[dict], images: list, where: str) -> None:
+    placeholders = sum(part["type"] == "image" for turn in turns for part in turn["content"])
     if placeholders != len(images):
         raise FtError(
             f"{where} has {placeholders} image placeholder(s) and {len(images)} image(s): give each image one "
             f"placeholder (an image part, or {PLACEHOLDER} in a LLaVA-style turn) and each placeholder one image"
         )
-    return {"messages": messages, "images": images}
+
+
+def convert_pair(row: dict, index: int, split: str) -> dict:
+    """One image preference row in TRL's conversational vision form, its images still as given: the prompt
+    as turns (a string: one user turn, an image part at each <image>), chosen / rejected as assistant turns."""
+    where = f"{split} row {index}"
+    prompt = row["prompt"]
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt or [])
+    prompt = [
+        {"role": turn["role"], "content": turn_parts(turn.get("content"), f"{where} prompt turn {number + 1}")}
+        for number, turn in enumerate(turns)
+    ]
+    pair = {"prompt": prompt}
+    for key in ("chosen", "rejected"):
+        answer = row[key]
+        answer = [{"role": "assistant", "content": answer}] if isinstance(answer, str) else list(answer or [])
+        pair[key] = [{"role": t["role"], "content": turn_parts(t.get("content"), f"{where} {key}")} for t in answer]
+        if not any(part["type"] == "text" and part["text"].strip() for t in pair[key] for part in t["content"]):
+            raise FtError(f"{where}: its {key} answer is empty")
+        if any(part["type"] == "image" for t in pair[key] for part in t["content"]):
+            raise FtError(f"{where}: its {key} answer has an image: images belong in the prompt")
+    images = row_images(row)
+    check_placeholders(prompt, images, where)
+    return {**pair, "images": images}
 
 
 def resolve_image(image, base: Path, where: str):
@@ -129,14 +157,15 @@ def resolve_image(image, base: Path, where: str):
     return value
 
 
-def prepare(raw, base: Path, split: str):
-    """A split of raw rows in TRL's vision form, every image opened once; images load lazily (datasets' Image)."""
+def prepare(raw, base: Path, split: str, pairs: bool = False):
+    """A split of raw rows in TRL's vision form (preference rows with `pairs`), every image opened once; images
+    load lazily (datasets' Image)."""
     from datasets import Dataset, Image, Sequence
 
-    shape = shape_of(raw.column_names)
+    shape = pair_shape_of(raw) if pairs else shape_of(raw.column_names)
     rows = []
     for index, row in enumerate(raw):
-        converted = convert_row(row, shape, index, split)
+        converted = convert_pair(row, index, split) if pairs else convert_row(row, shape, index, split)
         where = f"{split} row {index}"
         converted["images"] = [resolve_image(image, base, where) for image in converted["images"]]
         rows.append(converted)
@@ -144,12 +173,25 @@ def prepare(raw, base: Path, split: str):
     return dataset.cast_column("images", Sequence(Image())), shape
 
 
-def load(data_cfg):
-    """(train, eval or None) in TRL's vision form, and where the data came from (its shape)."""
+def pair_shape_of(raw) -> str:
+    """Image preference rows: a prompt of turns, or a prompt string with <image> placeholders."""
+    missing = [c for c in ("prompt", "chosen", "rejected") if c not in raw.column_names]
+    if missing:
+        raise FtError(
+            f"the data's columns {raw.column_names} lack {', '.join(missing)}: image preference rows have "
+            f"'prompt', 'chosen', 'rejected' and 'images' (or 'image')"
+        )
+    return "prompt text" if len(raw) and isinstance(raw[0]["prompt"], str) else "prompt turns"
+
+
+def load(data_cfg, pairs: bool = False):
+    """(train, eval or None) in TRL's vision form, and where the data came from (its shape). `pairs`: image
+    preference rows (prompt, chosen, rejected, images) instead of conversations."""
     from ft.data.sources import load_raw
 
     if data_cfg.source == "synthetic":
-        return carve(synthetic_shapes(data_cfg), None, data_cfg), "synthetic shapes"
+        rows = synthetic_pairs(data_cfg) if pairs else synthetic_shapes(data_cfg)
+        return carve(rows, None, data_cfg), "synthetic shapes"
     raw = load_raw(data_cfg)
     source = Path(data_cfg.source).expanduser()
     base = source if source.is_dir() else source.parent
@@ -157,8 +199,8 @@ def load(data_cfg):
         split = getattr(data_cfg, key)
         if split is not None and split not in raw:
             raise FtError(f"data.{key}={split} is not a split of {data_cfg.source}; splits: {list(raw)}")
-    train, shape = prepare(raw[data_cfg.train_split], base, "train")
-    evaluation = prepare(raw[data_cfg.eval_split], base, "eval")[0] if data_cfg.eval_split else None
+    train, shape = prepare(raw[data_cfg.train_split], base, "train", pairs)
+    evaluation = prepare(raw[data_cfg.eval_split], base, "eval", pairs)[0] if data_cfg.eval_split else None
     return carve(train, evaluation, data_cfg), shape
 
 
@@ -227,3 +269,21 @@ def synthetic_shapes(data_cfg):
 
     rows = shape_rows(data_cfg.synthetic.num_examples, data_cfg.synthetic.seed)
     return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+
+
+def synthetic_pairs(data_cfg):
+    """data.source=synthetic for task=vlm_dpo: the shapes' questions as preference pairs, chosen the right word,
+    rejected a wrong word of the same kind (another colour, another shape): only the image tells them apart."""
+    import random
+
+    from datasets import Dataset, Image, Sequence
+
+    rng = random.Random(data_cfg.synthetic.seed + 1)
+    pairs = []
+    for row in shape_rows(data_cfg.synthetic.num_examples, data_cfg.synthetic.seed):
+        prompt, chosen = row["messages"][:-1], row["messages"][-1:]
+        right = chosen[0]["content"][0]["text"]
+        wrong = rng.choice([word for word in (COLOURS if right in COLOURS else FIGURES) if word != right])
+        rejected = [{"role": "assistant", "content": [{"type": "text", "text": wrong}]}]
+        pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "images": row["images"]})
+    return Dataset.from_list(pairs).cast_column("images", Sequence(Image()))

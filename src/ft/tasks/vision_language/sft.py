@@ -51,9 +51,9 @@ def training_template(processor, model_name: str) -> str:
     return "TRL's training variant"
 
 
-def base_model(cfg, hw):
+def base_model(cfg, hw, vision):
     """The model to train and its dtype: under QLoRA a 4-bit language model, the vision tower and projector
-    unquantized (unless vision.quantize_vision_tower)."""
+    unquantized unless `vision` (the task's VisionConfig section) has quantize_vision_tower."""
     from transformers import AutoConfig
 
     from ft import models as text_models
@@ -64,7 +64,7 @@ def base_model(cfg, hw):
     quantization = text_models.quantization_config(cfg.peft, dtype)
     if quantization is not None:
         model_config = AutoConfig.from_pretrained(models.resolve_path(cfg.model), revision=cfg.model.revision)
-        quantization.llm_int8_skip_modules = models.quantization_skip_modules(model_config, cfg.vision)
+        quantization.llm_int8_skip_modules = models.quantization_skip_modules(model_config, vision)
     model = models.load_model(cfg.model, dtype, quantization)
     if quantization is not None:
         from peft import prepare_model_for_kbit_training
@@ -73,22 +73,28 @@ def base_model(cfg, hw):
         checkpointing = hardware.activation_checkpointing(cfg.training.activation_checkpointing, hw)
         # PEFT upcasts what stays unquantized (norms, embeddings, the vision side) to fp32, as for text QLoRA
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    if cfg.model.adapter:  # a finished run's adapter, trained on (e.g. image DPO after image SFT)
+        from ft.training import build
+
+        model = build.attach_adapter(model, cfg.model.adapter, cfg.model.name_or_path)
     return model, dtype
 
 
-def peft_config(cfg, model, num_examples: int):
+def peft_config(cfg, model, num_examples: int, vision):
     from ft.models import adapters
     from ft.tasks.vision_language import models
     from ft.training import session
 
+    if cfg.model.adapter:  # model.adapter brought one
+        return None
     config = adapters.build_peft_config(cfg.peft, model.config, session.total_optimizer_steps(cfg, num_examples))
-    config.target_modules = models.lora_targets(model, cfg.vision, cfg.peft.target_modules)
+    config.target_modules = models.lora_targets(model, vision, cfg.peft.target_modules)
     if not config.target_modules:
         raise FtError(
             f"peft.target_modules={cfg.peft.target_modules} names no linear layer of the language model of "
             f"{cfg.model.name_or_path}: use all-linear, or names such as q_proj, v_proj"
         )
-    config.modules_to_save = models.modules_to_save(model, cfg.vision, cfg.peft.modules_to_save)
+    config.modules_to_save = models.modules_to_save(model, vision, cfg.peft.modules_to_save)
     return config
 
 
@@ -109,7 +115,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     method = training_template(processor, cfg.model.name_or_path)
     print(f"ft: {len(train)} image conversations ({shape}); assistant masks: {method}", flush=True)
     args = sft_config(cfg, hw, run_dir, has_eval=evaluation is not None, resuming=resuming)
-    model, dtype = base_model(cfg, hw)
+    model, dtype = base_model(cfg, hw, cfg.vision)
     build.logging_env(cfg, run_dir)
     trainer = SFTTrainer(
         model=model,
@@ -117,7 +123,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=processor,
-        peft_config=peft_config(cfg, model, len(train)),
+        peft_config=peft_config(cfg, model, len(train), cfg.vision),
         callbacks=callbacks.build(cfg, run_dir),
     )
     if adapters.is_quantized(cfg.peft):
