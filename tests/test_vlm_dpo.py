@@ -82,29 +82,22 @@ def test_precomputed_reference_log_probs_are_refused():
 
 
 @pytest.mark.slow
-def test_the_recipe_trains_and_reports_preference_accuracy_adapter_off_and_on(tmp_path, capsys):
-    """A short run of the recipe end to end: TRL's DPOTrainer on image pairs, the adapter (and the projector)
-    saved, the held-out preference accuracy measured with the adapter off and on. The accuracy does not rise
-    yet: the tiny recipe does not learn from image pairs alone in a few steps (see the recipe)."""
+def test_image_dpo_after_image_sft_raises_held_out_preference_accuracy(tmp_path, capsys):
+    """The recipe as meant: after a tiny_vlm_gemma3 SFT run, DPO continues its adapter (the reference is TRL's
+    frozen copy of it) on image pairs whose rejected answer is a wrong word of the same kind, so only the image
+    tells them apart. Measured: 70% -> 86% of 100 held-out pairs, mean margin 2.4 -> 12.6 nats."""
     import json
 
     from ft.training import launch
 
-    cfg = config.compose(
-        [
-            "recipe=tiny_vlm_dpo",
-            "logging=none",
-            f"training.output_dir={tmp_path}",
-            "training.max_steps=4",
-            "training.eval_steps=4",
-            "data.synthetic.num_examples=64",
-            "data.eval_size=16",
-        ]
-    )
-    result = launch.train(cfg)
+    out = f"training.output_dir={tmp_path}"
+    launch.train(config.compose(["recipe=tiny_vlm_gemma3", "logging=none", out, "training.run_name=sft"]))
+    dpo = ["recipe=tiny_vlm_dpo", "logging=none", out, "training.run_name=dpo", f"model.adapter={tmp_path / 'sft'}"]
+    result = launch.train(config.compose(dpo))
     assert (result.run_dir / "adapter_model.safetensors").is_file()
     saved = json.loads((result.run_dir / "preference_results.json").read_text())
-    assert set(saved) == {"base_preference_accuracy", "preference_accuracy", "base_margin", "margin"}
-    assert saved["margin"] != saved["base_margin"]  # the adapter changed the answers' log-probs
-    assert "preference accuracy on 16 held-out image pairs" in capsys.readouterr().out
+    assert saved["base_preference_accuracy"] >= 0.55  # the SFT run reads the images already
+    assert saved["preference_accuracy"] >= saved["base_preference_accuracy"] + 0.08, saved
+    assert saved["margin"] > saved["base_margin"] + 3, saved
+    assert "preference accuracy on 100 held-out image pairs" in capsys.readouterr().out
     assert "eval_rewards/accuracies" in result.metrics  # TRL's own eval ran on the image pairs
