@@ -17,6 +17,8 @@ from ft import cli, config
 from ft.errors import FtError
 from ft.finish import hub
 from ft.run import rundir
+from ft.tasks.vision_language import tiny
+from ft.tasks.vision_language.schema import TINY_VLM_MODELS
 
 STEPS, HELD_OUT = 16, 24
 
@@ -101,8 +103,18 @@ def test_reloaded_adapter_and_merged_model_give_the_trained_logits(run, tmp_path
         finishing.merge(MergeOptions(run_dir=str(run.run_dir), out=str(out)))
 
 
+def _other_families() -> list:
+    """The tiny families besides Gemma 3 (the module's run); Qwen2.5-VL's only with torchvision (its processor)."""
+    return [
+        pytest.param(name.removeprefix("tiny-vlm-"), marks=pytest.mark.skipif(bool(why), reason=why or ""))
+        for name in TINY_VLM_MODELS
+        if name != "tiny-vlm-gemma3"
+        for why in [tiny.processor_missing(name)]
+    ]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["llava", "smolvlm"])
+@pytest.mark.parametrize("family", _other_families())
 def test_every_family_reloads_and_merges(family, tmp_path):
     """The other tiny families (Gemma 3 is the module's run): a few steps, then the same two checks."""
     from ft.training import launch

@@ -113,6 +113,15 @@ def test_qwen_without_torchvision_is_one_line_and_its_model_still_forwards(built
     assert torch.isfinite(model(**inputs, **pictures, labels=inputs["input_ids"]).loss)
 
 
+@pytest.mark.skipif(TORCHVISION, reason="torchvision is installed: the recipe trains")
+def test_qwen_recipe_is_refused_before_the_run_without_torchvision(tmp_path):
+    from conftest import assert_refused, run_ft
+
+    result = run_ft("train", "recipe=tiny_vlm_qwen2_5_vl", f"training.output_dir={tmp_path}")
+    assert_refused(result.returncode, result.stderr, "tiny-vlm-qwen2_5_vl", "torchvision", alone=False)
+    assert not any(tmp_path.iterdir())  # refused before the run directory
+
+
 def test_pixel_budget_where_the_image_processor_has_one(built):
     from transformers import AutoImageProcessor
 

@@ -32,6 +32,12 @@ class VlmDpoConfig(VisionConfig, DpoConfig):
     model's LoRA), under one key."""
 
 
+def check_inputs(cfg) -> None:
+    from ft.tasks.vision_language import rules
+
+    rules.check_inputs(cfg)
+
+
 def check_config(cfg) -> None:
     from ft.tasks.vision_language import rules
 
@@ -172,6 +178,7 @@ TASK = Task(
     no_evaluation="an image DPO run is scored on its held-out image pairs at the end of training",
     outputs=("adapter", "processor", "config.yaml", "README.md", "loss.png"),
     check_config=check_config,
+    check_inputs=check_inputs,
     offline_models=tuple(TINY_VLM_MODELS),
     report=report,
 )

@@ -32,6 +32,12 @@ def check_config(cfg) -> None:
     rules.check_config(cfg)
 
 
+def check_inputs(cfg) -> None:
+    from ft.tasks.vision_language import rules
+
+    rules.check_inputs(cfg)
+
+
 def report(cfg, trainer) -> dict:
     from ft.tasks.vision_language import answers
 
@@ -62,6 +68,7 @@ TASK = Task(
     outputs=("adapter", "processor", "config.yaml", "README.md", "example.png", "loss.png"),
     offline_models=tuple(TINY_VLM_MODELS),
     check_config=check_config,
+    check_inputs=check_inputs,
     report=report,
     card=write_card,
 )

@@ -1,4 +1,5 @@
-"""task=vlm's rules on the config alone, before anything loads."""
+"""task=vlm's rules on the config alone, before anything loads; and what this machine must have for the model
+(check_inputs, before the run directory is made)."""
 
 from ft.config.schema import TINY_MODEL
 from ft.errors import FtError
@@ -18,4 +19,17 @@ def check_config(cfg) -> None:
         raise FtError(
             f"peft.target_modules={targets}: task=vlm takes all-linear (the language model's linear layers) or a "
             f"list of layer names such as [q_proj, v_proj]"
+        )
+
+
+def check_inputs(cfg) -> None:
+    """A tiny-vlm-* model whose processor transformers cannot make here (Qwen2.5-VL without torchvision) is
+    refused before the run starts, not after its data is read."""
+    from ft.tasks.vision_language import tiny
+    from ft.tasks.vision_language.schema import TINY_VLM_MODELS
+
+    name = cfg.model.name_or_path
+    if name in TINY_VLM_MODELS and (why := tiny.processor_missing(name)):
+        raise FtError(
+            f"model.name_or_path={name}: {why}; install the torchvision built for your torch, or use another model"
         )

@@ -143,7 +143,7 @@ def _vision(**settings) -> dict:
 
 
 def _qwen2_5_vl(shape, tokenizer):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
+    from transformers import Qwen2_5_VLConfig, Qwen2VLImageProcessorPil
 
     ids = tokenizer.convert_tokens_to_ids
     half = shape.hidden_size // shape.num_attention_heads // 2  # multimodal RoPE: temporal, height, width sections
@@ -166,7 +166,19 @@ def _qwen2_5_vl(shape, tokenizer):
     images = Qwen2VLImageProcessorPil(
         patch_size=4, merge_size=2, temporal_patch_size=2, size=dict(shortest_edge=16 * 16, longest_edge=32 * 32)
     )
-    return config, images, functools.partial(_with_template, Qwen2_5_VLProcessor)
+    return config, images, _qwen2_5_vl_processor
+
+
+def _qwen2_5_vl_processor(images, tokenizer, template):
+    """Qwen2.5-VL's processor has a video part (transformers refuses to make it without one): a video processor
+    with the image processor's patches and pixel budget. It is a torchvision class (processor_missing)."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLVideoProcessor
+
+    video = Qwen2VLVideoProcessor(
+        patch_size=images.patch_size, merge_size=images.merge_size, temporal_patch_size=images.temporal_patch_size,
+        size=dict(images.size),
+    )  # fmt: skip
+    return Qwen2_5_VLProcessor(images, tokenizer, video, chat_template=template)
 
 
 def _gemma3(shape, tokenizer):
