@@ -174,6 +174,7 @@ TASK = Task(
     formats=(),  # image preference rows (vision_language/data.py), recognised from their columns
     build_trainer=build_trainer,
     section=VlmDpoConfig,
+    head="image_text_to_text",
     evaluation=None,
     no_evaluation="an image DPO run is scored on its held-out image pairs at the end of training",
     outputs=("adapter", "processor", "config.yaml", "README.md", "loss.png"),
