@@ -101,3 +101,10 @@ def test_image_dpo_after_image_sft_raises_held_out_preference_accuracy(tmp_path,
     assert saved["margin"] > saved["base_margin"] + 3, saved
     assert "preference accuracy on 100 held-out image pairs" in capsys.readouterr().out
     assert "eval_rewards/accuracies" in result.metrics  # TRL's own eval ran on the image pairs
+
+    from ft import cli  # the finished run answers about an image like a task=vlm run
+
+    data.draw("red", "circle", random.Random(0)).save(tmp_path / "red.png")
+    asked = ["generate", f"run_dir={result.run_dir}", f"image={tmp_path / 'red.png'}", f"prompt={QUESTION}"]
+    assert cli.main(asked) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] in data.COLOURS

@@ -8,6 +8,7 @@ never into 4-bit weights.
 
 from pathlib import Path
 
+from ft.config import registry
 from ft.finish import merge as text_merge
 
 
@@ -34,7 +35,8 @@ def load_model(run_dir: Path, cfg, dequantize: bool = False):
     quantization = text_models.quantization_config(cfg.peft, dtype)
     if quantization is not None:
         config = AutoConfig.from_pretrained(models.resolve_path(cfg.model), revision=cfg.model.revision)
-        quantization.llm_int8_skip_modules = models.quantization_skip_modules(config, cfg.vision)
+        vision = registry.get(cfg.task).settings(cfg)  # vision.* or vlm_dpo.*: both are VisionConfig
+        quantization.llm_int8_skip_modules = models.quantization_skip_modules(config, vision)
     base = models.load_model(cfg.model, dtype, quantization)
     if quantization is not None:
         text_models.disable_4bit_cpu_repack(base)

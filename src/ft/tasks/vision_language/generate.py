@@ -10,9 +10,10 @@ from ft.run import rundir
 
 
 def is_vision_run(run_dir) -> bool:
-    """Whether run_dir holds a vision-language run (its config says task: vlm)."""
+    """Whether run_dir holds a vision-language run (its config says task: vlm or vlm_dpo)."""
     config = Path(run_dir).expanduser() / rundir.CONFIG
-    return config.is_file() and any(line.strip() == "task: vlm" for line in config.read_text().splitlines())
+    tasks = ("task: vlm", "task: vlm_dpo")
+    return config.is_file() and any(line.strip() in tasks for line in config.read_text().splitlines())
 
 
 def is_vision_config(cfg) -> bool:
