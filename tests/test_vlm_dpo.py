@@ -101,6 +101,10 @@ def test_image_dpo_after_image_sft_raises_held_out_preference_accuracy(tmp_path,
     assert saved["margin"] > saved["base_margin"] + 3, saved
     assert "preference accuracy on 100 held-out image pairs" in capsys.readouterr().out
     assert "eval_rewards/accuracies" in result.metrics  # TRL's own eval ran on the image pairs
+    card = (result.run_dir / "README.md").read_text()  # the vision-language card, with the preference results
+    assert "task=vlm_dpo: TRL's DPOTrainer" in card and "AutoModelForImageTextToText.from_pretrained" in card
+    assert f"trained | {100 * saved['preference_accuracy']:.1f}% |" in card
+    assert (result.run_dir / "example.png").is_file()
 
     from ft import cli  # the finished run answers about an image like a task=vlm run
 

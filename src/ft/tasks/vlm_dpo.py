@@ -168,6 +168,13 @@ def report(cfg, trainer) -> dict:
     return metrics
 
 
+def card(cfg, run_dir, trainer, metrics) -> None:
+    """task=vlm's card: a held-out image with its question and the chosen answer, the preference accuracy."""
+    from ft.tasks.vision_language import card as vision_card
+
+    vision_card.write(cfg, run_dir, trainer, metrics)
+
+
 TASK = Task(
     name="vlm_dpo",
     summary="DPO on image preference pairs: LoRA on a vision-language model (TRL's DPOTrainer with its processor)",
@@ -177,9 +184,10 @@ TASK = Task(
     head="image_text_to_text",
     evaluation=None,
     no_evaluation="an image DPO run is scored on its held-out image pairs at the end of training",
-    outputs=("adapter", "processor", "config.yaml", "README.md", "loss.png"),
+    outputs=("adapter", "processor", "config.yaml", "README.md", "example.png", "loss.png"),
     check_config=check_config,
     check_inputs=check_inputs,
     offline_models=tuple(TINY_VLM_MODELS),
     report=report,
+    card=card,
 )

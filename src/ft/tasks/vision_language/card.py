@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from ft.config import registry
 from ft.finish import card
 from ft.run import rundir
 
@@ -37,19 +38,20 @@ DEFAULT_QUESTION = "Describe this image."
 
 
 def example(dataset) -> dict | None:
-    """The first row whose first turn asks about exactly one image (its first): {'image', 'question',
-    'expected', 'turns'}; None when no row does."""
+    """The first row (a conversation, or a preference pair with its chosen answer) whose first turn asks about
+    exactly one image: {'image', 'question', 'expected', 'turns'}; None when no row does."""
     from ft.tasks.vision_language import answers
 
     for index in range(len(dataset) if dataset is not None else 0):
         row = dataset[index]
-        first = row["messages"][0]
-        if first["role"] != "user" or len(row["messages"]) < 2 or row["messages"][1]["role"] != "assistant":
+        turns = row["messages"] if "messages" in row else [*row["prompt"], *row["chosen"]]  # a pair: its chosen
+        first = turns[0]
+        if first["role"] != "user" or len(turns) < 2 or turns[1]["role"] != "assistant":
             continue
         if sum(part["type"] == "image" for part in first["content"]) != 1 or not row["images"]:
             continue
         question = " ".join(p["text"] for p in first["content"] if p["type"] == "text" and p["text"]).strip()
-        expected = answers.expected({"messages": row["messages"][:2]})
+        expected = answers.expected({"messages": turns[:2]})
         return {"image": row["images"][0], "question": question, "expected": expected, "turns": [first]}
     return None
 
@@ -87,13 +89,21 @@ def results_section(metrics: dict, log_history: list, scored: int) -> list[str]:
     rows = [
         f"| {match}, untrained base | {percent(metrics.get('base_exact_match'))} |",
         f"| {match}, trained | {percent(metrics.get('exact_match'))} |",
+    ]
+    if "preference_accuracy" in metrics:  # image DPO: chosen likelier than rejected, from where training started
+        pairs = "held-out image pairs whose chosen answer is likelier than the rejected one"
+        rows = [
+            f"| {pairs}, at the start | {percent(metrics.get('base_preference_accuracy'))} |",
+            f"| {pairs}, trained | {percent(metrics.get('preference_accuracy'))} |",
+        ]
+    rows += [
         f"| eval loss, untrained base | {number(metrics.get('base_loss'))} |",
         f"| eval loss, trained | {number(metrics.get('eval_loss'))} |",
         f"| final train loss (last logged) | {number(losses[-1] if losses else None)} |",
     ]
     note = (
         []
-        if "exact_match" in metrics
+        if "exact_match" in metrics or "preference_accuracy" in metrics
         else ["", f"`python -m ft eval run_dir=<this directory>` scores up to {answers.PROMPTS} held-out questions."]
     )
     return ["## Results", "", "| metric | value |", "| --- | --- |", *rows, *note, "", "![loss curve](loss.png)", ""]
@@ -113,11 +123,19 @@ def example_section(shown: dict | None) -> list[str]:
     ]
 
 
+def is_preference(cfg) -> bool:
+    """A run of task=vlm_dpo, whose section holds task=dpo's settings (beta) beside the vision ones."""
+    return getattr(registry.get(cfg.task).settings(cfg), "beta", None) is not None
+
+
 def training_section(cfg, train_size, eval_size, metrics: dict, num_processes: int) -> list[str]:
     from ft.models import adapters
 
-    t, p, v = cfg.training, cfg.peft, cfg.vision
+    t, p, v = cfg.training, cfg.peft, registry.get(cfg.task).settings(cfg)
     method = "QLoRA" if adapters.is_quantized(p) else "LoRA"
+    objective = "loss on the assistant's answers only (never image tokens or the questions)"
+    if is_preference(cfg):
+        objective = f"DPO (beta={v.beta}, {v.loss_type}) on chosen / rejected answers about images"
     reaches = "the language model's linear layers" + (" and the vision tower's" if v.lora_vision_tower else "")
     projector = "; the projector trained in full (saved with the adapter)" if v.train_projector else ""
     steps = t.max_steps if t.max_steps > 0 else f"{t.num_train_epochs} epoch(s)"
@@ -125,12 +143,12 @@ def training_section(cfg, train_size, eval_size, metrics: dict, num_processes: i
         "## Training",
         "",
         f"- **Method**: {method} r={p.r}, alpha={p.lora_alpha}, dropout={p.lora_dropout} on {reaches}"
-        f"{projector}; loss on the assistant's answers only (never image tokens or the questions)",
+        f"{projector}; {objective}",
         f"- **Hyperparameters**: {steps} steps, batch {t.per_device_train_batch_size} per device x "
         f"{t.gradient_accumulation_steps} accumulation x {num_processes} process(es), learning rate "
         f"{t.learning_rate} ({t.lr_scheduler_type}), optimizer {cfg.optim.name}, max length {t.max_length}, "
         f"precision {t.precision}, seed {t.seed}",
-        f"- **Data**: `{cfg.data.source}`, {train_size if train_size is not None else '?'} training conversations "
+        f"- **Data**: `{cfg.data.source}`, {train_size if train_size is not None else '?'} training examples "
         f"about images, {eval_size or 0} held out",
         f"- **Hardware and time**: {card.hardware(num_processes)}, {number(metrics.get('train_runtime'))} s of "
         f"training{card.peak_memory_clause(metrics)}",
@@ -138,7 +156,16 @@ def training_section(cfg, train_size, eval_size, metrics: dict, num_processes: i
     ]
 
 
-def render(cfg, run_dir: Path, metrics: dict, log_history: list, sizes: tuple, shown, num_processes: int = 1) -> str:
+def render(
+    cfg,
+    run_dir: Path,
+    metrics: dict,
+    log_history: list,
+    sizes: tuple,
+    shown,
+    num_processes: int = 1,
+    trainer_name: str = "SFTTrainer",
+) -> str:
     from ft.tasks.vision_language import answers
 
     base = base_reference(cfg)
@@ -161,8 +188,9 @@ def render(cfg, run_dir: Path, metrics: dict, log_history: list, sizes: tuple, s
         "",
         f"# {Path(run_dir).name}",
         "",
-        f"A vision-language LoRA adapter for `{base}` (AutoModelForImageTextToText), trained with ft (task=vlm: "
-        f"TRL's SFTTrainer + PEFT) from the recipe `{cfg.recipe}` on conversations about images.",
+        f"A vision-language LoRA adapter for `{base}` (AutoModelForImageTextToText), trained with ft (task={cfg.task}: "
+        f"TRL's {trainer_name} + PEFT) from the recipe `{cfg.recipe}` on "
+        f"{'image preference pairs' if is_preference(cfg) else 'conversations about images'}.",
         "",
         *example_section(shown),
         *results_section(metrics, log_history, scored),
@@ -200,6 +228,15 @@ def write(cfg, run_dir: Path, trainer, metrics: dict) -> Path:
         )[0]
     sizes = tuple(len(d) if d is not None else None for d in (trainer.train_dataset, trainer.eval_dataset))
     path = Path(run_dir) / rundir.CARD
-    text = render(cfg, run_dir, metrics, trainer.state.log_history, sizes, shown, num_processes=trainer.args.world_size)
+    text = render(
+        cfg,
+        run_dir,
+        metrics,
+        trainer.state.log_history,
+        sizes,
+        shown,
+        num_processes=trainer.args.world_size,
+        trainer_name=type(trainer).__name__,
+    )
     path.write_text(text)
     return path
