@@ -69,10 +69,8 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     from accelerate import PartialState
     from trl import DPOTrainer
 
-    from ft.models import adapters
-    from ft.run import callbacks, hardware
+    from ft.run import hardware
     from ft.tasks.vision_language import data, models, sft
-    from ft.training import build
 
     hw = hardware.detect()
     settings = cfg.vlm_dpo
@@ -81,20 +79,7 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
         processor = models.load_processor(cfg.model, settings)
     print(f"ft: {len(train)} image preference pairs ({shape})", flush=True)
     args = dpo_config(cfg, hw, run_dir, has_eval=evaluation is not None, resuming=resuming)
-    model, dtype = sft.base_model(cfg, hw, settings)
-    build.logging_env(cfg, run_dir)
-    trainer = DPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        peft_config=sft.peft_config(cfg, model, len(train), settings),
-        callbacks=callbacks.build(cfg, run_dir),
-    )
-    if adapters.is_quantized(cfg.peft):
-        adapters.match_compute_dtype(trainer.model, dtype)
-    return trainer
+    return sft.trainer(DPOTrainer, args, cfg, hw, settings, processor, train, evaluation, run_dir)
 
 
 def answer_log_probs(model, batch):

@@ -170,14 +170,8 @@ def render(
 
     base = base_reference(cfg)
     adapter = cfg.hub.repo_id or str(Path(run_dir).resolve())
-    meta = {
-        "base_model": base,
-        "library_name": "peft",
-        "pipeline_tag": "image-text-to-text",
-        "tags": ["ft", "trl", "vlm", "vision-language", cfg.peft.method, "peft"],
-    }
-    if cfg.hub.license:
-        meta["license"] = cfg.hub.license
+    meta = card.metadata(cfg, base) | {"pipeline_tag": "image-text-to-text"}  # a hub data source, the license
+    meta["tags"].append("vision-language")
     train_size, eval_size = sizes
     scored = min(answers.PROMPTS, eval_size) if "exact_match" in metrics and eval_size else 0
     snippet = usage_snippet(base, adapter, shown["question"] if shown else None)

@@ -26,17 +26,13 @@ def load_model(run_dir: Path, cfg, dequantize: bool = False):
     vision tower and projector as vision.quantize_vision_tower left them), dequantized with `dequantize`,
     and the run's adapter."""
     from peft import PeftModel
-    from transformers import AutoConfig
 
     from ft import models as text_models
     from ft.tasks.vision_language import models
 
     dtype = dtype_of(cfg)
-    quantization = text_models.quantization_config(cfg.peft, dtype)
-    if quantization is not None:
-        config = AutoConfig.from_pretrained(models.resolve_path(cfg.model), revision=cfg.model.revision)
-        vision = registry.get(cfg.task).settings(cfg)  # vision.* or vlm_dpo.*: both are VisionConfig
-        quantization.llm_int8_skip_modules = models.quantization_skip_modules(config, vision)
+    vision = registry.get(cfg.task).settings(cfg)  # vision.* or vlm_dpo.*: both are VisionConfig
+    quantization = models.quantization_config(cfg.model, cfg.peft, vision, dtype)
     base = models.load_model(cfg.model, dtype, quantization)
     if quantization is not None:
         text_models.disable_4bit_cpu_repack(base)

@@ -157,6 +157,20 @@ def modules_to_save(model, vision_cfg: VisionConfig, given=None) -> list[str] | 
     return [*(given or []), *projector] or None
 
 
+def quantization_config(model_cfg: ModelConfig, peft, vision_cfg: VisionConfig, dtype):
+    """The BitsAndBytesConfig of a QLoRA run (ft.models.quantization_config) with the vision side skipped as
+    `vision_cfg` asks (quantization_skip_modules, from the model's config alone), or None."""
+    from transformers import AutoConfig
+
+    from ft import models as text_models
+
+    quantization = text_models.quantization_config(peft, dtype)
+    if quantization is not None:
+        config = AutoConfig.from_pretrained(resolve_path(model_cfg), revision=model_cfg.revision)
+        quantization.llm_int8_skip_modules = quantization_skip_modules(config, vision_cfg)
+    return quantization
+
+
 def quantization_skip_modules(model_or_config, vision_cfg: VisionConfig) -> list[str]:
     """BitsAndBytesConfig(llm_int8_skip_modules=...) for QLoRA: the vision tower and projector stay in the
     compute dtype unless vision.quantize_vision_tower. By default bitsandbytes would quantize them

@@ -54,17 +54,12 @@ def training_template(processor, model_name: str) -> str:
 def base_model(cfg, hw, vision):
     """The model to train and its dtype: under QLoRA a 4-bit language model, the vision tower and projector
     unquantized unless `vision` (the task's VisionConfig section) has quantize_vision_tower."""
-    from transformers import AutoConfig
-
     from ft import models as text_models
     from ft.run import hardware
     from ft.tasks.vision_language import models
 
     dtype = hardware.torch_dtype(cfg.model.dtype, hardware.precision(cfg.training.precision, hw))
-    quantization = text_models.quantization_config(cfg.peft, dtype)
-    if quantization is not None:
-        model_config = AutoConfig.from_pretrained(models.resolve_path(cfg.model), revision=cfg.model.revision)
-        quantization.llm_int8_skip_modules = models.quantization_skip_modules(model_config, vision)
+    quantization = models.quantization_config(cfg.model, cfg.peft, vision, dtype)
     model = models.load_model(cfg.model, dtype, quantization)
     if quantization is not None:
         from peft import prepare_model_for_kbit_training
@@ -98,15 +93,36 @@ def peft_config(cfg, model, num_examples: int, vision):
     return config
 
 
+def trainer(trainer_class, args, cfg, hw, vision, processor, train, evaluation, run_dir: Path):
+    """`trainer_class` (TRL's SFTTrainer, or DPOTrainer for task=vlm_dpo) on image data: the base model as
+    `vision` (the task's VisionConfig section) asks, the language model's LoRA, ft's callbacks."""
+    from ft.models import adapters
+    from ft.run import callbacks
+    from ft.training import build
+
+    model, dtype = base_model(cfg, hw, vision)
+    build.logging_env(cfg, run_dir)
+    made = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        peft_config=peft_config(cfg, model, len(train), vision),
+        callbacks=callbacks.build(cfg, run_dir),
+    )
+    if adapters.is_quantized(cfg.peft):
+        adapters.match_compute_dtype(made.model, dtype)
+    return made
+
+
 def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     """Everything up to a ready SFTTrainer on image conversations; nothing trained yet."""
     from accelerate import PartialState
     from trl import SFTTrainer
 
-    from ft.models import adapters
-    from ft.run import callbacks, hardware
+    from ft.run import hardware
     from ft.tasks.vision_language import data, masks, models
-    from ft.training import build
 
     hw = hardware.detect()
     with PartialState().main_process_first():  # images opened (and the tiny model built) once
@@ -115,18 +131,6 @@ def build_trainer(cfg, run_dir: Path, resuming: bool = False):
     method = training_template(processor, cfg.model.name_or_path)
     print(f"ft: {len(train)} image conversations ({shape}); assistant masks: {method}", flush=True)
     args = sft_config(cfg, hw, run_dir, has_eval=evaluation is not None, resuming=resuming)
-    model, dtype = base_model(cfg, hw, cfg.vision)
-    build.logging_env(cfg, run_dir)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        peft_config=peft_config(cfg, model, len(train), cfg.vision),
-        callbacks=callbacks.build(cfg, run_dir),
-    )
-    if adapters.is_quantized(cfg.peft):
-        adapters.match_compute_dtype(trainer.model, dtype)
-    masks.check(train, trainer.data_collator, processor, trainer.model)
-    return trainer
+    made = trainer(SFTTrainer, args, cfg, hw, cfg.vision, processor, train, evaluation, run_dir)
+    masks.check(train, made.data_collator, processor, made.model)
+    return made
