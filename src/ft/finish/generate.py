@@ -117,7 +117,7 @@ def generate(options: GenerateOptions) -> str:
     if options.image:
         raise FtError(
             f"image={options.image}: run_dir={options.run_dir} is a text-only language model, which cannot see "
-            f"images: train a vision-language model (task=vlm, recipe=tiny_vlm_qwen2_5_vl) to ask about images"
+            f"images: train a vision-language model (task=vlm, recipe=tiny_vlm_gemma3) to ask about images"
         )
     session = Session(options.run_dir)
     messages = session.conversation([], options.prompt) if session.chat else options.prompt
