@@ -13,7 +13,7 @@ class Examples:
         self.examples, self.class_examples, self.d = examples, class_examples, diffusion_cfg
         d = diffusion_cfg
         if d.bucketing:
-            self.buckets = buckets.table(d.resolution, size_factor, d.min_bucket_size, d.max_bucket_size)
+            self.buckets = buckets.table(d.resolution, size_factor, d.min_bucket_size, d.max_bucket_size, d.bucket_step)
         else:
             self.buckets = [(d.resolution, d.resolution)]
         self.bucket_of = [buckets.nearest((e.image.height, e.image.width), self.buckets) for e in examples]

@@ -1,8 +1,9 @@
 """Aspect-ratio buckets for task=text_to_image (kohya's scheme): instead of cropping every image square,
 each trains at the bucket nearest its shape.
 
-The table: (height, width) sizes, both multiples of the model's size factor (pixels per latent cell:
-the VAE's 8 for SD / SDXL, times the patch size for transformer models), each side between
+The table: (height, width) sizes, both multiples of the bucket step (diffusion.bucket_step; by default
+resolution / 16: kohya's 64 at 1024 px), itself a multiple of the model's size factor (pixels per latent
+cell: the VAE's 8 for SD / SDXL, times the patch size for transformer models), each side between
 min_bucket_size and max_bucket_size, holding at most resolution^2 pixels, plus the square one. An image
 goes to the bucket whose aspect ratio is nearest its own, is resized by the smallest scale that covers
 the bucket and cropped (centre or random) by the remainder: what the rounding to the bucket leaves.
@@ -21,9 +22,12 @@ import math
 Size = tuple[int, int]  # (height, width)
 
 
-def table(resolution: int, factor: int, min_size: int | None = None, max_size: int | None = None) -> list[Size]:
+def table(
+    resolution: int, factor: int, min_size: int | None = None, max_size: int | None = None, step: int | None = None
+) -> list[Size]:
     """The buckets, from the widest to the tallest (kohya's make_buckets)."""
     area = resolution * resolution
+    factor = max(factor, (step or resolution // 16) // factor * factor)
 
     def rounded(side: int) -> int:
         return max(factor, side // factor * factor)

@@ -24,6 +24,9 @@ class DiffusionConfig:
     )
     min_bucket_size: Optional[int] = option(None, ge=8, help="shortest bucket side; null: resolution / 2")
     max_bucket_size: Optional[int] = option(None, ge=8, help="longest bucket side; null: resolution * 2")
+    bucket_step: Optional[int] = option(
+        None, ge=1, help="bucket sides are multiples of this (and of the model's size factor); null: resolution / 16"
+    )
     center_crop: bool = option(False, help="crop the centre of each image; false: a random crop")
     random_flip: bool = option(False, help="flip images horizontally at random")
     image_column: str = option("image", help="a hub dataset's column holding the images")
