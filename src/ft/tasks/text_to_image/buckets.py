@@ -4,7 +4,8 @@ each trains at the bucket nearest its shape.
 The table: (height, width) sizes, both multiples of the bucket step (diffusion.bucket_step; by default
 resolution / 16: kohya's 64 at 1024 px), itself a multiple of the model's size factor (pixels per latent
 cell: the VAE's 8 for SD / SDXL, times the patch size for transformer models), each side between
-min_bucket_size and max_bucket_size, holding at most resolution^2 pixels, plus the square one. An image
+min_bucket_size and max_bucket_size, holding at most resolution^2 pixels, plus the square one (the
+resolution, rounded down to the size factor). An image
 goes to the bucket whose aspect ratio is nearest its own, is resized by the smallest scale that covers
 the bucket and cropped (centre or random) by the remainder: what the rounding to the bucket leaves.
 Like kohya's default (no bucket_no_upscale), an image smaller than its bucket is upscaled to cover it,
@@ -26,16 +27,16 @@ def table(
     resolution: int, factor: int, min_size: int | None = None, max_size: int | None = None, step: int | None = None
 ) -> list[Size]:
     """The buckets, from the widest to the tallest (kohya's make_buckets)."""
-    area = resolution * resolution
-    factor = max(factor, (step or resolution // 16) // factor * factor)
+    area, square = resolution * resolution, max(factor, resolution // factor * factor)
+    step = max(factor, (step or resolution // 16) // factor * factor)
 
     def rounded(side: int) -> int:
-        return max(factor, side // factor * factor)
+        return max(step, side // step * step)
 
     low, high = rounded(min_size or resolution // 2), rounded(max_size or resolution * 2)
-    sizes = {(rounded(resolution), rounded(resolution))}
-    for width in range(low, high + 1, factor):
-        height = min(high, area // width // factor * factor)
+    sizes = {(square, square)}
+    for width in range(low, high + 1, step):
+        height = min(high, area // width // step * step)
         if height >= low:
             sizes |= {(height, width), (width, height)}
     return sorted(sizes, key=lambda size: (size[1] / size[0], size[0] * size[1]))

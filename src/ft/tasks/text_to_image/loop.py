@@ -111,8 +111,8 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
     if d.cache_latents or d.cache_text_embeddings:
         dataset.cache(parts, acc.device, d.cache_latents, d.cache_text_embeddings)
     # a bucket's last batch may be short: an epoch has as many batches as its buckets' batches together
-    epoch = buckets.epoch_batches(dataset.bucket_of, t.per_device_train_batch_size, acc.num_processes, t.seed, 0)
-    batches = len(epoch) // acc.num_processes
+    first = buckets.epoch_batches(dataset.bucket_of, t.per_device_train_batch_size, acc.num_processes, t.seed, 0)
+    batches = len(first) // acc.num_processes
     steps_per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
     steps = t.max_steps if t.max_steps > 0 else math.ceil(t.num_train_epochs * steps_per_epoch)
     params = [p for model in models for p in model.parameters() if p.requires_grad]
