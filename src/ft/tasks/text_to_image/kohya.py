@@ -59,7 +59,7 @@ def state_dict(run_dir: Path, cfg, weights: str = rundir.LORA_WEIGHTS) -> tuple[
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(p.r),
         "ss_network_alpha": str(alpha),
-        "ss_base_model_version": "sdxl_base_v1-0" if xl else "sd_v1",
+        "ss_base_model_version": _base_version(cfg, xl),
         "ss_sd_model_name": cfg.model.name_or_path,
         "ss_resolution": json.dumps([cfg.diffusion.resolution, cfg.diffusion.resolution]),
         "ss_output_name": run_dir.name,
@@ -91,6 +91,22 @@ def export(run_dir: Path, cfg, out: Path) -> Path:
         raise FtError(f"run_dir={run_dir} holds no {rundir.LORA_WEIGHTS}: is the training finished?")
     out.mkdir(parents=True)
     return save(run_dir, cfg, out / KOHYA_WEIGHTS)
+
+
+def _base_version(cfg, xl: bool) -> str:
+    """kohya's name of the base: SDXL, or SD 1.x / 2.x told apart by the UNet's text width (768 / 1024)."""
+    if xl:
+        return "sdxl_base_v1-0"
+    from ft.tasks.text_to_image import pipeline as diffusion
+
+    config = Path(diffusion.resolve_path(cfg.model.name_or_path)) / "unet" / "config.json"
+    if not config.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(cfg.model.name_or_path, "unet/config.json", revision=cfg.model.revision)
+        config = Path(cached) if isinstance(cached, str) else None
+    width = json.loads(config.read_text()).get("cross_attention_dim") if config else None
+    return "sd_v2" if width == 1024 else "sd_v1"
 
 
 def _is_xl(cfg) -> bool:
