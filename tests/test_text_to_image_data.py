@@ -3,6 +3,8 @@ the loop receives), kohya's .txt layout with repeats, default caption and trigge
 loss, caption dropout, EMA weights and the kohya-format LoRA (round trip through diffusers' loader on
 tiny SD and tiny SDXL). One end-to-end SDXL run on a folder of 6 aspect ratios checks several at once."""
 
+import contextlib
+import io
 import re
 
 import pytest
@@ -202,20 +204,25 @@ def bucket_run(tmp_path_factory):
             "training.run_name=buckets",
         ]
     )
-    return cfg, launch.train(cfg)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = launch.train(cfg)
+    return cfg, result, printed.getvalue()
 
 
 @pytest.mark.slow
-def test_bucketed_sdxl_run_batches_one_bucket_with_each_images_size_conditioning(bucket_run, capsys):
+def test_bucketed_sdxl_run_batches_one_bucket_with_each_images_size_conditioning(bucket_run):
     import torch
 
     from ft.tasks.text_to_image import loop
 
-    cfg, result = bucket_run
+    cfg, result, printed = bucket_run
     job = result.trainer
     dataset = job.dataset
     assert len(dataset) == 13  # 12 images, one of them in a `2_` folder: twice
     assert len(set(dataset.bucket_of)) == 6
+    table = [line for line in printed.splitlines() if line.startswith("ft: bucket ")]
+    assert len(table) == 6 and "ft: bucket 8x26 (height x width): 3 image(s)" in table, table
     for example, bucket in zip(dataset.examples, dataset.bucket_of):
         size = (example.image.height, example.image.width)
         resized = buckets.cover(size, bucket)
@@ -244,7 +251,7 @@ def test_bucketed_run_writes_ema_and_kohya_weights_the_card_names(bucket_run):
 
     from ft.tasks.text_to_image import loop
 
-    cfg, result = bucket_run
+    cfg, result, _ = bucket_run
     run_dir = result.run_dir
     raw, ema = load_file(run_dir / rundir.LORA_WEIGHTS), load_file(run_dir / loop.EMA_WEIGHTS)
     assert raw.keys() == ema.keys() and any((raw[k] - ema[k]).abs().max() > 1e-6 for k in raw)
@@ -265,7 +272,7 @@ def test_caption_dropout_trains_on_the_empty_captions_embeddings(bucket_run):
 
     from ft.tasks.text_to_image import loop
 
-    cfg, result = bucket_run
+    cfg, result, _ = bucket_run
     job = result.trainer
     batch = next(iter(loop._epoch_batches(job, epoch=0, skip=0)))
     empty, empty_pooled = job.dataset.empty_caption
