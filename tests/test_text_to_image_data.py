@@ -31,8 +31,14 @@ def test_bucket_table_holds_sizes_of_the_factor_near_the_pixel_count():
     # a large image is only scaled down to cover its bucket; the crop is what the rounding leaves
     h, w = buckets.cover((3000, 2000), (1216, 832))
     assert (h, w) == (1248, 832) and h <= 3000
-    # kohya's default (no bucket_no_upscale): an image smaller than its bucket is upscaled to cover it
+    # kohya's default: an image smaller than its bucket is upscaled to cover it; with bucket_no_upscale it
+    # gets its own bucket, its size rounded down to the step (a large one first scaled to 1024^2 pixels)
     assert buckets.cover((512, 512), (1024, 1024)) == (1024, 1024)
+    assert buckets.own((500, 700), 1024, 64) == (448, 640) and buckets.own((3000, 2000), 1024, 64) == (1216, 832)
+    for size in [(500, 700), (3000, 2000), (70, 900)]:
+        bucket = buckets.own(size, 1024, 64)
+        resized = buckets.cover(size, bucket)
+        assert resized[0] <= size[0] and resized[1] <= size[1] and bucket[0] % 64 == 0 and bucket[1] % 64 == 0
 
 
 def test_epoch_batches_are_one_bucket_each_fixed_by_seed_and_epoch_and_square_data_keeps_the_old_order():

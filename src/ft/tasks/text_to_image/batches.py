@@ -12,11 +12,14 @@ class Examples:
     def __init__(self, examples, class_examples, diffusion_cfg, size_factor: int):
         self.examples, self.class_examples, self.d = examples, class_examples, diffusion_cfg
         d = diffusion_cfg
-        if d.bucketing:
-            self.buckets = buckets.table(d.resolution, size_factor, d.min_bucket_size, d.max_bucket_size, d.bucket_step)
+        sizes = [(e.image.height, e.image.width) for e in examples]
+        if d.bucketing and d.bucket_no_upscale:
+            step = buckets.step_of(d.resolution, size_factor, d.bucket_step)
+            self.bucket_of = [buckets.own(size, d.resolution, step) for size in sizes]
         else:
-            self.buckets = [(d.resolution, d.resolution)]
-        self.bucket_of = [buckets.nearest((e.image.height, e.image.width), self.buckets) for e in examples]
+            square = [(d.resolution, d.resolution)]
+            table = buckets.table(d.resolution, size_factor, d.min_bucket_size, d.max_bucket_size, d.bucket_step)
+            self.bucket_of = [buckets.nearest(size, table if d.bucketing else square) for size in sizes]
         self.has_masks = any(e.mask is not None for e in examples)
         self.cached = None
         self.empty_caption = None  # the empty caption's (embeddings, pooled), for caption dropout when cached

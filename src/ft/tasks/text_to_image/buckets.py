@@ -8,8 +8,10 @@ min_bucket_size and max_bucket_size, holding at most resolution^2 pixels, plus t
 resolution, rounded down to the size factor). An image
 goes to the bucket whose aspect ratio is nearest its own, is resized by the smallest scale that covers
 the bucket and cropped (centre or random) by the remainder: what the rounding to the bucket leaves.
-Like kohya's default (no bucket_no_upscale), an image smaller than its bucket is upscaled to cover it,
-as the square crop always did; square images at resolution^2 or more are never upscaled.
+Like kohya's default, an image smaller than its bucket is upscaled to cover it, as the square crop always
+did; images at least as large as their bucket are only scaled down. With diffusion.bucket_no_upscale
+(kohya's --bucket_no_upscale) each image gets a bucket of its own instead: its size (scaled down to
+resolution^2 pixels if larger) rounded down to the step, so that nothing is ever upscaled.
 
 Batches: every batch holds images of one bucket. An epoch's order depends on (seed, epoch) alone (a
 resumed run skips the batches it has trained on and sees the rest as an uninterrupted run would); with
@@ -28,7 +30,7 @@ def table(
 ) -> list[Size]:
     """The buckets, from the widest to the tallest (kohya's make_buckets)."""
     area, square = resolution * resolution, max(factor, resolution // factor * factor)
-    step = max(factor, (step or resolution // 16) // factor * factor)
+    step = step_of(resolution, factor, step)
 
     def rounded(side: int) -> int:
         return max(step, side // step * step)
@@ -40,6 +42,19 @@ def table(
         if height >= low:
             sizes |= {(height, width), (width, height)}
     return sorted(sizes, key=lambda size: (size[1] / size[0], size[0] * size[1]))
+
+
+def step_of(resolution: int, factor: int, step: int | None = None) -> int:
+    """Bucket sides are multiples of this: `step` (default resolution / 16) rounded to the size factor."""
+    return max(factor, (step or resolution // 16) // factor * factor)
+
+
+def own(size: Size, resolution: int, step: int) -> Size:
+    """bucket_no_upscale's bucket of an image: its size, scaled down to resolution^2 pixels if larger,
+    each side rounded down to the step (the image then only shrinks)."""
+    height, width = size
+    scale = min(1.0, math.sqrt(resolution * resolution / (height * width)))
+    return max(step, int(height * scale) // step * step), max(step, int(width * scale) // step * step)
 
 
 def nearest(size: Size, buckets: list[Size]) -> Size:

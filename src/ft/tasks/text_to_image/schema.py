@@ -24,6 +24,9 @@ class DiffusionConfig:
     )
     min_bucket_size: Optional[int] = option(None, ge=8, help="shortest bucket side; null: resolution / 2")
     max_bucket_size: Optional[int] = option(None, ge=8, help="longest bucket side; null: resolution * 2")
+    bucket_no_upscale: bool = option(
+        False, help="each image its own bucket: its size rounded down to the step, never upscaled (kohya's)"
+    )
     bucket_step: Optional[int] = option(
         None, ge=1, help="bucket sides are multiples of this (and of the model's size factor); null: resolution / 16"
     )
