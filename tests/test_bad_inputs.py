@@ -120,6 +120,25 @@ def _image_folder(tmp: Path, change: str) -> list[str]:
     return ["recipe=tiny_sd_lora", f"data.source={folder}"]
 
 
+def _sidecar_folder(tmp: Path, change: str) -> list[str]:
+    """4 synthetic images with kohya's .txt captions beside them, spoilt by `change`: captionless (a .txt
+    deleted), orphan caption (a .txt without its image), corrupt (an image's bytes replaced)."""
+    from ft.tasks.text_to_image import images
+
+    folder = tmp / "pictures"
+    folder.mkdir()
+    for i, example in enumerate(images.synthetic(4, 16, seed=0)):
+        example.image.save(folder / f"{i:04d}.png")
+        (folder / f"{i:04d}.txt").write_text(example.caption)
+    if change == "captionless":
+        (folder / "0002.txt").unlink()
+    elif change == "orphan":
+        (folder / "0004.txt").write_text("a caption of no image")
+    else:
+        (folder / "0002.png").write_bytes(b"not a png")
+    return ["recipe=tiny_sd_lora", f"data.source={folder}"]
+
+
 def _image_conversations(tmp: Path, change: str) -> list[str]:
     """Eight image conversations (messages + images, paths relative to the data file) for task=vlm, row 3
     spoilt by `change`: missing (its image deleted), unreadable (its bytes replaced), mismatch (two images for
@@ -554,6 +573,19 @@ CASES = [
             ("captionless", 'has no caption ("text")'),
         )
     ],
+    *[
+        Case(
+            f"sidecar_{change}",
+            problem,
+            setup=lambda tmp, out, change=change: _sidecar_folder(tmp, change),
+            after_loading=change == "corrupt",
+        )
+        for change, problem in (
+            ("captionless", ["pictures/0002.png has no caption (0002.txt", "diffusion.default_caption"]),
+            ("orphan", ["caption", "pictures/0004.txt has no image"]),
+            ("corrupt", ["pictures/0002.png cannot be read"]),
+        )
+    ],
     Case(
         "llm_for_text_to_image",
         ["model.name_or_path=tiny is a language model"],
@@ -736,6 +768,7 @@ HEAVY = {"transformers", "bitsandbytes", "peft", "trl", "datasets"}
         "llm_for_text_to_image",
         "pipeline_dir_for_sft",
         "image_captionless",
+        "sidecar_orphan",
     ],
 )
 def test_quick_refusals_come_before_the_heavy_imports(case_id, tmp_path):

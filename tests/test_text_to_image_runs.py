@@ -129,9 +129,20 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_processes_train_one_lora(tmp_path):
+    """On images of 3 aspect ratios (.txt captions), so that Accelerate shards the bucketed batch order
+    (which groups one bucket per step for all processes: test_text_to_image_data checks the grouping)."""
+    from PIL import Image
+
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(24, 24), (18, 30), (30, 18)] * 3):
+        Image.effect_noise((w, h), 30 + 5 * i).convert("RGB").save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(f"noise {i}")
     done = run_ft(
         "train",
         "recipe=tiny_sd_lora",
+        f"data.source={folder}",
+        "training.per_device_train_batch_size=2",
         "training.max_steps=4",
         "distributed=ddp",
         "distributed.num_processes=2",
@@ -140,6 +151,7 @@ def test_two_processes_train_one_lora(tmp_path):
         f"training.output_dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir() and p != folder]
     assert "on 2 process(es)" in done.stdout  # not just an exit code: accelerate can silently start one
+    assert done.stdout.count("ft: bucket ") == 3
     assert len(step_losses(run_dir)) == 4 and "2 process(es)" in (run_dir / "README.md").read_text()

@@ -321,11 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         ExportOptions,
         cmd_export,
-        help="export a run for llama.cpp/Ollama (GGUF, checked against transformers) or vLLM/SGLang (merged)",
+        help="export a run for llama.cpp/Ollama (GGUF, checked against transformers), vLLM/SGLang (merged) or, "
+        "an image LoRA, A1111/ComfyUI (kohya)",
         description="Export run_dir: format=gguf merges the adapter and converts the model with llama.cpp's own "
         "converter and quantizer, then loads it in llama.cpp and compares tokens, logits and greedy text with the "
         "merged transformers model (parity.json; exit 1 when they differ). format=gguf-adapter writes the LoRA "
-        "as a GGUF LoRA; format=merged a transformers directory. Needs `make install-export` (llama-cpp-python).",
+        "as a GGUF LoRA; format=merged a transformers directory (GGUF: needs `make install-export`, llama-cpp-python). "
+        "format=kohya writes a text-to-image run's LoRA in kohya's format.",
     )
     loads = (
         "Loads base + adapter (or a merged / full model dir) with device_map=auto and prompts through the "

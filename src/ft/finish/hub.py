@@ -39,6 +39,8 @@ ALLOWED = (
     rundir.CONFIG,  # model card, loss curve, resolved recipe
     rundir.LORA_WEIGHTS,
     "samples.png",  # task=text_to_image: diffusers LoRA, the card's sample grid
+    "pytorch_lora_weights_ema.safetensors",
+    "lora_kohya.safetensors",  # task=text_to_image: the EMA LoRA, the LoRA in kohya's format
     rundir.EXAMPLE_IMAGE,  # task=vlm: the card's example image
 )
 

@@ -15,7 +15,7 @@ from ft.finish.export import llama_cpp, ollama
 from ft.finish.merge import check_mergeable, merge_into
 from ft.options import option
 
-FORMATS = ["gguf", "gguf-adapter", "merged"]
+FORMATS = ["gguf", "gguf-adapter", "merged", "kohya"]
 QUANTS = [*llama_cpp.CONVERTER_TYPES, *llama_cpp.QUANTIZER_TYPES]
 # What a tiny model's tokenizer (ft.models.tiny: single digits, then GPT-2's byte-level split) is in
 # llama.cpp's terms: its BPE merges never cross the digit boundaries, so GPT-2's split gives the same ids.
@@ -36,7 +36,8 @@ class ExportOptions:
         "gguf",
         choices=FORMATS,
         help="gguf: the merged model for llama.cpp/Ollama/LM Studio; gguf-adapter: the LoRA alone as a GGUF LoRA "
-        "(llama.cpp --lora, Ollama ADAPTER); merged: a transformers directory (vLLM, SGLang)",
+        "(llama.cpp --lora, Ollama ADAPTER); merged: a transformers directory (vLLM, SGLang); kohya: a text-to-image "
+        "run's LoRA in kohya's format (AUTOMATIC1111, Forge, ComfyUI)",
     )
     quant: str = option(
         "q8_0",
@@ -68,6 +69,8 @@ class ExportOptions:
 def _checked(options: ExportOptions):
     """(run_dir, cfg, out, converter root or None): every refusal before anything is written."""
     run_dir = loading.check_run_dir(options.run_dir)
+    if options.format == "kohya":
+        return _checked_kohya(options, run_dir)
     cfg = check_mergeable(run_dir)
     name = f"export-{options.format}" + ("" if options.format == "merged" else f"-{options.quant}")
     out = Path(options.out).expanduser() if options.out else run_dir / name
@@ -93,8 +96,26 @@ def _checked(options: ExportOptions):
     return run_dir, cfg, out, root
 
 
+def _checked_kohya(options: ExportOptions, run_dir: Path):
+    from ft.tasks.text_to_image import kohya
+
+    cfg = loading.load_config(run_dir)
+    why = kohya.refusal(cfg)
+    if why:
+        raise FtError(why)
+    out = Path(options.out).expanduser() if options.out else run_dir / "export-kohya"
+    if out.exists():
+        raise FtError(f"{out} already exists: choose another out=PATH or remove it")
+    return run_dir, cfg, out, None
+
+
 def export(options: ExportOptions) -> Path:
     run_dir, cfg, out, root = _checked(options)
+    if options.format == "kohya":
+        from ft.tasks.text_to_image import kohya
+
+        kohya.export(run_dir, cfg, out)
+        return out
     started = time.monotonic()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:

@@ -6,7 +6,8 @@ Accelerate loop (there is no Trainer for diffusion). The whole modality is this 
     tiny.py       the offline tiny pipelines (tiny-sd)     pipeline.py  the pipeline's parts, LoRA, the loss
     loop.py       the training loop, top to bottom         state.py     optimizer and checkpoints
     render.py     validation renders, DreamBooth classes   finish.py    card, sample grid, push
-    generate.py   `ft generate` for an image run
+    generate.py   `ft generate` for an image run           buckets.py   aspect-ratio buckets, batch order
+    kohya.py      the LoRA in kohya's format (A1111, ComfyUI)
 """
 
 from ft.config.registry import Task
@@ -41,7 +42,14 @@ TASK = Task(
     head="diffusion",
     no_evaluation="a text-to-image run's validation renders are in its samples/ folder and model card; render "
     "more with ft generate",
-    outputs=("pytorch_lora_weights.safetensors", "config.yaml", "README.md", "loss.png", "samples.png"),
+    outputs=(
+        "pytorch_lora_weights.safetensors",
+        "lora_kohya.safetensors",
+        "config.yaml",
+        "README.md",
+        "loss.png",
+        "samples.png",
+    ),
     check_config=check_config,
     check_inputs=check_inputs,
     offline_models=tuple(TINY_DIFFUSION_MODELS),

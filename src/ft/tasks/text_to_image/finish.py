@@ -39,6 +39,21 @@ def usage_snippet(cfg, base: str, lora: str) -> str:
     )
 
 
+FILES = {
+    rundir.LORA_WEIGHTS: "diffusers' format: `pipe.load_lora_weights(...)` (the snippet below)",
+    "pytorch_lora_weights_ema.safetensors": "the exponential moving average of the LoRA weights (diffusion.ema_decay), "
+    'diffusers\' format: `pipe.load_lora_weights(..., weight_name="pytorch_lora_weights_ema.safetensors")`',
+    "lora_kohya.safetensors": "kohya's format, for AUTOMATIC1111 / Forge (`models/Lora`) and ComfyUI (`models/loras`, "
+    "LoraLoader); diffusers loads it too",
+}
+
+
+def files_section(run_dir: Path) -> list[str]:
+    """The card's list of the run's weight files, each with what it is for."""
+    present = [name for name in FILES if (Path(run_dir) / name).is_file()]
+    return ["## Files", "", *[f"- `{name}`: {FILES[name]}" for name in present], ""] if present else []
+
+
 def render_card(cfg, run_dir: Path, metrics: dict, base: str, num_processes: int) -> str:
     t, p, d = cfg.training, cfg.peft, cfg.diffusion
     xl = "SDXL" if "xl" in base.lower() else "Stable Diffusion"
@@ -50,7 +65,10 @@ def render_card(cfg, run_dir: Path, metrics: dict, base: str, num_processes: int
     }
     if cfg.hub.license:
         meta["license"] = cfg.hub.license
-    trigger = f"Trigger prompt: `{d.instance_prompt}`" if d.instance_prompt else "No trigger word: prompt as captioned."
+    if d.instance_prompt or d.trigger:
+        trigger = f"Trigger prompt: `{d.instance_prompt or d.trigger}`"
+    else:
+        trigger = "No trigger word: prompt as captioned."
     lora = cfg.hub.repo_id or str(Path(run_dir).resolve())
     lines = [
         "---",
@@ -74,12 +92,16 @@ def render_card(cfg, run_dir: Path, metrics: dict, base: str, num_processes: int
         f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {num_processes} "
         f"process(es), learning rate {t.learning_rate} ({t.lr_scheduler_type}), optimizer {cfg.optim.name}, "
         f"precision {t.precision}, resolution {d.resolution}, prediction {d.prediction_type or 'the scheduler’s'}, "
-        f"SNR gamma {d.snr_gamma}",
+        f"SNR gamma {d.snr_gamma}, aspect-ratio buckets {'on' if d.bucketing else 'off'}"
+        + (f", EMA decay {d.ema_decay}" if d.ema_decay else "")
+        + (f", caption dropout {d.caption_dropout}" if d.caption_dropout else "")
+        + (f", noise offset {d.noise_offset}" if d.noise_offset else ""),
         f"- Data: `{d.instance_data_dir or cfg.data.source}`; mean train loss {metrics.get('train_loss', 0):.4f} "
         f"in {metrics.get('train_runtime', 0):.1f} s{card.peak_memory_clause(metrics)}",
         "",
         "![loss curve](loss.png)",
         "",
+        *files_section(run_dir),
         "## Usage",
         "",
         "```python",

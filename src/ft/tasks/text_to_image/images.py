@@ -3,18 +3,27 @@
 Sources (data.source):
     synthetic          coloured shapes on coloured backgrounds, captioned ("a red circle on a blue
                        background"), drawn in memory: offline, for the tiny recipes and the tests
-    a directory        the datasets `imagefolder` layout: images + metadata.jsonl, one row per image
-                       {"file_name": "0001.png", "text": "the caption"} (the caption key: diffusion.caption_column)
+    a directory        either the datasets `imagefolder` layout: images + metadata.jsonl, one row per image
+                       {"file_name": "0001.png", "text": "the caption"} (the caption key: diffusion.caption_column);
+                       or, without metadata.jsonl, kohya's: each image with a same-named .txt caption beside it
+                       (0001.png + 0001.txt; diffusion.default_caption for images without one), directly in the
+                       directory or in subfolders named `<repeats>_<name>` ("10_sks dog": each image 10 times
+                       per epoch; another name: once)
     a hub dataset id   with an image column and a caption column (diffusion.image_column / caption_column)
 DreamBooth (diffusion.instance_data_dir): every image of a directory, all with diffusion.instance_prompt
-(or captioned by a metadata.jsonl there); `synthetic`: 8 images of one purple triangle.
+unless a .txt beside it captions it (or captioned by a metadata.jsonl there); `synthetic`: 8 images of
+one purple triangle.
 
-Every image is opened and checked before training starts: a missing, unreadable or caption-less one is
-refused with one line naming the file.
+A mask, optional, for the masked loss: `<image name>.mask.png` beside an image (in either layout), a
+greyscale image of the same size: white trains, black is ignored, grey weighs in between.
+
+Every image is opened and checked before training starts: a missing, unreadable or caption-less one, or
+a caption without its image, is refused with one line naming the file.
 """
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +31,9 @@ from ft.errors import FtError
 
 METADATA = "metadata.jsonl"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+CAPTION_SUFFIX = ".txt"  # kohya's sidecar caption
+MASK_SUFFIX = ".mask.png"  # an image's loss mask beside it
+REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")  # kohya's "10_sks dog": its images 10 times per epoch
 COLOURS = {
     "red": (220, 40, 40),
     "green": (40, 180, 60),
@@ -38,6 +50,26 @@ SHAPES = ("circle", "square", "triangle")
 class Example:
     image: object  # a PIL image, or a path opened when needed
     caption: str
+    mask: object = None  # a greyscale PIL image of the image's size, or None: every pixel trains
+
+
+@dataclass
+class Listed:
+    """An image of a folder, found and captioned but not decoded yet."""
+
+    image: Path
+    caption: str
+    repeats: int = 1
+    mask: Path | None = None
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.lower().endswith(MASK_SUFFIX)
+
+
+def mask_path(image: Path) -> Path | None:
+    mask = image.with_name(image.stem + MASK_SUFFIX)
+    return mask if mask.is_file() else None
 
 
 def synthetic(num_examples: int, size: int, seed: int, subject: str | None = None) -> list[Example]:
@@ -90,6 +122,60 @@ def open_image(path: Path, where: str):
         raise FtError(f"{where}: image {path} cannot be read ({type(e).__name__}): replace or remove it") from None
 
 
+def open_mask(path: Path, size: tuple[int, int], where: str):
+    """The mask at `path` in greyscale; it must have its image's (width, height)."""
+    mask = open_image(path, where).convert("L")
+    if mask.size != size:
+        raise FtError(
+            f"{where}: mask {path} is {mask.size[0]}x{mask.size[1]}, its image {size[0]}x{size[1]}: "
+            f"make the mask the image's size"
+        )
+    return mask
+
+
+def listing(path: Path, caption_column: str, default_caption: str | None, key: str = "data.source") -> list[Listed]:
+    """A folder's captioned images, checked without decoding any: from its metadata.jsonl if it has one,
+    else from the .txt captions beside the images (kohya's layout, with `<repeats>_<name>` subfolders)."""
+    if (path / METADATA).is_file():
+        return [Listed(image, caption, 1, mask_path(image)) for image, caption in captions(path, caption_column)]
+    return sidecar(path, default_caption, key)
+
+
+def sidecar(path: Path, default_caption: str | None, key: str = "data.source") -> list[Listed]:
+    """kohya's layout: every image of `path` and of its subfolders, captioned by the same-named .txt beside it
+    (else `default_caption`); a subfolder `<N>_<name>` repeats its images N times per epoch."""
+    if not path.is_dir():
+        raise FtError(f"{key}={path}: no such directory")
+    folders = [(path, 1)]
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        match = REPEATS_FOLDER.match(sub.name)
+        folders.append((sub, int(match.group(1)) if match else 1))
+    listed = []
+    for folder, repeats in folders:
+        files = sorted(folder.iterdir())
+        for text in (p for p in files if p.suffix.lower() == CAPTION_SUFFIX):
+            if not any(is_image(p) and p.stem == text.stem for p in files):
+                raise FtError(
+                    f"{key}={path}: caption {text} has no image beside it ({', '.join(IMAGE_SUFFIXES)}): "
+                    f"add the image or remove the caption"
+                )
+        for image in (p for p in files if is_image(p)):
+            text = image.with_suffix(CAPTION_SUFFIX)
+            caption = text.read_text().strip() if text.is_file() else ""
+            if not caption and default_caption is None:
+                raise FtError(
+                    f"{key}={path}: image {image} has no caption ({text.name} is missing or empty): "
+                    f"write it, remove the image, or set diffusion.default_caption"
+                )
+            listed.append(Listed(image, caption or default_caption, repeats, mask_path(image)))
+    if not listed:
+        raise FtError(
+            f"{key}={path} holds no images: add images ({', '.join(IMAGE_SUFFIXES)}) with same-named .txt captions, "
+            f'or a {METADATA} with one row per image, {{"file_name": "0001.png", "text": "a caption"}}'
+        )
+    return listed
+
+
 def captions(path: Path, caption_column: str) -> list[tuple[Path, str]]:
     """(image path, caption) of every row of an imagefolder's metadata.jsonl, checked without decoding any
     image: each listed file exists and has a caption, each image of the directory is listed."""
@@ -120,28 +206,32 @@ def captions(path: Path, caption_column: str) -> list[tuple[Path, str]]:
             raise FtError(f"data.source={path}: image {path / name} does not exist: add the file or remove its row")
         rows.append((path / name, caption))
     listed = {image.name for image, _ in rows}
-    for image in sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in listed):
+    for image in sorted(p for p in path.iterdir() if is_image(p) and p.name not in listed):
         raise FtError(f"data.source={path}: image {image} has no caption in {METADATA}: add a row for it or remove it")
     if not rows:
         raise FtError(f"data.source={path}: {METADATA} lists no images")
     return rows
 
 
-def folder(path: Path, caption_column: str) -> list[Example]:
-    """The images of an imagefolder directory with their captions from metadata.jsonl, each opened."""
-    return [
-        Example(open_image(image, f"data.source={path}"), caption) for image, caption in captions(path, caption_column)
-    ]
+def examples_of(listed: list[Listed], where: str) -> list[Example]:
+    """The listed images opened (each repeated as its folder says), with their masks."""
+    examples = []
+    for item in listed:
+        image = open_image(item.image, where)
+        mask = open_mask(item.mask, image.size, where) if item.mask else None
+        examples += [Example(image, item.caption, mask)] * item.repeats
+    return examples
+
+
+def folder(path: Path, caption_column: str, default_caption: str | None = None) -> list[Example]:
+    """The images of a directory with their captions (metadata.jsonl or .txt files), each opened."""
+    where = f"data.source={path}"
+    return examples_of(listing(path, caption_column, default_caption), where)
 
 
 def instance_folder(path: Path, prompt: str, key: str = "diffusion.instance_data_dir") -> list[Example]:
-    """DreamBooth: every image of `path`, all captioned `prompt`."""
-    if not path.is_dir():
-        raise FtError(f"{key}={path}: no such directory")
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FtError(f"{key}={path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return [Example(open_image(p, key), prompt) for p in files]
+    """DreamBooth: every image of `path`, captioned `prompt` unless a .txt beside it says otherwise."""
+    return examples_of(sidecar(path, prompt, key), key)
 
 
 def hub(source: str, split: str, image_column: str, caption_column: str) -> list[Example]:
@@ -168,6 +258,10 @@ def hub(source: str, split: str, image_column: str, caption_column: str) -> list
 
 def load(data_cfg, diffusion) -> list[Example]:
     """The training examples of the config: DreamBooth instance images, a folder, a hub dataset or synthetic."""
+    return with_trigger(_examples(data_cfg, diffusion), diffusion.trigger)
+
+
+def _examples(data_cfg, diffusion) -> list[Example]:
     if diffusion.instance_data_dir == "synthetic":  # the tiny DreamBooth recipe's offline subject
         return synthetic(8, diffusion.resolution, data_cfg.seed, subject=diffusion.instance_prompt)
     if diffusion.instance_data_dir:  # captioned by its own metadata.jsonl, if it has one
@@ -178,30 +272,51 @@ def load(data_cfg, diffusion) -> list[Example]:
     if data_cfg.source == "synthetic":
         examples = synthetic(data_cfg.synthetic.num_examples, diffusion.resolution, data_cfg.seed)
     elif Path(data_cfg.source).expanduser().is_dir():
-        examples = folder(Path(data_cfg.source).expanduser(), diffusion.caption_column)
+        examples = folder(Path(data_cfg.source).expanduser(), diffusion.caption_column, diffusion.default_caption)
     else:
         examples = hub(data_cfg.source, data_cfg.train_split, diffusion.image_column, diffusion.caption_column)
     return examples[: data_cfg.max_examples] if data_cfg.max_examples else examples
 
 
-def to_tensor(image, resolution: int, center_crop: bool, random_flip: bool) -> dict:
-    """The image resized (shorter side to `resolution`), cropped square and maybe flipped, as a CHW tensor
-    in [-1, 1], with SDXL's conditioning: the original size and the crop's top-left corner. The random
-    crop and flip draw from Python's `random`, whose state Accelerate's checkpoints save."""
+def with_trigger(examples: list[Example], trigger: str | None) -> list[Example]:
+    """Each caption behind the trigger word: "sks" + "a dog" -> "sks, a dog"."""
+    if not trigger:
+        return examples
+    return [Example(e.image, f"{trigger}, {e.caption}", e.mask) for e in examples]
+
+
+def to_tensor(image, size, center_crop: bool, random_flip: bool, mask=None) -> dict:
+    """The image resized to cover `size` (a bucket's (height, width), or an int: a square) by the smallest
+    scale, cropped to it and maybe flipped, as a CHW tensor in [-1, 1], with SDXL's conditioning: the
+    original size, the crop's top-left corner, the target size. `mask`: cut and flipped the same way, as a
+    1 x H x W tensor in [0, 1]. The random crop and flip draw from Python's `random`, whose state
+    Accelerate's checkpoints save."""
     import numpy as np
     import torch
     from PIL import Image
 
+    from ft.tasks.text_to_image import buckets
+
+    height, width = (size, size) if isinstance(size, int) else size
     original_size = (image.height, image.width)
-    scale = resolution / min(image.size)
-    size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
-    image = image.resize(size, Image.BILINEAR)
+    resized_h, resized_w = buckets.cover(original_size, (height, width))
     if center_crop:
-        top, left = (image.height - resolution) // 2, (image.width - resolution) // 2
+        top, left = (resized_h - height) // 2, (resized_w - width) // 2
     else:
-        top, left = random.randint(0, image.height - resolution), random.randint(0, image.width - resolution)
-    image = image.crop((left, top, left + resolution, top + resolution))
-    if random_flip and random.random() < 0.5:
-        image = image.transpose(Image.FLIP_LEFT_RIGHT)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-    return {"pixel_values": pixels, "original_size": original_size, "crop_top_left": (top, left)}
+        top, left = random.randint(0, resized_h - height), random.randint(0, resized_w - width)
+    flip = random_flip and random.random() < 0.5
+
+    def cut(picture, resample):
+        picture = picture.resize((resized_w, resized_h), resample).crop((left, top, left + width, top + height))
+        return picture.transpose(Image.FLIP_LEFT_RIGHT) if flip else picture
+
+    pixels = torch.from_numpy(np.asarray(cut(image, Image.BILINEAR), dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+    row = {
+        "pixel_values": pixels,
+        "original_size": original_size,
+        "crop_top_left": (top, left),
+        "target_size": (height, width),
+    }
+    if mask is not None:
+        row["mask"] = torch.from_numpy(np.asarray(cut(mask, Image.BILINEAR), dtype=np.float32) / 255.0)[None]
+    return row

@@ -23,6 +23,7 @@ from ft.tasks.text_to_image import state as text_to_image_state
 from ft.training import session
 
 MIXED_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # ft's precision -> Accelerate's
+EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"  # diffusion.ema_decay's weights, in diffusers' format
 
 
 def train(cfg, command: list[str] | None = None) -> session.Result:
@@ -51,6 +52,7 @@ class Job:
     lr_scheduler: object
     start_step: int  # 0, or the checkpoint's step
     log_history: list[dict]
+    ema: object = None  # diffusers' EMAModel of the LoRA parameters (diffusion.ema_decay), or None
 
 
 def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
@@ -58,10 +60,10 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
     from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
     from accelerate.utils import set_seed
     from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import cast_training_params
+    from diffusers.training_utils import EMAModel, cast_training_params
 
     from ft.tasks.text_to_image import batches as image_batches
-    from ft.tasks.text_to_image import images
+    from ft.tasks.text_to_image import buckets, images
     from ft.tasks.text_to_image import pipeline as diffusion
     from ft.tasks.text_to_image import render as diffusion_render
 
@@ -102,19 +104,28 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
         for encoder in models[1:]:
             encoder.gradient_checkpointing_enable()
 
-    dataset = image_batches.Examples(examples, class_examples, d)
+    dataset = image_batches.Examples(examples, class_examples, d, parts.size_factor)
+    if acc.is_main_process:
+        for line in buckets.describe(dataset.bucket_of):
+            print(f"ft: {line}", flush=True)
     if d.cache_latents or d.cache_text_embeddings:
         dataset.cache(parts, acc.device, d.cache_latents, d.cache_text_embeddings)
-    steps = session.total_optimizer_steps(cfg, len(dataset))
-    batches = math.ceil(len(dataset) / (t.per_device_train_batch_size * acc.num_processes))
+    # a bucket's last batch may be short: an epoch has as many batches as its buckets' batches together
+    first = buckets.epoch_batches(dataset.bucket_of, t.per_device_train_batch_size, acc.num_processes, t.seed, 0)
+    batches = len(first) // acc.num_processes
+    steps_per_epoch = max(math.ceil(batches / t.gradient_accumulation_steps), 1)
+    steps = t.max_steps if t.max_steps > 0 else math.ceil(t.num_train_epochs * steps_per_epoch)
     params = [p for model in models for p in model.parameters() if p.requires_grad]
     optimizer = text_to_image_state.make_optimizer(cfg, params)
+    ema = EMAModel(params, decay=d.ema_decay) if d.ema_decay else None
     warmup = int(t.warmup_steps if t.warmup_steps >= 1 else math.ceil(t.warmup_steps * steps))
     lr_scheduler = get_scheduler(  # stepped once per process per optimizer step by Accelerate
         t.lr_scheduler_type, optimizer, warmup * acc.num_processes, steps * acc.num_processes
     )
     *models, optimizer, lr_scheduler = acc.prepare(*models, optimizer, lr_scheduler)
     text_to_image_state.checkpoint_only_the_lora(acc, parts)
+    if ema is not None:
+        acc.register_for_checkpointing(ema)
     start_step = 0
     if checkpoint:
         acc.load_state(checkpoint)
@@ -128,13 +139,14 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
         parts=parts,
         dataset=dataset,
         steps=steps,
-        steps_per_epoch=max(math.ceil(batches / t.gradient_accumulation_steps), 1),
+        steps_per_epoch=steps_per_epoch,
         params=params,
         models=models,
         optimizer=optimizer,
         lr_scheduler=lr_scheduler,
         start_step=start_step,
         log_history=text_to_image_state.earlier_log(checkpoint),
+        ema=ema,
     )
 
 
@@ -174,6 +186,8 @@ def loop(job: Job, run) -> session.Result:
                     job.optimizer.zero_grad()
                 if not acc.sync_gradients:
                     continue
+                if job.ema is not None:
+                    job.ema.step(job.params)
                 step += 1
                 row = {"step": step, "epoch": round(step / job.steps_per_epoch, 4), "loss": step_loss}
                 row["learning_rate"] = job.lr_scheduler.get_last_lr()[0]
@@ -205,19 +219,22 @@ def loop(job: Job, run) -> session.Result:
 
 
 def _epoch_batches(job: Job, epoch: int, skip: int):
-    """The epoch's batches in an order fixed by (seed, epoch) alone, so that a resumed run, skipping the
-    batches it already trained on, sees the same batches as an uninterrupted one."""
+    """The epoch's batches, each of one aspect-ratio bucket, in an order fixed by (seed, epoch) alone, so
+    that a resumed run, skipping the batches it already trained on, sees the same batches as an
+    uninterrupted one (ft.tasks.text_to_image.buckets.epoch_batches)."""
     import torch
     from torch.utils.data import DataLoader
 
     from ft.tasks.text_to_image import batches as image_batches
+    from ft.tasks.text_to_image import buckets
 
-    t = job.cfg.training
-    order = torch.randperm(len(job.dataset), generator=torch.Generator().manual_seed(t.seed + epoch)).tolist()
+    t, acc = job.cfg.training, job.acc
+    order = buckets.epoch_batches(
+        job.dataset.bucket_of, t.per_device_train_batch_size, acc.num_processes, t.seed, epoch
+    )
     loader = DataLoader(
         job.dataset,
-        batch_size=t.per_device_train_batch_size,
-        sampler=order,
+        batch_sampler=order,  # every process's batches; Accelerate gives each process its own
         collate_fn=image_batches.collate,
         num_workers=t.dataloader_num_workers,
         # its iterator's seed comes from here, not from the global RNG, whose state the checkpoints restore
@@ -236,19 +253,27 @@ def batch_loss(job: Job, batch: dict):
     parts, d, device = job.parts, job.cfg.diffusion, job.acc.device
     with torch.no_grad():
         latents = batch["latents"] if "latents" in batch else diffusion.latents_of(parts, batch["pixel_values"])
+    # caption dropout: drawn from the global RNG, whose state the checkpoints keep (a resumed run draws alike)
+    dropped = torch.rand(len(batch["caption"])) < d.caption_dropout if d.caption_dropout else None
     if "prompt_embeds" in batch:
         embeds, pooled = batch["prompt_embeds"], batch.get("pooled")
+        if dropped is not None and dropped.any():
+            empty, empty_pooled = job.dataset.empty_caption
+            embeds = torch.where(dropped.to(embeds.device)[:, None, None], empty.to(embeds), embeds)
+            if pooled is not None:
+                pooled = torch.where(dropped.to(pooled.device)[:, None], empty_pooled.to(pooled), pooled)
     else:
+        captions = batch["caption"] if dropped is None else ["" if x else c for x, c in zip(dropped, batch["caption"])]
         with torch.set_grad_enabled(d.train_text_encoder):
-            embeds, pooled = diffusion.encode_prompts(parts, batch["caption"], device, job.models[1:] or None)
+            embeds, pooled = diffusion.encode_prompts(parts, captions, device, job.models[1:] or None)
     added = None
     if parts.xl:
-        ids = diffusion.time_ids(batch["original_size"], batch["crop_top_left"], d.resolution, device, job.dtype)
+        sizes = batch["original_size"], batch["crop_top_left"], batch["target_size"]
+        ids = diffusion.time_ids(*sizes, device, job.dtype)
         added = {"text_embeds": pooled.to(job.dtype), "time_ids": ids}
-    unet = job.models[0]
-    losses = diffusion.diffusion_loss(
-        parts, unet, latents.to(device, job.dtype), embeds.to(job.dtype), added, d, per_example=True
-    )
+    unet, latents = job.models[0], latents.to(device, job.dtype)
+    mask = diffusion.latent_mask(batch["mask"], latents) if "mask" in batch else None
+    losses = diffusion.diffusion_loss(parts, unet, latents, embeds.to(job.dtype), added, d, per_example=True, mask=mask)
     if not d.with_prior_preservation:
         return losses.mean()
     instance, prior = losses.chunk(2)
@@ -288,6 +313,7 @@ def validate(job: Job, step: int, prompts: list[str]) -> list:
 def _finish(job: Job, run, step: int, metrics: dict) -> None:
     """pytorch_lora_weights.safetensors, the run's log and metrics, loss plot, samples and model card (rank 0)."""
     from ft.tasks.text_to_image import finish as text_to_image_finish
+    from ft.tasks.text_to_image import kohya
     from ft.tasks.text_to_image import pipeline as diffusion
 
     acc, run_dir = job.acc, job.run_dir
@@ -295,6 +321,13 @@ def _finish(job: Job, run, step: int, metrics: dict) -> None:
     if acc.is_main_process:
         models = [acc.unwrap_model(m) for m in job.models]
         diffusion.save_lora(run_dir, job.parts.pipeline_class(), models[0], models[1:] or None)
+        if job.ema is not None:  # the EMA weights in the same format, beside; the trained ones stay in the models
+            job.ema.store(job.params)
+            job.ema.copy_to(job.params)
+            diffusion.save_lora(run_dir, job.parts.pipeline_class(), models[0], models[1:] or None, EMA_WEIGHTS)
+            job.ema.restore(job.params)
+        if job.cfg.diffusion.save_kohya:
+            kohya.save(run_dir, job.cfg)
         (run_dir / "train_results.json").write_text(json.dumps(metrics, indent=1))
         state = {"global_step": step, "log_history": job.log_history}
         (run_dir / rundir.TRAINER_STATE).write_text(json.dumps(state, indent=1))  # marks the run finished

@@ -45,6 +45,7 @@ class Parts:
     vae: object
     unet: object
     noise_scheduler: object  # DDPMScheduler: adds noise during training
+    size_factor: int  # pixels per latent cell side: image sizes (aspect-ratio buckets) are multiples of it
 
     def pipeline_class(self):
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -72,7 +73,12 @@ def load_parts(path: str, revision: str | None, prediction_type: str | None) -> 
     unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", revision=revision)
     for model in (vae, unet, *text_encoders):
         model.requires_grad_(False)
-    return Parts(path, xl, tokenizers, text_encoders, vae, unet, scheduler)
+    return Parts(path, xl, tokenizers, text_encoders, vae, unet, scheduler, vae_scale_factor(vae))
+
+
+def vae_scale_factor(vae) -> int:
+    """How many pixels one latent cell spans per side (8 for SD / SDXL), as the pipelines compute it."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def add_lora(parts: Parts, peft_cfg, train_text_encoder: bool) -> None:
@@ -113,8 +119,10 @@ def lora_layers(unet, text_encoders: list | None) -> dict:
     return layers
 
 
-def save_lora(directory: Path, pipeline_class, unet, text_encoders: list | None) -> None:
-    pipeline_class.save_lora_weights(str(directory), **lora_layers(unet, text_encoders), safe_serialization=True)
+def save_lora(directory: Path, pipeline_class, unet, text_encoders: list | None, weight_name: str | None = None):
+    pipeline_class.save_lora_weights(
+        str(directory), **lora_layers(unet, text_encoders), weight_name=weight_name, safe_serialization=True
+    )
 
 
 def load_lora_into(directory: Path, pipeline_class, unet, text_encoders: list | None) -> None:
@@ -149,11 +157,12 @@ def encode_prompts(parts: Parts, captions: list[str], device, encoders: list | N
     return torch.cat(states, dim=-1), pooled
 
 
-def time_ids(original_sizes, crop_top_lefts, resolution: int, device, dtype):
-    """SDXL's size/crop conditioning per image: original (h, w), crop (top, left), target (h, w)."""
+def time_ids(original_sizes, crop_top_lefts, target_sizes, device, dtype):
+    """SDXL's size/crop conditioning per image: original (h, w), crop (top, left), target (h, w): the
+    image's bucket, the size it trains at."""
     import torch
 
-    rows = [list(size) + list(crop) + [resolution, resolution] for size, crop in zip(original_sizes, crop_top_lefts)]
+    rows = [[*size, *crop, *target] for size, crop, target in zip(original_sizes, crop_top_lefts, target_sizes)]
     return torch.tensor(rows, device=device, dtype=dtype)
 
 
@@ -164,7 +173,15 @@ def parts_from_pipeline(pipe, path: str) -> Parts:
     xl = hasattr(pipe, "text_encoder_2")
     encoders = [pipe.text_encoder, *([pipe.text_encoder_2] if xl else [])]
     tokenizers = [pipe.tokenizer, *([pipe.tokenizer_2] if xl else [])]
-    return Parts(path, xl, tokenizers, encoders, pipe.vae, pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config))
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    return Parts(path, xl, tokenizers, encoders, pipe.vae, pipe.unet, scheduler, vae_scale_factor(pipe.vae))
+
+
+def latent_mask(mask, latents):
+    """A batch's pixel masks (B x 1 x H x W) averaged down to the latents' resolution."""
+    import torch.nn.functional as F
+
+    return F.interpolate(mask.to(latents.device, latents.dtype), size=latents.shape[-2:], mode="area")
 
 
 def latents_of(parts: Parts, pixel_values, generator=None):
@@ -173,10 +190,13 @@ def latents_of(parts: Parts, pixel_values, generator=None):
     return dist.sample(generator) * parts.vae.config.scaling_factor
 
 
-def diffusion_loss(parts: Parts, unet, latents, prompt_embeds, added, diffusion, generator=None, per_example=False):
+def diffusion_loss(
+    parts: Parts, unet, latents, prompt_embeds, added, diffusion, generator=None, per_example=False, mask=None
+):
     """The denoising loss of one batch: noise at random timesteps, predict the noise (epsilon) or the
     velocity (v_prediction), mean squared error, optionally Min-SNR weighted. `generator`: fixed noise and
-    timesteps (the tests' fixed examples)."""
+    timesteps (the tests' fixed examples). `mask`: B x 1 x h x w weights in [0, 1] at latent resolution;
+    each example's loss is then sum(mask * error) / sum(mask) over its elements."""
     import torch
     import torch.nn.functional as F
     from diffusers.training_utils import compute_snr
@@ -193,7 +213,12 @@ def diffusion_loss(parts: Parts, unet, latents, prompt_embeds, added, diffusion,
     prediction_type = scheduler.config.prediction_type
     target = noise if prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
     prediction = unet(noisy, timesteps, prompt_embeds, added_cond_kwargs=added, return_dict=False)[0]
-    loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    error = F.mse_loss(prediction.float(), target.float(), reduction="none")
+    if mask is None:
+        loss = error.mean(dim=(1, 2, 3))
+    else:
+        weights = mask.float().expand_as(error)
+        loss = (weights * error).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3)).clamp(min=1e-8)
     if diffusion.snr_gamma is not None:  # Min-SNR: cap the weight of the easy (high-SNR) timesteps
         snr = compute_snr(scheduler, timesteps)
         weights = torch.clamp(snr, max=diffusion.snr_gamma) / (snr if prediction_type == "epsilon" else snr + 1)

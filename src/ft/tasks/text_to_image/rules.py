@@ -69,6 +69,10 @@ def _check_dreambooth(d) -> None:
             raise FtError("diffusion.with_prior_preservation is DreamBooth's: set diffusion.instance_data_dir")
         if not d.class_prompt:
             raise FtError('diffusion.with_prior_preservation needs diffusion.class_prompt, e.g. "a photo of a dog"')
+    if d.min_bucket_size and d.max_bucket_size and d.min_bucket_size > d.max_bucket_size:
+        raise FtError(
+            f"diffusion.min_bucket_size={d.min_bucket_size} is above diffusion.max_bucket_size={d.max_bucket_size}"
+        )
     if d.cache_text_embeddings and d.train_text_encoder:
         raise FtError("diffusion.cache_text_embeddings needs a frozen text encoder: unset diffusion.train_text_encoder")
 
@@ -81,7 +85,6 @@ def check_images(cfg) -> None:
     d, source = cfg.diffusion, Path(cfg.data.source).expanduser()
     if d.instance_data_dir and d.instance_data_dir != "synthetic":
         folder = Path(d.instance_data_dir).expanduser()
-        if (folder / images.METADATA).is_file():  # captioned DreamBooth images
-            images.captions(folder, d.caption_column)
+        images.listing(folder, d.caption_column, d.instance_prompt, "diffusion.instance_data_dir")
     elif not d.instance_data_dir and cfg.data.source != "synthetic" and source.is_dir():
-        images.captions(source, d.caption_column)
+        images.listing(source, d.caption_column, d.default_caption)

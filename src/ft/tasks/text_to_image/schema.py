@@ -16,16 +16,42 @@ class DiffusionConfig:
     """task=text_to_image: the UNet is trained to predict the noise (or velocity) added to an image's VAE
     latents, conditioned on its caption (README: Text-to-image)."""
 
-    resolution: int = option(512, ge=8, help="images are resized (shorter side) and cropped to this square size")
+    resolution: int = option(
+        512, ge=8, help="the side of the square training size; with bucketing, buckets hold about resolution^2 pixels"
+    )
+    bucketing: bool = option(
+        True, help="aspect-ratio buckets: each image trains at the bucket nearest its shape; false: square crops"
+    )
+    min_bucket_size: Optional[int] = option(None, ge=8, help="shortest bucket side; null: resolution / 2")
+    max_bucket_size: Optional[int] = option(None, ge=8, help="longest bucket side; null: resolution * 2")
+    bucket_no_upscale: bool = option(
+        False, help="each image its own bucket: its size rounded down to the step, never upscaled (kohya's)"
+    )
+    bucket_step: Optional[int] = option(
+        None, ge=1, help="bucket sides are multiples of this (and of the model's size factor); null: resolution / 16"
+    )
     center_crop: bool = option(False, help="crop the centre of each image; false: a random crop")
     random_flip: bool = option(False, help="flip images horizontally at random")
     image_column: str = option("image", help="a hub dataset's column holding the images")
     caption_column: str = option("text", help="the caption's key: in metadata.jsonl rows or a hub dataset's column")
+    default_caption: Optional[str] = option(
+        None, help="the caption of a folder's image without a .txt caption; null: such an image is refused"
+    )
+    trigger: Optional[str] = option(None, help='a trigger word put before every caption: "sks" -> "sks, <caption>"')
+    caption_dropout: float = option(
+        0.0, ge=0, le=1, help="probability of training an example on the empty caption (per example and step)"
+    )
     prediction_type: Optional[str] = option(
         None, choices=["epsilon", "v_prediction"], help="what the UNet predicts; null: the model's scheduler's"
     )
     snr_gamma: Optional[float] = option(None, gt=0, help="Min-SNR loss weighting, e.g. 5.0; null: plain MSE")
     noise_offset: float = option(0.0, ge=0, help="offset noise strength (brighter / darker images); 0: off")
+    ema_decay: Optional[float] = option(
+        None, gt=0, lt=1, help="also keep an EMA of the LoRA weights, e.g. 0.999, saved as pytorch_lora_weights_ema"
+    )
+    save_kohya: bool = option(
+        True, help="also save the LoRA in kohya's format (lora_kohya.safetensors: A1111, Forge, ComfyUI)"
+    )
     train_text_encoder: bool = option(False, help="also train LoRA on the text encoder(s) attention")
     cache_latents: bool = option(False, help="encode every image with the VAE once before training")
     cache_text_embeddings: bool = option(False, help="encode every caption once before training (text encoder frozen)")
