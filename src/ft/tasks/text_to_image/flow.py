@@ -26,13 +26,18 @@ DEFAULT_FLUX_GUIDANCE = 1.0  # FLUX.1-dev's guidance input while training (diffu
 def family(name: str, revision: str | None = None) -> str | None:
     """FLUX or SD3 for a flow-matching pipeline, None for another one (Stable Diffusion, SDXL). From its
     model_index.json when it is on disk (a directory, the hub cache), else from the hub id's name."""
+    from pathlib import Path
+
     from ft.tasks.text_to_image import pipeline
 
     if name in TINY_FAMILY:
         return TINY_FAMILY[name]
-    if pipeline.tiny_diffusion.is_tiny(name):
+    path = pipeline.resolve_path(name)
+    if pipeline.tiny_diffusion.is_tiny(name) or (
+        Path(path).is_dir() and not (Path(path) / pipeline.MODEL_INDEX).is_file()
+    ):
         return None
-    known = pipeline.pipeline_class_name(pipeline.resolve_path(name), revision)
+    known = pipeline.pipeline_class_name(path, revision) if _repo_like(path) else None
     if known is not None:
         return known if known in (FLUX, SD3) else None
     lowered = name.lower()
@@ -50,6 +55,8 @@ def has_guidance_embeds(name: str, revision: str | None = None) -> bool | None:
     if name in TINY_FAMILY:
         return name == "tiny-flux"
     config = Path(pipeline.resolve_path(name)) / "transformer" / "config.json"
+    if not config.is_file() and not _repo_like(name):
+        return None
     if not config.is_file():
         from huggingface_hub import try_to_load_from_cache
 
@@ -58,6 +65,13 @@ def has_guidance_embeds(name: str, revision: str | None = None) -> bool | None:
             return None
         config = Path(cached)
     return bool(json.loads(config.read_text()).get("guidance_embeds", False))
+
+
+def _repo_like(path: str) -> bool:
+    """A local directory, or a string the hub cache can be asked about (owner/name)."""
+    from pathlib import Path
+
+    return Path(path).is_dir() or (path.count("/") <= 1 and ".." not in path and not path.startswith("/"))
 
 
 @dataclass
