@@ -61,7 +61,13 @@ def render_array(pipe, prompt: str = "a green square on a white background"):
 
     generator = torch.Generator().manual_seed(7)
     return pipe(
-        prompt, height=16, width=16, num_inference_steps=3, max_sequence_length=16, generator=generator, output_type="np"
+        prompt,
+        height=16,
+        width=16,
+        num_inference_steps=3,
+        max_sequence_length=16,
+        generator=generator,
+        output_type="np",
     ).images[0]
 
 

@@ -101,8 +101,7 @@ def render_card(
         "## Training",
         "",
         f"- LoRA r={p.r}, alpha={p.lora_alpha} on the {'transformer' if flow else 'UNet'} attention "
-        f"{p.target_modules}"
-        + (" and the text encoder(s)" if d.train_text_encoder else ""),
+        f"{p.target_modules}" + (" and the text encoder(s)" if d.train_text_encoder else ""),
         f"- {t.max_steps if t.max_steps > 0 else f'{t.num_train_epochs} epoch(s)'} steps, batch "
         f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {num_processes} "
         f"process(es), learning rate {t.learning_rate} ({t.lr_scheduler_type}), optimizer {cfg.optim.name}, "

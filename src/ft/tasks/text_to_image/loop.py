@@ -263,7 +263,9 @@ def batch_loss(job: Job, batch: dict):
         from ft.tasks.text_to_image import flow
 
         mask = batch.get("mask")
-        losses = flow.flow_loss(parts, job.models[0], latents, embeds, pooled.to(job.dtype), d, per_example=True, mask=mask)
+        losses = flow.flow_loss(
+            parts, job.models[0], latents, embeds, pooled.to(job.dtype), d, per_example=True, mask=mask
+        )
     else:
         added = None
         if parts.xl:

@@ -1,13 +1,19 @@
-"""The config section of task=text_to_image (`diffusion.*`): diffusion LoRA on
-Stable Diffusion 1.5 / 2.1 and SDXL, and flow-matching LoRA on Flux.1 and SD3 / 3.5, with DreamBooth. The batch size, learning rate, steps, precision,
-optimizer and LoRA rank are the shared training / optim / peft keys."""
+"""The config section of task=text_to_image (`diffusion.*`): diffusion LoRA on Stable Diffusion 1.5 / 2.1 and
+SDXL, and flow-matching LoRA on Flux.1 and SD3 / 3.5, with DreamBooth. The batch size, learning rate, steps,
+precision, optimizer and LoRA rank are the shared training / optim / peft keys."""
 
 from dataclasses import dataclass
 from typing import List, Optional
 
 from ft.options import option
 
-TINY_DIFFUSION_MODELS = ["tiny-sd", "tiny-sdxl", "tiny-flux", "tiny-flux-schnell", "tiny-sd3"]  # model.name_or_path values of the offline tiny pipelines
+TINY_DIFFUSION_MODELS = [
+    "tiny-sd",
+    "tiny-sdxl",
+    "tiny-flux",
+    "tiny-flux-schnell",
+    "tiny-sd3",
+]  # model.name_or_path values of the offline tiny pipelines
 UNET_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]  # the UNet's attention projections (diffusers' examples)
 WEIGHTING_SCHEMES = ["none", "sigma_sqrt", "logit_normal", "mode", "cosmap"]  # diffusers.training_utils' (SD3 paper)
 
