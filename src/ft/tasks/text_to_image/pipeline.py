@@ -185,9 +185,9 @@ def parts_from_pipeline(pipe, path: str, diffusion_cfg=None) -> Parts:
     Flux / SD3 (`diffusion_cfg`: their T5 length and Flux guidance): flow's."""
     from diffusers import DDPMScheduler
 
-    if hasattr(pipe, "transformer"):
-        from ft.tasks.text_to_image import flow
+    from ft.tasks.text_to_image import flow
 
+    if type(pipe).__name__ in (flow.FLUX, flow.SD3):
         return flow.parts_from_pipeline(pipe, path, diffusion_cfg)
 
     xl = hasattr(pipe, "text_encoder_2")
