@@ -66,9 +66,7 @@ rows = []
 for (label, cached), values in times.items():
     step = median(values)
     uncached = median(times[(label, False)])
-    rows.append(
-        [label, "yes" if cached else "no", sizes[label], 1000 * step, step / reference, step / uncached]
-    )
+    rows.append([label, "yes" if cached else "no", sizes[label], 1000 * step, step / reference, step / uncached])
 print()
 print(
     table(
