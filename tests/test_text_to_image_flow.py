@@ -248,7 +248,8 @@ def flux_run(tmp_path_factory):
 @pytest.mark.slow
 def test_flux_lora_learns_reloads_with_load_lora_weights_and_has_a_card(flux_run, tmp_path, monkeypatch):
     """The fixed set's noise, noise levels and images are fixed and the LoRA starts as an exact no-op (B = 0):
-    what moves is learned. Measured: 3.50 -> 3.24 (-7.3%) after the 24 steps here."""
+    what moves is learned. Measured: 3.777 -> 3.555 (-5.9%) after the 24 steps here; requiring -3% fails a run
+    that does not learn and leaves room for rounding differences between machines."""
     import numpy as np
     from safetensors import safe_open
 
@@ -297,7 +298,7 @@ def test_generate_renders_with_the_flux_runs_lora(flux_run, tmp_path):
 @pytest.mark.slow
 def test_sd3_lora_with_text_encoders_8bit_adam_and_checkpointing_learns_and_reloads(tmp_path):
     """SD3's memory savers on a CPU: 8-bit Adam, gradient checkpointing; LoRA on both CLIPs too. Measured:
-    fixed-set loss 3.46 -> 3.20 (-7.5%)."""
+    fixed-set loss 3.616 -> 3.428 (-5.2%) after 24 steps."""
     import numpy as np
     from safetensors.torch import load_file
 
