@@ -49,7 +49,7 @@ docs: install  ## the manual: docs/ plus its generated reference pages, built by
 
 bench: install  ## the CPU benchmarks, then bench/gpu.py's code path with tiny shapes (gpu.py itself is for a GPU machine)
 	cd bench && ../$(PY) startup.py && ../$(PY) overhead.py && ../$(PY) packing.py && ../$(PY) cache.py
-	cd bench && ../$(PY) moe_memory.py && ../$(PY) fsdp_memory.py
+	cd bench && ../$(PY) moe_memory.py && ../$(PY) fsdp_memory.py && ../$(PY) image_step_time.py
 	cd bench && ../$(PY) gpu.py --tiny
 
 clean:

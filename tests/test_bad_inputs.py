@@ -615,6 +615,28 @@ CASES = [
         ["task=text_to_image trains LoRA", "peft=lora"],
         ["recipe=tiny_sd_lora", "peft=qlora"],
     ),
+    # Flux / SD3: flow matching's options, and the 4-bit transformer that needs a GPU
+    Case(
+        "prediction_type_for_flux",
+        ["diffusion.prediction_type=v_prediction: tiny-flux is trained with flow matching", "unset"],
+        ["recipe=tiny_flux_lora", "diffusion.prediction_type=v_prediction"],
+    ),
+    Case(
+        "flux_guidance_for_schnell",
+        ["tiny-flux-schnell has no guidance embedding", "unset diffusion.flux_guidance"],
+        ["recipe=tiny_flux_lora", "model.name_or_path=tiny-flux-schnell"],
+    ),
+    Case(
+        "flow_option_for_sd",
+        ["diffusion.weighting_scheme is an option of flow-matching models", "tiny-sd is not one"],
+        ["recipe=tiny_sd_lora", "diffusion.weighting_scheme=logit_normal"],
+    ),
+    Case(
+        "qlora_flux_on_cpu",
+        ["peft.load_in_4bit", "needs a GPU", "peft=lora"],
+        ["recipe=tiny_flux_lora", "peft=qlora"],
+        after_loading=True,
+    ),
     # chat templates and model families
     Case(
         "template_without_assistant_spans",

@@ -1,9 +1,11 @@
-"""task=text_to_image: LoRA on a Stable Diffusion (1.5, 2.1) or SDXL UNet, with DreamBooth, in a plain
-Accelerate loop (there is no Trainer for diffusion). The whole modality is this package:
+"""task=text_to_image: LoRA on a Stable Diffusion (1.5, 2.1) or SDXL UNet, or on a Flux.1 / SD3 transformer
+(flow matching), with DreamBooth, in a plain Accelerate loop (there is no Trainer for diffusion). The whole
+modality is this package:
 
     schema.py     its config section (`diffusion.*`)       rules.py     its rules
     images.py     captioned images in, tensors out         batches.py   batches, cached latents / embeddings
     tiny.py       the offline tiny pipelines (tiny-sd)     pipeline.py  the pipeline's parts, LoRA, the loss
+    flow.py       Flux / SD3: parts, captions, flow loss
     loop.py       the training loop, top to bottom         state.py     optimizer and checkpoints
     render.py     validation renders, DreamBooth classes   finish.py    card, sample grid, push
     generate.py   `ft generate` for an image run           buckets.py   aspect-ratio buckets, batch order
@@ -34,7 +36,8 @@ def check_inputs(cfg) -> None:
 
 TASK = Task(
     name="text_to_image",
-    summary="LoRA on a Stable Diffusion / SDXL UNet from captioned images, DreamBooth included (Accelerate loop)",
+    summary="LoRA on a Stable Diffusion / SDXL UNet or a Flux.1 / SD3 transformer from captioned images, "
+    "DreamBooth included (Accelerate loop)",
     formats=(),  # captioned images (images.py), no text format
     train=train,
     section=DiffusionConfig,

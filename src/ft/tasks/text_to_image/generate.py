@@ -18,6 +18,7 @@ def generate(run_dir, prompt: str, image: str | None) -> Path:
     import torch
 
     from ft.finish import loading
+    from ft.tasks.text_to_image import flow
     from ft.tasks.text_to_image import render as diffusion_render
 
     if not prompt.strip():
@@ -29,11 +30,13 @@ def generate(run_dir, prompt: str, image: str | None) -> Path:
     d = cfg.diffusion
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
+    if device == "cuda" and flow.family(cfg.model.name_or_path, cfg.model.revision):
+        dtype = torch.bfloat16  # Flux's and SD3's T5 overflows in fp16
     pipe = diffusion_render.load_pipeline(
         cfg.model.name_or_path, cfg.model.revision, path, device, dtype, d.prediction_type
     )
     rendered = diffusion_render.render(
-        pipe, [prompt], d.resolution, d.num_inference_steps, d.guidance_scale, cfg.training.seed
+        pipe, [prompt], d.resolution, d.num_inference_steps, d.guidance_scale, cfg.training.seed, d.max_sequence_length
     )[0]
     out = Path(image).expanduser() if image else _next_free(path / "generated")
     out.parent.mkdir(parents=True, exist_ok=True)

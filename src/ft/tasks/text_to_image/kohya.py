@@ -25,6 +25,11 @@ def refusal(cfg) -> str | None:
     """Why this run's LoRA has no kohya form, or None."""
     if cfg.task != "text_to_image":
         return f"format=kohya is for text-to-image runs; this run is task={cfg.task}: export format=gguf or merged"
+    if _pipeline(cfg) in ("FluxPipeline", "StableDiffusion3Pipeline"):
+        return (
+            "format=kohya is written for SD 1.x / 2.x and SDXL runs; a Flux or SD3 LoRA stays in diffusers' format "
+            f"({rundir.LORA_WEIGHTS})"
+        )
     if cfg.peft.use_dora:
         return "format=kohya: this run trains DoRA, which kohya's LoRA format does not carry"
     return None
@@ -109,8 +114,13 @@ def _base_version(cfg, xl: bool) -> str:
     return "sd_v2" if width == 1024 else "sd_v1"
 
 
-def _is_xl(cfg) -> bool:
+def _pipeline(cfg) -> str:
+    """The base's pipeline class name (its model_index.json), or "" where it is not on disk."""
     from ft.tasks.text_to_image import pipeline as diffusion
 
     path = diffusion.resolve_path(cfg.model.name_or_path)
-    return "XL" in (diffusion.pipeline_class_name(path, cfg.model.revision) or "")
+    return diffusion.pipeline_class_name(path, cfg.model.revision) or ""
+
+
+def _is_xl(cfg) -> bool:
+    return "XL" in _pipeline(cfg)

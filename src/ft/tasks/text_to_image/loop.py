@@ -1,4 +1,5 @@
-"""`ft train` with task=text_to_image: LoRA on a Stable Diffusion (1.5, 2.1) or SDXL UNet, top to bottom.
+"""`ft train` with task=text_to_image: LoRA on a Stable Diffusion (1.5, 2.1) or SDXL UNet, or on a Flux.1 / SD3
+transformer (flow matching: ft.tasks.text_to_image.flow), top to bottom.
 
 There is no Trainer for diffusion, so this is a plain Accelerate loop, the kind diffusers' example
 scripts are: checks -> run dir (ft.training.session: new, resumed or replaced) -> captioned images
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Only light modules here: train() runs its quick checks before torch and diffusers load.
+from ft.errors import FtError
+from ft.models import adapters
 from ft.run import hardware, resume, rundir
 from ft.tasks.text_to_image import state as text_to_image_state
 from ft.training import session
@@ -63,12 +66,18 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
     from diffusers.training_utils import EMAModel, cast_training_params
 
     from ft.tasks.text_to_image import batches as image_batches
-    from ft.tasks.text_to_image import buckets, images
+    from ft.tasks.text_to_image import buckets, flow, images
     from ft.tasks.text_to_image import pipeline as diffusion
     from ft.tasks.text_to_image import render as diffusion_render
 
     d, t = cfg.diffusion, cfg.training
     hw = hardware.detect()
+    quantized = adapters.is_quantized(cfg.peft)
+    if quantized and hw.device == "cpu":  # diffusers' bitsandbytes quantizer asks for a GPU
+        raise FtError(
+            "peft.load_in_4bit: task=text_to_image quantizes the transformer with diffusers' bitsandbytes "
+            "quantizer, which needs a GPU; this machine has none: use peft=lora"
+        )
     trackers = [name for name in cfg.logging.report_to if name == "tensorboard"]
     acc = Accelerator(
         mixed_precision=MIXED_PRECISION[hardware.precision(t.precision, hw)],
@@ -84,7 +93,10 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
     with PartialState().main_process_first():  # build a tiny pipeline, read and check the images, once
         path = diffusion.resolve_path(cfg.model.name_or_path)
         examples = images.load(cfg.data, d)
-    parts = diffusion.load_parts(path, cfg.model.revision, d.prediction_type)
+    if flow.loaded_family(path, cfg.model.revision):
+        parts = flow.load_parts(path, cfg.model.revision, d, dtype if quantized else None)
+    else:
+        parts = diffusion.load_parts(path, cfg.model.revision, d.prediction_type)
     class_examples = []
     if d.with_prior_preservation:  # DreamBooth: class images rendered by the base on rank 0, kept for reuse
         folder = Path(d.class_data_dir).expanduser() if d.class_data_dir else run_dir / "class_images"
@@ -94,13 +106,18 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
 
     # Frozen parts in the run's precision (the VAE in fp32: it overflows in fp16); LoRA parameters in fp32
     parts.vae.to(acc.device)
-    for model in (parts.unet, *parts.text_encoders):
+    for model in (parts.denoiser, *parts.text_encoders):
+        if getattr(model, "is_quantized", False):  # QLoRA: loaded onto the GPU in 4-bit already
+            from peft import prepare_model_for_kbit_training
+
+            prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            continue
         model.to(acc.device, **({"dtype": dtype} if dtype != torch.float32 else {}))
     diffusion.add_lora(parts, cfg.peft, d.train_text_encoder)
     models = diffusion.trained_models(parts, d.train_text_encoder)
     cast_training_params(models, dtype=torch.float32)
     if hardware.activation_checkpointing(t.activation_checkpointing, hw):
-        parts.unet.enable_gradient_checkpointing()
+        parts.denoiser.enable_gradient_checkpointing()
         for encoder in models[1:]:
             encoder.gradient_checkpointing_enable()
 
@@ -160,7 +177,7 @@ def loop(job: Job, run) -> session.Result:
         acc.init_trackers("text_to_image")
     if run.main:
         trainable = sum(p.numel() for p in job.params)
-        total = sum(p.numel() for m in (job.parts.unet, *job.parts.text_encoders) for p in m.parameters())
+        total = sum(p.numel() for m in (job.parts.denoiser, *job.parts.text_encoders) for p in m.parameters())
         share = f"{100 * trainable / total:.2f}%"
         print(
             f"ft: trainable parameters {trainable:,} of {total:,} ({share}) on {acc.num_processes} process(es)",
@@ -266,14 +283,21 @@ def batch_loss(job: Job, batch: dict):
         captions = batch["caption"] if dropped is None else ["" if x else c for x, c in zip(dropped, batch["caption"])]
         with torch.set_grad_enabled(d.train_text_encoder):
             embeds, pooled = diffusion.encode_prompts(parts, captions, device, job.models[1:] or None)
-    added = None
-    if parts.xl:
-        sizes = batch["original_size"], batch["crop_top_left"], batch["target_size"]
-        ids = diffusion.time_ids(*sizes, device, job.dtype)
-        added = {"text_embeds": pooled.to(job.dtype), "time_ids": ids}
-    unet, latents = job.models[0], latents.to(device, job.dtype)
+    latents, embeds = latents.to(device, job.dtype), embeds.to(job.dtype)
     mask = diffusion.latent_mask(batch["mask"], latents) if "mask" in batch else None
-    losses = diffusion.diffusion_loss(parts, unet, latents, embeds.to(job.dtype), added, d, per_example=True, mask=mask)
+    if parts.flow:
+        from ft.tasks.text_to_image import flow
+
+        losses = flow.flow_loss(
+            parts, job.models[0], latents, embeds, pooled.to(job.dtype), d, per_example=True, mask=mask
+        )
+    else:
+        added = None
+        if parts.xl:
+            sizes = batch["original_size"], batch["crop_top_left"], batch["target_size"]
+            ids = diffusion.time_ids(*sizes, device, job.dtype)
+            added = {"text_embeds": pooled.to(job.dtype), "time_ids": ids}
+        losses = diffusion.diffusion_loss(parts, job.models[0], latents, embeds, added, d, per_example=True, mask=mask)
     if not d.with_prior_preservation:
         return losses.mean()
     instance, prior = losses.chunk(2)
@@ -287,13 +311,19 @@ def validate(job: Job, step: int, prompts: list[str]) -> list:
     acc, d, rendered = job.acc, job.cfg.diffusion, []
     if acc.is_main_process:
         models = [acc.unwrap_model(m) for m in job.models]
-        encoders = models[1:] or job.parts.text_encoders
+        encoders = models[1:]
         for model in models:
             model.eval()
         pipe = diffusion_render.pipeline_from_parts(job.parts, models[0], encoders, job.dtype)
         with acc.autocast():
             rendered = diffusion_render.render(
-                pipe, prompts, d.resolution, d.num_inference_steps, d.guidance_scale, job.cfg.training.seed
+                pipe,
+                prompts,
+                d.resolution,
+                d.num_inference_steps,
+                d.guidance_scale,
+                job.cfg.training.seed,
+                d.max_sequence_length,
             )
         for model in models:
             model.train()

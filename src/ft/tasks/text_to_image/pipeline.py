@@ -2,7 +2,9 @@
 scheduler) loaded from a diffusers pipeline directory or hub id, LoRA attached with PEFT, the diffusion
 loss, and the trained LoRA saved in diffusers' format (`pytorch_lora_weights.safetensors`, which
 `pipeline.load_lora_weights(run_dir)` reads). SD 1.5 / 2.1 have one text encoder; SDXL has two and
-conditions the UNet on the image's size and crop too.
+conditions the UNet on the image's size and crop too. Flux.1 and SD3 (a transformer trained with flow
+matching) have their own parts and loss in ft.tasks.text_to_image.flow; loading, LoRA and saving here hand
+them over where they differ.
 """
 
 import json
@@ -47,6 +49,16 @@ class Parts:
     noise_scheduler: object  # DDPMScheduler: adds noise during training
     size_factor: int  # pixels per latent cell side: image sizes (aspect-ratio buckets) are multiples of it
 
+    flow = False  # a flow-matching transformer (flow.FlowParts)
+
+    @property
+    def denoiser(self):
+        return self.unet
+
+    @property
+    def trainable_text_encoders(self) -> list:
+        return self.text_encoders
+
     def pipeline_class(self):
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -54,7 +66,8 @@ class Parts:
 
 
 def load_parts(path: str, revision: str | None, prediction_type: str | None) -> Parts:
-    """Every part frozen, in fp32 (the loop casts the frozen ones to the run's precision)."""
+    """Every part frozen, in fp32 (the loop casts the frozen ones to the run's precision). For Flux / SD3,
+    flow.load_parts."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -96,44 +109,48 @@ def add_lora(parts: Parts, peft_cfg, train_text_encoder: bool) -> None:
             use_dora=peft_cfg.use_dora,
         )
 
-    parts.unet.add_adapter(config(list(peft_cfg.target_modules or UNET_ATTENTION)))
+    parts.denoiser.add_adapter(config(list(peft_cfg.target_modules or UNET_ATTENTION)))
     if train_text_encoder:
-        for encoder in parts.text_encoders:
+        for encoder in parts.trainable_text_encoders:
             encoder.add_adapter(config(TEXT_ENCODER_ATTENTION))
 
 
 def trained_models(parts: Parts, train_text_encoder: bool) -> list:
-    return [parts.unet, *(parts.text_encoders if train_text_encoder else [])]
+    return [parts.denoiser, *(parts.trainable_text_encoders if train_text_encoder else [])]
 
 
-def lora_layers(unet, text_encoders: list | None) -> dict:
-    """save_lora_weights' keyword arguments: each trained model's LoRA state dict and its LoRA config."""
+def lora_layers(pipeline_class, denoiser, text_encoders: list | None) -> dict:
+    """save_lora_weights' keyword arguments: each trained model's LoRA state dict and its LoRA config, named
+    as the pipeline's LoRA loader names them (unet / transformer, text_encoder, text_encoder_2)."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    names = ["unet", *(["text_encoder", "text_encoder_2"][: len(text_encoders or [])])]
+    names = pipeline_class._lora_loadable_modules
     layers = {}
-    for name, model in zip(names, [unet, *(text_encoders or [])]):
-        layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+    for name, model in zip(names, [denoiser, *(text_encoders or [])]):
+        state = get_peft_model_state_dict(model)
+        # the UNet pipelines' loaders take diffusers' key names; Flux's and SD3's take PEFT's as they are
+        layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(state) if names[0] == "unet" else state
         layers[f"{name}_lora_adapter_metadata"] = model.peft_config["default"].to_dict()
     return layers
 
 
-def save_lora(directory: Path, pipeline_class, unet, text_encoders: list | None, weight_name: str | None = None):
-    pipeline_class.save_lora_weights(
-        str(directory), **lora_layers(unet, text_encoders), weight_name=weight_name, safe_serialization=True
-    )
+def save_lora(directory: Path, pipeline_class, denoiser, text_encoders: list | None, weight_name: str | None = None):
+    layers = lora_layers(pipeline_class, denoiser, text_encoders)
+    pipeline_class.save_lora_weights(str(directory), **layers, weight_name=weight_name, safe_serialization=True)
 
 
-def load_lora_into(directory: Path, pipeline_class, unet, text_encoders: list | None) -> None:
+def load_lora_into(directory: Path, pipeline_class, denoiser, text_encoders: list | None) -> None:
     """A checkpoint's LoRA weights back into the models being trained (same adapter names)."""
     from diffusers.training_utils import _set_state_dict_into_text_encoder
     from diffusers.utils import convert_unet_state_dict_to_peft
     from peft.utils import set_peft_model_state_dict
 
-    state, _ = pipeline_class.lora_state_dict(str(directory))
-    unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
-    set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(unet_state), adapter_name="default")
+    state = pipeline_class.lora_state_dict(str(directory))
+    state = state[0] if isinstance(state, tuple) else state  # (state, network alphas) from the UNet pipelines
+    prefix = pipeline_class._lora_loadable_modules[0] + "."
+    denoiser_state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    set_peft_model_state_dict(denoiser, convert_unet_state_dict_to_peft(denoiser_state), adapter_name="default")
     for prefix, encoder in zip(["text_encoder.", "text_encoder_2."], text_encoders or []):
         _set_state_dict_into_text_encoder(state, prefix, encoder)
 
@@ -141,9 +158,13 @@ def load_lora_into(directory: Path, pipeline_class, unet, text_encoders: list | 
 def encode_prompts(parts: Parts, captions: list[str], device, encoders: list | None = None) -> tuple:
     """(prompt_embeds, pooled embeddings or None) as the pipelines compute them: SD takes the text encoder's
     last hidden states; SDXL both encoders' penultimate ones side by side, and the second's pooled output.
-    `encoders`: the text encoders as Accelerate prepared them, when they are trained."""
+    `encoders`: the text encoders as Accelerate prepared them, when they are trained. Flux / SD3: flow's."""
     import torch
 
+    if parts.flow:
+        from ft.tasks.text_to_image import flow
+
+        return flow.encode_prompts(parts, captions, device, encoders)
     states, pooled = [], None
     for tokenizer, encoder in zip(parts.tokenizers, encoders or parts.text_encoders):
         ids = tokenizer(
@@ -166,9 +187,15 @@ def time_ids(original_sizes, crop_top_lefts, target_sizes, device, dtype):
     return torch.tensor(rows, device=device, dtype=dtype)
 
 
-def parts_from_pipeline(pipe, path: str) -> Parts:
-    """A loaded pipeline's parts (e.g. after load_lora_weights), with a training noise scheduler of its config."""
+def parts_from_pipeline(pipe, path: str, diffusion_cfg=None) -> Parts:
+    """A loaded pipeline's parts (e.g. after load_lora_weights), with a training noise scheduler of its config.
+    Flux / SD3 (`diffusion_cfg`: their T5 length and Flux guidance): flow's."""
     from diffusers import DDPMScheduler
+
+    from ft.tasks.text_to_image import flow
+
+    if type(pipe).__name__ in (flow.FLUX, flow.SD3):
+        return flow.parts_from_pipeline(pipe, path, diffusion_cfg)
 
     xl = hasattr(pipe, "text_encoder_2")
     encoders = [pipe.text_encoder, *([pipe.text_encoder_2] if xl else [])]
@@ -185,9 +212,11 @@ def latent_mask(mask, latents):
 
 
 def latents_of(parts: Parts, pixel_values, generator=None):
-    """The VAE's latents of images in [-1, 1], scaled as the UNet expects them."""
-    dist = parts.vae.encode(pixel_values.to(parts.vae.device, parts.vae.dtype)).latent_dist
-    return dist.sample(generator) * parts.vae.config.scaling_factor
+    """The VAE's latents of images in [-1, 1], shifted (Flux's, SD3's VAEs) and scaled as the denoiser
+    expects them."""
+    config = parts.vae.config
+    latents = parts.vae.encode(pixel_values.to(parts.vae.device, parts.vae.dtype)).latent_dist.sample(generator)
+    return (latents - (config.shift_factor or 0.0)) * config.scaling_factor
 
 
 def diffusion_loss(

@@ -9,13 +9,18 @@ SAMPLES = "samples"  # the run dir's folder of validation renders: step-<N>-<i>.
 GRID = "samples.png"  # the model card's sample grid
 
 
-def pipeline_from_parts(parts: diffusion.Parts, unet, text_encoders: list, dtype):
-    """A pipeline sharing the models being trained (no copy), for renders mid-training."""
-    components = dict(vae=parts.vae, unet=unet, text_encoder=text_encoders[0], tokenizer=parts.tokenizers[0])
-    if parts.xl:
-        components |= dict(text_encoder_2=text_encoders[1], tokenizer_2=parts.tokenizers[1])
-    pipe = parts.pipeline_class().from_pretrained(parts.path, dtype=dtype, **components)
-    pipe.scheduler.register_to_config(prediction_type=parts.noise_scheduler.config.prediction_type)
+def pipeline_from_parts(parts: diffusion.Parts, denoiser, text_encoders: list, dtype):
+    """A pipeline sharing the models being trained (no copy), for renders mid-training. `text_encoders`: the
+    trained ones first (Flux / SD3: the CLIPs); the frozen rest comes from `parts`."""
+    pipeline_class = parts.pipeline_class()
+    encoders = [*text_encoders, *parts.text_encoders[len(text_encoders) :]]
+    suffixes = ["", "_2", "_3"][: len(encoders)]
+    components = {"vae": parts.vae, pipeline_class._lora_loadable_modules[0]: denoiser}
+    components |= {f"text_encoder{n}": encoder for n, encoder in zip(suffixes, encoders)}
+    components |= {f"tokenizer{n}": tokenizer for n, tokenizer in zip(suffixes, parts.tokenizers)}
+    pipe = pipeline_class.from_pretrained(parts.path, dtype=dtype, **components)
+    if not parts.flow:
+        pipe.scheduler.register_to_config(prediction_type=parts.noise_scheduler.config.prediction_type)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -34,10 +39,18 @@ def load_pipeline(base: str, revision: str | None, lora_dir: Path | None, device
     return pipe.to(device)
 
 
-def render(pipe, prompts: list[str], resolution: int, steps: int, guidance: float, seed: int) -> list:
-    """One PIL image per prompt, each from its own seeded generator (the same prompt: the same image)."""
+def render(
+    pipe, prompts: list[str], resolution: int, steps: int, guidance: float, seed: int, max_sequence_length=None
+) -> list:
+    """One PIL image per prompt, each from its own seeded generator (the same prompt: the same image).
+    `max_sequence_length`: T5's tokens per prompt, for the pipelines that have T5 (Flux, SD3)."""
+    import inspect
+
     import torch
 
+    options = {}
+    if max_sequence_length and "max_sequence_length" in inspect.signature(pipe.__call__).parameters:
+        options["max_sequence_length"] = max_sequence_length
     images = []
     for i, prompt in enumerate(prompts):
         generator = torch.Generator(device="cpu").manual_seed(seed + i)
@@ -48,6 +61,7 @@ def render(pipe, prompts: list[str], resolution: int, steps: int, guidance: floa
             num_inference_steps=steps,
             guidance_scale=guidance,
             generator=generator,
+            **options,
         )
         images.append(output.images[0])
     return images
@@ -81,6 +95,7 @@ def class_images(base: str, revision: str | None, folder: Path, diffusion_cfg, d
             diffusion_cfg.num_inference_steps,
             diffusion_cfg.guidance_scale,
             len(have),
+            diffusion_cfg.max_sequence_length,
         )
         for i, image in enumerate(images, len(have)):
             image.save(folder / f"class-{i:05d}.png")

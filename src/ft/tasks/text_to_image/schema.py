@@ -1,20 +1,28 @@
-"""The config section of task=text_to_image (`diffusion.*`): diffusion LoRA on
-Stable Diffusion 1.5 / 2.1 and SDXL, with DreamBooth. The batch size, learning rate, steps, precision,
-optimizer and LoRA rank are the shared training / optim / peft keys."""
+"""The config section of task=text_to_image (`diffusion.*`): diffusion LoRA on Stable Diffusion 1.5 / 2.1 and
+SDXL, and flow-matching LoRA on Flux.1 and SD3 / 3.5, with DreamBooth. The batch size, learning rate, steps,
+precision, optimizer and LoRA rank are the shared training / optim / peft keys."""
 
 from dataclasses import dataclass
 from typing import List, Optional
 
 from ft.options import option
 
-TINY_DIFFUSION_MODELS = ["tiny-sd", "tiny-sdxl"]  # model.name_or_path values of the offline tiny pipelines
+TINY_DIFFUSION_MODELS = [
+    "tiny-sd",
+    "tiny-sdxl",
+    "tiny-flux",
+    "tiny-flux-schnell",
+    "tiny-sd3",
+]  # model.name_or_path values of the offline tiny pipelines
 UNET_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]  # the UNet's attention projections (diffusers' examples)
+WEIGHTING_SCHEMES = ["none", "sigma_sqrt", "logit_normal", "mode", "cosmap"]  # diffusers.training_utils' (SD3 paper)
 
 
 @dataclass
 class DiffusionConfig:
     """task=text_to_image: the UNet is trained to predict the noise (or velocity) added to an image's VAE
-    latents, conditioned on its caption (README: Text-to-image)."""
+    latents, conditioned on its caption; a Flux / SD3 transformer to predict the flow from the latents to the
+    noise (docs/tasks/text-to-image.md)."""
 
     resolution: int = option(
         512, ge=8, help="the side of the square training size; with bucketing, buckets hold about resolution^2 pixels"
@@ -58,7 +66,28 @@ class DiffusionConfig:
     validation_prompts: List[str] = option([], help="prompts rendered every validation_steps into samples/")
     validation_steps: int = option(100, ge=1, help="optimizer steps between two validation renders")
     num_inference_steps: int = option(25, ge=1, help="denoising steps of validation renders and `ft generate`")
-    guidance_scale: float = option(7.5, ge=0, help="classifier-free guidance of renders; <= 1: off")
+    guidance_scale: float = option(
+        7.5, ge=0, help="guidance of renders: classifier-free (SD, SDXL, SD3; <= 1: off), Flux-dev's embedded guidance"
+    )
+    # flow matching (Flux.1, SD3 / 3.5), as diffusers' Flux and SD3 LoRA scripts do it
+    weighting_scheme: str = option(
+        "none",
+        choices=WEIGHTING_SCHEMES,
+        help="Flux / SD3: noise levels drawn from a logit_normal or mode density, or the loss weighted by them "
+        "(sigma_sqrt, cosmap); none: uniform levels, unweighted",
+    )
+    logit_mean: float = option(0.0, help="weighting_scheme=logit_normal: the mean of the normal before the sigmoid")
+    logit_std: float = option(1.0, gt=0, help="weighting_scheme=logit_normal: its standard deviation")
+    mode_scale: float = option(1.29, help="weighting_scheme=mode: how strongly mid noise levels are favoured")
+    flux_guidance: Optional[float] = option(
+        None,
+        ge=0,
+        help="Flux-dev (guidance-distilled): the guidance value its guidance embedding is given while training; "
+        "null: 1.0. A model without one (schnell, SD3) refuses it",
+    )
+    max_sequence_length: int = option(
+        512, ge=1, le=512, help="Flux / SD3: T5 tokens per caption, in training, renders and `ft generate`"
+    )
     # DreamBooth: a few images of one subject, taught under a rare token
     instance_data_dir: Optional[str] = option(
         None, help="DreamBooth: a directory of the subject's images; synthetic: 8 offline ones"

@@ -1,8 +1,13 @@
 """The offline tiny text-to-image pipelines: `tiny-sd` (Stable Diffusion's layout: UNet, VAE, one CLIP text
 encoder) and `tiny-sdxl` (SDXL's: two text encoders, the second with a projection, and the UNet's
 size/crop conditioning), built from config with random weights and a CLIP tokenizer made from a small
-local vocabulary. Built once into the cache, then loaded like any local pipeline directory, so
-training, `load_lora_weights` and generation run on diffusers' real code paths.
+local vocabulary. The flow-matching ones: `tiny-flux` (Flux.1-dev's layout: a FluxTransformer2DModel with
+the guidance embedding of the guidance-distilled dev model, a 16-channel-style VAE with shift and scale,
+CLIP for the pooled embedding and T5 for the sequence), `tiny-flux-schnell` (the same without the guidance
+embedding, schnell's unshifted schedule) and `tiny-sd3` (SD3.5's: an SD3Transformer2DModel, two CLIPs with
+projections and T5). T5's tokenizer is a Unigram model trained here on the same words. Built once into the
+cache, then loaded like any local pipeline directory, so training, `load_lora_weights` and generation run on
+diffusers' real code paths.
 """
 
 import shutil
@@ -12,10 +17,14 @@ from pathlib import Path
 from ft.models.tiny import cache_root
 from ft.tasks.text_to_image.schema import TINY_DIFFUSION_MODELS
 
+FLOW_MODELS = ["tiny-flux", "tiny-flux-schnell", "tiny-sd3"]  # the flow-matching (transformer) ones
+
 BUILD_VERSION = 1  # bump when a shape or the vocabulary changes, to rebuild caches
 SEED = 0
 TEXT_WIDTH = 32  # hidden size of each text encoder
 MAX_TOKENS = 32  # the tokenizer's model_max_length (real CLIP: 77)
+T5_WIDTH = 2 * TEXT_WIDTH  # T5's d_model: SD3 pads the two CLIPs' states, side by side, to it
+T5_SPECIAL = ["<pad>", "</s>", "<unk>"]  # T5's ids 0, 1, 2
 SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
 # Whole-word tokens: the synthetic captions' words and DreamBooth's usual ones; any other word is spelled
 WORDS = (
@@ -85,6 +94,132 @@ def _text_config(vocab_size: int, eos: int):
     )
 
 
+def t5_tokenizer():
+    """A T5 tokenizer (SentencePiece's Unigram model with Metaspace pre-tokenization, `</s>` appended) over
+    the words above as whole pieces and single characters, which spell any other word."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    # log-probabilities: a whole word beats spelling it, so "red" is one piece "▁red"
+    pieces = [(token, 0.0) for token in T5_SPECIAL] + [("▁" + word, -1.0) for word in WORDS]
+    pieces += [("▁", -5.0)] + [(c, -10.0) for c in CHARS]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=T5_SPECIAL.index("<unk>")))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0)
+
+
+def _t5(vocab_size: int):
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=vocab_size,
+            d_model=T5_WIDTH,
+            d_kv=8,
+            d_ff=2 * T5_WIDTH,
+            num_layers=2,
+            num_heads=4,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
+
+
+def _flow_vae():
+    """Flux's and SD3's VAE layout (latents shifted and scaled, no quant convs), one downsampling."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=32,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+
+
+def build_flow(name: str):
+    """tiny-flux / tiny-flux-schnell / tiny-sd3 (seeded: the same weights every time)."""
+    import torch
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(SEED)
+    tok, t5_tok = tokenizer(), t5_tokenizer()
+    text_config = _text_config(len(tok), tok.eos_token_id)
+    vae = _flow_vae()
+    if name == "tiny-sd3":
+        transformer = SD3Transformer2DModel(
+            sample_size=16,
+            patch_size=2,
+            in_channels=4,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=4,
+            joint_attention_dim=T5_WIDTH,
+            caption_projection_dim=64,  # = heads x head dim
+            pooled_projection_dim=2 * TEXT_WIDTH,  # both CLIPs' projected embeddings side by side
+            pos_embed_max_size=32,
+        )
+        return StableDiffusion3Pipeline(
+            transformer=transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+            vae=vae,
+            text_encoder=CLIPTextModelWithProjection(text_config),
+            tokenizer=tok,
+            text_encoder_2=CLIPTextModelWithProjection(text_config),
+            tokenizer_2=tok,
+            text_encoder_3=_t5(len(t5_tok)),
+            tokenizer_3=t5_tok,
+        )
+    dev = name == "tiny-flux"
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4 * 4,  # the latents packed in 2x2 patches
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=4,
+        joint_attention_dim=T5_WIDTH,
+        pooled_projection_dim=TEXT_WIDTH,
+        guidance_embeds=dev,  # FLUX.1-dev is guidance-distilled: the guidance is an input; schnell has none
+        axes_dims_rope=(4, 6, 6),  # sums to the head dim
+    )
+    # dev: the resolution-dependent shift; schnell: none
+    scheduler = (
+        FlowMatchEulerDiscreteScheduler(
+            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=16
+        )
+        if dev
+        else FlowMatchEulerDiscreteScheduler(shift=1.0)
+    )
+    return FluxPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=CLIPTextModel(text_config),
+        tokenizer=tok,
+        text_encoder_2=_t5(len(t5_tok)),
+        tokenizer_2=t5_tok,
+        transformer=transformer,
+    )
+
+
 def build(name: str):
     """A random pipeline of the named layout (seeded: the same weights every time)."""
     import torch
@@ -97,6 +232,8 @@ def build(name: str):
     )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
+    if name in FLOW_MODELS:
+        return build_flow(name)
     torch.manual_seed(SEED)
     tok = tokenizer()
     text_config = _text_config(len(tok), tok.eos_token_id)
