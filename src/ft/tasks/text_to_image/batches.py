@@ -3,14 +3,20 @@ bucket, ft.tasks.text_to_image.buckets) and caption (with DreamBooth's prior pre
 image's, cut to the same bucket), optionally encoded once up front (VAE latents, text embeddings); a
 batch puts the instance rows first, then the class rows."""
 
+import random
+
 from ft.tasks.text_to_image import buckets, images
 
 
 class Examples:
-    """Map-style dataset: item i is example i's tensors (with prior preservation, also class image i)."""
+    """Map-style dataset: item i is example i's tensors (with prior preservation, also class image i). Its
+    random crop and flip are drawn from (seed, epoch, i) alone: not from a global RNG, which Accelerate's
+    data loader advances a batch ahead of training (so a checkpoint's saved state would already hold the
+    next batch's draws, and a resumed run would cut that batch differently)."""
 
-    def __init__(self, examples, class_examples, diffusion_cfg, size_factor: int):
+    def __init__(self, examples, class_examples, diffusion_cfg, size_factor: int, seed: int):
         self.examples, self.class_examples, self.d = examples, class_examples, diffusion_cfg
+        self.seed, self.epoch = seed, 0  # the loop sets the epoch before iterating over it
         d = diffusion_cfg
         sizes = [(e.image.height, e.image.width) for e in examples]
         if d.bucketing and d.bucket_no_upscale:
@@ -27,9 +33,9 @@ class Examples:
     def __len__(self):
         return len(self.examples)
 
-    def row(self, example, bucket) -> dict:
+    def row(self, example, bucket, rng: random.Random) -> dict:
         d = self.d
-        row = images.to_tensor(example.image, bucket, d.center_crop, d.random_flip, example.mask)
+        row = images.to_tensor(example.image, bucket, d.center_crop, d.random_flip, example.mask, rng)
         if self.has_masks and "mask" not in row:  # an image without a mask trains everywhere
             import torch
 
@@ -39,9 +45,10 @@ class Examples:
     def __getitem__(self, i):
         if self.cached is not None:
             return self.cached[i]
-        rows = [self.row(self.examples[i], self.bucket_of[i])]
+        rng = random.Random(f"{self.seed}:{self.epoch}:{i}")
+        rows = [self.row(self.examples[i], self.bucket_of[i], rng)]
         if self.class_examples:
-            rows.append(self.row(self.class_examples[i % len(self.class_examples)], self.bucket_of[i]))
+            rows.append(self.row(self.class_examples[i % len(self.class_examples)], self.bucket_of[i], rng))
         return rows
 
     def cache(self, parts, device, latents: bool, embeddings: bool) -> None:

@@ -285,12 +285,11 @@ def with_trigger(examples: list[Example], trigger: str | None) -> list[Example]:
     return [Example(e.image, f"{trigger}, {e.caption}", e.mask) for e in examples]
 
 
-def to_tensor(image, size, center_crop: bool, random_flip: bool, mask=None) -> dict:
+def to_tensor(image, size, center_crop: bool, random_flip: bool, mask=None, rng=random) -> dict:
     """The image resized to cover `size` (a bucket's (height, width), or an int: a square) by the smallest
     scale, cropped to it and maybe flipped, as a CHW tensor in [-1, 1], with SDXL's conditioning: the
     original size, the crop's top-left corner, the target size. `mask`: cut and flipped the same way, as a
-    1 x H x W tensor in [0, 1]. The random crop and flip draw from Python's `random`, whose state
-    Accelerate's checkpoints save."""
+    1 x H x W tensor in [0, 1]. The random crop and flip draw from `rng` (a random.Random)."""
     import numpy as np
     import torch
     from PIL import Image
@@ -303,8 +302,8 @@ def to_tensor(image, size, center_crop: bool, random_flip: bool, mask=None) -> d
     if center_crop:
         top, left = (resized_h - height) // 2, (resized_w - width) // 2
     else:
-        top, left = random.randint(0, resized_h - height), random.randint(0, resized_w - width)
-    flip = random_flip and random.random() < 0.5
+        top, left = rng.randint(0, resized_h - height), rng.randint(0, resized_w - width)
+    flip = random_flip and rng.random() < 0.5
 
     def cut(picture, resample):
         picture = picture.resize((resized_w, resized_h), resample).crop((left, top, left + width, top + height))

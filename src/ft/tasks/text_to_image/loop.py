@@ -121,7 +121,7 @@ def prepare(cfg, run_dir: Path, checkpoint: str | None = None) -> Job:
         for encoder in models[1:]:
             encoder.gradient_checkpointing_enable()
 
-    dataset = image_batches.Examples(examples, class_examples, d, parts.size_factor)
+    dataset = image_batches.Examples(examples, class_examples, d, parts.size_factor, t.seed)
     if acc.is_main_process:
         for line in buckets.describe(dataset.bucket_of):
             print(f"ft: {line}", flush=True)
@@ -246,6 +246,7 @@ def _epoch_batches(job: Job, epoch: int, skip: int):
     from ft.tasks.text_to_image import buckets
 
     t, acc = job.cfg.training, job.acc
+    job.dataset.epoch = epoch  # the crops and flips of the epoch (batches.Examples)
     order = buckets.epoch_batches(
         job.dataset.bucket_of, t.per_device_train_batch_size, acc.num_processes, t.seed, epoch
     )
