@@ -166,7 +166,7 @@ def test_a_wrong_pre_tokenizer_fails_with_one_line_and_keeps_the_files(runs, pre
         ("lora_only", ["format=gguf-adapter", "quant=q4_k_m"], "format=gguf-adapter takes quant="),
         ("lora", ["llama_cpp=/nonexistent"], "no llama.cpp converter"),
         ("lora", ["out=EXISTING"], "already exists"),
-        ("lora", ["format=kohya"], "format=kohya is for text-to-image runs; this run is task=sft"),
+        ("lora", ["format=kohya"], "format=kohya is for task=text_to_image runs; this run is task=sft"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(runs, run, pairs, message, tmp_path, capsys):

@@ -64,6 +64,9 @@ class Task:
     # (cfg, run_dir, trainer, metrics) -> None: writes its model card (README.md, and what it shows); None: the
     # text card of ft.finish.card
     card: Optional[Callable] = None
+    # {format: (run_dir, cfg, out) -> None}: `ft export format=<format>` formats the task writes itself (into the
+    # new directory `out`, refusing in one line what it cannot export)
+    exports: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if (self.build_trainer is None) == (self.train is None):

@@ -15,7 +15,8 @@ from ft.finish.export import llama_cpp, ollama
 from ft.finish.merge import check_mergeable, merge_into
 from ft.options import option
 
-FORMATS = ["gguf", "gguf-adapter", "merged", "kohya"]
+TASK_FORMATS = ["kohya"]  # written by the run's task (Task.exports), not by llama.cpp or transformers
+FORMATS = ["gguf", "gguf-adapter", "merged", *TASK_FORMATS]
 QUANTS = [*llama_cpp.CONVERTER_TYPES, *llama_cpp.QUANTIZER_TYPES]
 # What a tiny model's tokenizer (ft.models.tiny: single digits, then GPT-2's byte-level split) is in
 # llama.cpp's terms: its BPE merges never cross the digit boundaries, so GPT-2's split gives the same ids.
@@ -67,10 +68,11 @@ class ExportOptions:
 
 
 def _checked(options: ExportOptions):
-    """(run_dir, cfg, out, converter root or None): every refusal before anything is written."""
+    """(run_dir, cfg, out, tool): every refusal before anything is written. tool: the root of llama.cpp's
+    converters (gguf formats), the task's exporter (its own formats) or None (merged)."""
     run_dir = loading.check_run_dir(options.run_dir)
-    if options.format == "kohya":
-        return _checked_kohya(options, run_dir)
+    if options.format in TASK_FORMATS:
+        return _checked_task_format(options, run_dir)
     cfg = check_mergeable(run_dir)
     name = f"export-{options.format}" + ("" if options.format == "merged" else f"-{options.quant}")
     out = Path(options.out).expanduser() if options.out else run_dir / name
@@ -96,25 +98,26 @@ def _checked(options: ExportOptions):
     return run_dir, cfg, out, root
 
 
-def _checked_kohya(options: ExportOptions, run_dir: Path):
-    from ft.tasks.text_to_image import kohya
+def _checked_task_format(options: ExportOptions, run_dir: Path):
+    from ft.config import registry
 
     cfg = loading.load_config(run_dir)
-    why = kohya.refusal(cfg)
-    if why:
-        raise FtError(why)
-    out = Path(options.out).expanduser() if options.out else run_dir / "export-kohya"
+    exporter = registry.get(cfg.task).exports.get(options.format)
+    if exporter is None:
+        owners = " or ".join(f"task={t.name}" for t in registry.tasks().values() if options.format in t.exports)
+        raise FtError(
+            f"format={options.format} is for {owners} runs; this run is task={cfg.task}: export format=gguf or merged"
+        )
+    out = Path(options.out).expanduser() if options.out else run_dir / f"export-{options.format}"
     if out.exists():
         raise FtError(f"{out} already exists: choose another out=PATH or remove it")
-    return run_dir, cfg, out, None
+    return run_dir, cfg, out, exporter
 
 
 def export(options: ExportOptions) -> Path:
-    run_dir, cfg, out, root = _checked(options)
-    if options.format == "kohya":
-        from ft.tasks.text_to_image import kohya
-
-        kohya.export(run_dir, cfg, out)
+    run_dir, cfg, out, tool = _checked(options)
+    if options.format in TASK_FORMATS:
+        tool(run_dir, cfg, out)
         return out
     started = time.monotonic()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -126,7 +129,7 @@ def export(options: ExportOptions) -> Path:
             (tmp / "README.md").write_text(ollama.serving_card(out, run_dir, loading.base_model_path(cfg)))
             os.rename(tmp, out)
             return out
-        result = _gguf(options, run_dir, cfg, tmp, root, started)
+        result = _gguf(options, run_dir, cfg, tmp, tool, started)
         os.rename(tmp, out)
     except OSError as e:
         raise FtError(f"cannot write {out} ({e.strerror}): choose a writable out=PATH") from None

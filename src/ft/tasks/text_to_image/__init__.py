@@ -34,6 +34,12 @@ def check_inputs(cfg) -> None:
     rules.check_images(cfg)
 
 
+def export_kohya(run_dir, cfg, out) -> None:
+    from ft.tasks.text_to_image import kohya
+
+    kohya.export(run_dir, cfg, out)
+
+
 TASK = Task(
     name="text_to_image",
     summary="LoRA on a Stable Diffusion / SDXL UNet or a Flux.1 / SD3 transformer from captioned images, "
@@ -56,4 +62,5 @@ TASK = Task(
     check_config=check_config,
     check_inputs=check_inputs,
     offline_models=tuple(TINY_DIFFUSION_MODELS),
+    exports={"kohya": export_kohya},
 )

@@ -23,8 +23,6 @@ TEXT_ENCODER = re.compile(r"^(lora_te[12]?_)(?!text_model_)")
 
 def refusal(cfg) -> str | None:
     """Why this run's LoRA has no kohya form, or None."""
-    if cfg.task != "text_to_image":
-        return f"format=kohya is for text-to-image runs; this run is task={cfg.task}: export format=gguf or merged"
     if _pipeline(cfg) in ("FluxPipeline", "StableDiffusion3Pipeline"):
         return (
             "format=kohya is written for SD 1.x / 2.x and SDXL runs; a Flux or SD3 LoRA stays in diffusers' format "
