@@ -1,0 +1,66 @@
+"""`python -m ft studio [--host 127.0.0.1] [--port 7860] [--token T] [runs_dir=runs]`: the web UI's server.
+
+It binds the loopback interface unless told otherwise; any other address needs a token (--token, or the
+FT_STUDIO_TOKEN environment variable), which every API request must then carry. The project directory is
+where it starts (recipe files are read and saved there), runs go to runs_dir."""
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from ft.errors import FtError
+from ft.options import option
+
+TOKEN_ENV = "FT_STUDIO_TOKEN"
+
+
+@dataclass(kw_only=True)
+class StudioOptions:
+    runs_dir: str = option("runs", help="the runs directory: runs are launched into it and listed from it")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """A page served beyond this machine must be locked: refuse a non-loopback host without a token."""
+    if not is_loopback(host) and not token:
+        raise FtError(
+            f"studio: --host {host} serves the page beyond this machine: give --token TOKEN (or set {TOKEN_ENV}), "
+            "or bind 127.0.0.1"
+        )
+
+
+def check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise FtError(f"studio: cannot listen on {host}:{port} ({e.strerror}): choose another --port") from None
+
+
+def serve(host: str, port: int, token: str | None, options: StudioOptions) -> None:
+    token = token or os.environ.get(TOKEN_ENV) or None
+    check_bind(host, token)
+    check_port(host, port)
+    import uvicorn
+
+    from ft.studio.app import create_app
+
+    project_dir = Path.cwd()
+    runs_dir = Path(options.runs_dir).expanduser()
+    runs_dir = (runs_dir if runs_dir.is_absolute() else project_dir / runs_dir).resolve()
+    app = create_app(runs_dir, project_dir, token)
+    shown = f"[{host}]" if ":" in host else host
+    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    print(f"ft: studio on {address}  (runs in {runs_dir}; Ctrl-C stops the server, not the runs)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
