@@ -13,7 +13,7 @@ TOKEN_HEADER = "X-FT-Token"
 
 
 def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
-    from fastapi import Body, FastAPI, Request
+    from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
     from fastapi.staticfiles import StaticFiles
 
@@ -69,11 +69,11 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
         return forms.form(recipe_of(recipe))
 
     @app.post("/api/check")
-    def check(body: dict = Body(...)):
+    def check(body: dict):
         return forms.check(recipe_of(body.get("recipe")), body.get("overrides") or {}, queue.output_dir)
 
     @app.post("/api/recipe/save")
-    def save(body: dict = Body(...)):
+    def save(body: dict):
         target = paths.confine(str(body.get("path") or ""), roots, project_dir)
         written = forms.save(
             recipe_of(body.get("recipe")), body.get("overrides") or {}, target, bool(body.get("overwrite"))
@@ -81,14 +81,14 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
         return {"path": str(written)}
 
     @app.post("/api/preview")
-    def preview(body: dict = Body(...)):
+    def preview(body: dict):
         from ft.studio import data_preview
 
         arguments = forms.arguments(recipe_of(body.get("recipe")), body.get("overrides") or {})
         return data_preview.preview(arguments, int(body.get("n") or 3))
 
     @app.post("/api/launch")
-    def launch(body: dict = Body(...)):
+    def launch(body: dict):
         return queue.launch(recipe_of(body.get("recipe")), body.get("overrides") or {})
 
     @app.get("/api/runs")
@@ -126,10 +126,10 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
     @app.get("/api/compare")
     def compare(request: Request):
         names = [n for n in request.query_params.get("runs", "").split(",") if n]
-        return runs.compare([paths.run_dir(n, runs_dir) for n in names])
+        return runs.compare([paths.run_dir(n, runs_dir) for n in names], queue)
 
     @app.post("/api/chat")
-    def chat(body: dict = Body(...)):
+    def chat(body: dict):
         from ft.studio import chat as chatting
 
         run_dir = paths.run_dir(str(body.get("run") or ""), runs_dir)
@@ -139,7 +139,7 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
         return StreamingResponse(stream, media_type="text/plain; charset=utf-8")
 
     @app.post("/api/generate-image")
-    def generate_image(body: dict = Body(...)):
+    def generate_image(body: dict):
         from ft.studio import chat as chatting
 
         run_dir = paths.run_dir(str(body.get("run") or ""), runs_dir)
