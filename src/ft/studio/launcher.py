@@ -21,6 +21,7 @@ from ft.errors import FtError
 from ft.studio import forms, paths
 
 STATE_DIR = ".studio"
+WATCH_S = 1.0  # how often the queue looks for runs that ended outside this server's sight
 
 
 class Launcher:
@@ -32,6 +33,7 @@ class Launcher:
         self._lock = threading.RLock()
         self._children: dict[str, subprocess.Popen] = {}
         self._next()  # a restarted server picks up its queue
+        threading.Thread(target=self._watch, daemon=True).start()
 
     # --- the state files
     def _state_path(self, name: str) -> Path:
@@ -110,6 +112,19 @@ class Launcher:
             n += 1
             name = f"{base}-{n}"
         return name
+
+    def _watch(self) -> None:
+        """The runs a restarted server found are not its children, so no _wait sees them end: look every
+        second, note when they ended, and start what is queued next."""
+        while True:
+            time.sleep(WATCH_S)
+            with self._lock:
+                for job in self.jobs():
+                    ended = job.get("pid") and job.get("ended") is None and job["name"] not in self._children
+                    if ended and not self.alive(job):
+                        job["ended"] = time.time()
+                        self._write(job)
+            self._next()
 
     def _next(self) -> None:
         """Start the oldest queued job when nothing is training."""

@@ -1,0 +1,329 @@
+"""ft studio's JSON API (src/ft/studio): the form is `ft train --help`'s keys, checks are ft train's, runs launched
+from it are the CLI's (same config.yaml, same run dir), stop checkpoints and resume ends where an uninterrupted CLI
+run ends, runs outlive the server, and its security rules. The page itself is tests/test_studio_browser.py's."""
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import assert_refused, environment, free_port, run_ft
+from ft import config
+
+pytest.importorskip("fastapi")
+
+# The tiny run of tests/test_resume.py: 12 steps, a loss logged every step, no scheduled checkpoint (the only one
+# is the one SIGTERM asks for, and the final one). Its tracker project holds shell metacharacters: they must
+# reach the config verbatim, and run nothing.
+OVERRIDES = {
+    "training.max_steps": "12",
+    "training.save_steps": "1000",
+    "training.logging_steps": "1",
+    "logging": "none",
+    "data.synthetic.num_examples": "200",
+    "data.eval_size": "0",
+    "training.per_device_train_batch_size": "4",
+    "training.max_length": "64",
+    "training.report_exact_match": "false",
+    "logging.project": "x; touch pwned",
+}
+NOT_COMPARED = ("training.run_name", "training.output_dir")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("project")
+
+
+def client_for(project: Path, token: str | None = None):
+    from fastapi.testclient import TestClient
+
+    from ft.studio.app import create_app
+
+    return TestClient(create_app(project / "runs", project, token))
+
+
+@pytest.fixture(scope="module")
+def client(project):
+    return client_for(project)
+
+
+def help_keys() -> list[str]:
+    """The config keys `python -m ft train --help` lists (its "config keys" section, a key=default per entry)."""
+    text = run_ft("train", "--help").stdout
+    section = text.split("config keys (set with key=value", 1)[1].split("\nexamples:", 1)[0]
+    return re.findall(r"^  ([\w.]+)=", section, re.MULTILINE)
+
+
+def test_the_form_lists_every_key_of_ft_train_help(client):
+    form = client.get("/api/form", params={"recipe": "default"}).json()
+    fields = {f["key"]: f for group in form["groups"] for f in group["fields"]}
+    keys = help_keys()
+    assert len(keys) > 150 and "training.max_steps" in keys and "dpo.beta" in keys
+    assert sorted(fields) == sorted(keys)
+    steps = fields["training.max_steps"]
+    assert (steps["type"], steps["value"], steps["default"], steps["min"]) == ("int", 200, -1, -1)
+    assert steps["help"].startswith("steps to train")
+    method = fields["peft.method"]
+    assert method["type"] == "choice" and "lora" in method["choices"]
+    assert fields["peft.modules_to_save"]["value"] == ["lm_head"] and fields["peft.modules_to_save"]["nullable"]
+    assert {g["name"]: g["task"] for g in form["groups"]}["dpo"] == "dpo"
+    listed = client.get("/api/tasks").json()
+    assert {"sft", "dpo", "text_to_image"} <= {t["name"] for t in listed["tasks"]}
+    recipes = {r["name"]: r["task"] for r in listed["recipes"]}
+    assert recipes["default"] == "sft" and recipes["tiny_dpo"] == "dpo" and recipes["tiny_sd_lora"] == "text_to_image"
+
+
+def test_check_shows_ft_trains_error_under_its_key_and_saves_a_recipe_that_composes_the_same(client, project):
+    bad = client.post("/api/check", json={"recipe": "default", "overrides": {"training.max_steps": "-5"}}).json()
+    assert not bad["ok"] and bad["error"] is None
+    assert bad["errors"] == {"training.max_steps": "training.max_steps must be >= -1, got -5"}
+    typo = client.post("/api/check", json={"recipe": "default", "overrides": {"training.lr": "1"}}).json()
+    assert list(typo["errors"]) == ["training.lr"] and "unknown key 'training.lr'" in typo["errors"]["training.lr"]
+
+    overrides = {"training.max_steps": 3, "peft.r": "8", "logging.project": "x; touch pwned"}
+    good = client.post("/api/check", json={"recipe": "default", "overrides": overrides}).json()
+    assert good["ok"] and good["errors"] == {}
+    arguments = ["recipe=default", "training.max_steps=3", "peft.r=8", "logging.project='x; touch pwned'"]
+    assert good["command"] == ["python", "-m", "ft", "train", *arguments, "training.output_dir=runs"]
+    assert good["command_line"].startswith("python -m ft train recipe=default training.max_steps=3 peft.r=8 ")
+    assert "defaults:\n  - default  # the recipe this one extends" in good["yaml"]
+
+    saved = client.post("/api/recipe/save", json={"recipe": "default", "overrides": overrides, "path": "mine.yaml"})
+    assert saved.status_code == 200, saved.text
+    path = Path(saved.json()["path"])
+    assert path == project / "mine.yaml" and path.read_text() == good["yaml"].replace("recipe.yaml", "mine.yaml")
+    from_file = config.compose([str(path)])
+    assert from_file.logging.project == "x; touch pwned" and from_file.peft.r == 8
+    assert dataclasses.replace(from_file, recipe="default") == config.compose(arguments)
+    again = client.post("/api/recipe/save", json={"recipe": "default", "overrides": {}, "path": "mine.yaml"})
+    assert again.status_code == 400 and "already exists" in again.json()["error"]
+    assert path.read_text() == good["yaml"].replace("recipe.yaml", "mine.yaml")
+
+
+def test_paths_outside_the_project_and_runs_are_refused(client, project, tmp_path):
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("training:\n  max_steps: 1\n")
+    (project / "link.yaml").symlink_to(outside)
+    for recipe in (str(outside), "../outside.yaml", "link.yaml"):
+        answer = client.get("/api/form", params={"recipe": recipe})
+        assert answer.status_code == 403 and "outside the project" in answer.json()["error"], recipe
+    for path in (str(tmp_path / "x.yaml"), "../x.yaml", "link.yaml"):
+        answer = client.post("/api/recipe/save", json={"recipe": "default", "overrides": {}, "path": path})
+        assert answer.status_code == 403, path
+    assert not (tmp_path / "x.yaml").exists() and outside.read_text() == "training:\n  max_steps: 1\n"
+    (project / "runs" / "r").mkdir(parents=True)
+    for url in ("/api/runs/r/file/../../link.yaml", "/api/runs/r/file/%2E%2E/%2E%2E/mine.yaml", "/api/runs/..%2Fr"):
+        assert client.get(url).status_code in (403, 404), url
+    shutil.rmtree(project / "runs" / "r")
+    (project / "link.yaml").unlink()
+
+
+def test_a_token_guards_every_api_call_and_a_public_bind_needs_one(project):
+    locked = client_for(project, token="s3cret")
+    assert locked.get("/api/tasks").status_code == 403
+    assert locked.get("/api/tasks", headers={"X-FT-Token": "wrong"}).status_code == 403
+    assert locked.post("/api/check", json={"recipe": "default", "overrides": {}}).status_code == 403
+    assert locked.get("/api/tasks", headers={"X-FT-Token": "s3cret"}).status_code == 200
+    assert locked.get("/api/runs", params={"token": "s3cret"}).status_code == 200
+    assert locked.get("/").status_code == 200  # the page itself, which reads the token from its URL
+    result = run_ft("studio", "--host", "0.0.0.0", env_drop=("FT_STUDIO_TOKEN",))
+    assert_refused(result.returncode, result.stderr, "--host 0.0.0.0", "--token")
+
+
+# --- runs launched from the page -----------------------------------------------------------------------------
+
+
+class Server:
+    """`python -m ft studio` in the project directory, a process of its own (killed and restarted by the test)."""
+
+    def __init__(self, project: Path):
+        import httpx
+
+        self.port, self.log = free_port(), project / f"server-{time.monotonic_ns()}.log"
+        with self.log.open("w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ft", "studio", "--port", str(self.port)],
+                cwd=project,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=environment(),
+            )
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120)
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "the studio did not start"
+            try:
+                if self.http.get("/api/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+    def get(self, url: str, **params):
+        answer = self.http.get(url, params=params)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def post(self, url: str, body: dict | None = None):
+        answer = self.http.post(url, json=body or {})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def run(self, name: str) -> dict:
+        return self.get(f"/api/runs/{name}")
+
+    def wait(self, name: str, condition, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while not condition(run := self.run(name)):
+            assert time.monotonic() < deadline, (run, self.get(f"/api/runs/{name}/log")["text"][-3000:])
+            time.sleep(0.05)
+        return run
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.http.close()
+
+
+def step_losses(run_dir: Path) -> dict[int, float]:
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    return {row["step"]: row["loss"] for row in history if "loss" in row}
+
+
+def layout(run_dir: Path) -> list[str]:
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
+
+
+def compared(run_dir: Path) -> dict:
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for key in NOT_COMPARED:
+        section, name = key.split(".")
+        saved[section].pop(name)
+    return saved
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def studio_runs(project):
+    """Run A launched, watched, the server killed and restarted, A stopped (SIGTERM) and resumed; run B (one step)
+    launched while A trains, queued, started when A stopped; then the CLI run of A's command line. Returns what
+    the test checks."""
+    seen = {}
+    server = Server(project)
+    a = server.post("/api/launch", {"recipe": "default", "overrides": OVERRIDES})
+    one_step = {**OVERRIDES, "training.max_steps": "1", "training.run_name": "b"}
+    b = server.post("/api/launch", {"recipe": "default", "overrides": one_step})
+    seen["launched"] = (a["status"], b["status"])
+    name = a["id"]
+    live = server.wait(name, lambda run: len(server.get(f"/api/runs/{name}/metrics")["points"]) >= 2)
+    seen["live"] = (live["status"], server.get(f"/api/runs/{name}/metrics")["points"])
+    pid = json.loads((project / "runs" / ".studio" / f"{name}.json").read_text())["pid"]
+    server.kill()
+    seen["alive_after_kill"] = alive(pid)
+    server = Server(project)
+    seen["after_restart"] = {run["name"]: run["status"] for run in server.get("/api/runs")["runs"]}
+    seen["stop"] = server.post(f"/api/runs/{name}/stop")["status"]
+    seen["stopped"] = server.wait(name, lambda run: run["status"] != "running")
+    seen["stopped_log"] = server.get(f"/api/runs/{name}/log", offset=0)["text"]
+    seen["checkpoints"] = sorted(p.name for p in (project / "runs" / name).glob("checkpoint-*"))
+    seen["b_after_stop"] = server.wait("b", lambda run: run["status"] != "queued", timeout=30)["status"]
+    seen["resume"] = (server.post(f"/api/runs/{name}/resume")["status"], server.run("b")["status"])
+    seen["b"] = server.wait("b", lambda run: run["status"] in ("finished", "failed"))
+    seen["a"] = server.wait(name, lambda run: run["status"] in ("finished", "failed"))
+    seen["a_details"] = server.run(name)
+    seen["compare"] = server.get("/api/compare", runs=f"{name},b")
+    chat = server.http.post(
+        "/api/chat", json={"run": name, "messages": [{"role": "user", "content": "Sort: 3 1 2"}], "max_new_tokens": 4}
+    )
+    seen["chat"] = (chat.status_code, chat.headers["content-type"], chat.text)
+    server.kill()
+    command = server_command(project / "runs" / ".studio" / f"{name}.json")
+    cli = run_ft(*command[:-1], "training.run_name=cli", cwd=project, warm=True)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    return project / "runs", name, seen
+
+
+def server_command(state: Path) -> list[str]:
+    """The arguments after `python -m ft` the studio ran."""
+    command = json.loads(state.read_text())["command"]
+    assert command[:3] == ["python", "-m", "ft"]
+    return command[3:]
+
+
+@pytest.mark.slow
+def test_a_launched_run_is_the_clis_outlives_the_server_stops_at_a_checkpoint_and_resumes(studio_runs, project):
+    runs, name, seen = studio_runs
+    assert seen["launched"] == ("running", "queued")  # one at a time: B waits in the queue
+    status, points = seen["live"]
+    assert status == "running" and len(points) >= 2 and all("loss" in p for p in points)  # the chart, live
+    assert seen["alive_after_kill"], "killing the server killed the run"
+    assert seen["after_restart"] == {name: "running", "b": "queued"}, "the restarted server lost the runs"
+    assert seen["stop"] == "stopping" and seen["stopped"]["status"] == "stopped"
+    log = seen["stopped_log"]
+    assert "SIGTERM received" in log and "ft: to resume: python -m ft train" in log
+    (checkpoint,) = seen["checkpoints"]
+    step = int(checkpoint.split("-")[1])
+    assert 2 <= step < 12 and f"stopped by SIGTERM at step {step}" in log
+    assert seen["b_after_stop"] in ("running", "finished")  # the queue moved on when A exited
+    assert seen["resume"] in (("queued", "running"), ("running", "finished"))  # behind B, while B trains
+    assert seen["b"]["status"] == "finished" and seen["a"]["status"] == "finished"
+    details = seen["a_details"]
+    assert details["step"] == 12 and details["max_steps"] == 12 and details["end_loss"] < details["start_loss"]
+    assert details["command"][-1] == f"training.run_name={name}" and "README.md" in details["files"]
+    assert f"resuming from runs/{name}/{checkpoint}" in (runs / ".studio" / f"{name}.log").read_text()
+
+    # the same as the CLI's: config.yaml (where the run is aside) and the run directory's files (but the
+    # checkpoint SIGTERM asked for)
+    assert compared(runs / name) == compared(runs / "cli")
+    assert [f for f in layout(runs / name) if not f.startswith(checkpoint)] == layout(runs / "cli")
+    assert compared(runs / name)["logging"]["project"] == "x; touch pwned"
+    assert not list(project.rglob("pwned")), "a shell ran the launch arguments"
+    # stopped and resumed from the page = trained straight through by the CLI
+    expected, actual = step_losses(runs / "cli"), step_losses(runs / name)
+    assert sorted(actual) == list(range(1, 13))
+    assert max(abs(actual[s] - expected[s]) for s in expected) <= 1e-5, (actual, expected)
+    from safetensors.torch import load_file
+
+    resumed = load_file(runs / name / "adapter_model.safetensors")
+    straight = load_file(runs / "cli" / "adapter_model.safetensors")
+    assert max((resumed[k] - straight[k]).abs().max().item() for k in straight) <= 1e-4
+
+    compare = seen["compare"]
+    assert [len([p for p in run["points"] if "loss" in p]) for run in compare["runs"]] == [12, 1]
+    assert compare["config_diff"] == [{"key": "training.max_steps", "values": [12, 1]}]
+    code, kind, reply = seen["chat"]
+    assert code == 200 and kind.startswith("text/plain") and isinstance(reply, str)
+
+
+def test_compare_lists_the_config_keys_that_differ(client, project, tmp_path):
+    for name, rank in (("r8", 8), ("r16", 16)):
+        run_dir = project / "runs" / name
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(f"task: sft\npeft:\n  r: {rank}\ntraining:\n  run_name: {name}\n")
+        (run_dir / "log_history.jsonl").write_text(
+            "".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2, 3)) + '{"step": 4, "lo'
+        )
+    answer = client.get("/api/compare", params={"runs": "r8,r16"}).json()
+    assert answer["config_diff"] == [{"key": "peft.r", "values": [8, 16]}]
+    assert [p["step"] for p in answer["runs"][0]["points"]] == [1, 2, 3]  # a line being written is skipped
+    assert client.get("/api/compare", params={"runs": "r8,nope"}).status_code == 404
+    for name in ("r8", "r16"):
+        shutil.rmtree(project / "runs" / name)
+    assert os.path.isdir(project)
