@@ -104,7 +104,9 @@ async function loadForm(recipe) {
   compose.initial = {};
   const meta = compose.recipes.find((r) => r.name === recipe);
   $("#recipe-description").textContent = meta ? meta.description || "" : `recipe file ${recipe}`;
-  $("#form").replaceChildren(...form.groups.map((group) =>
+  // A task's own section (dpo, grpo, ...) is shown only on that task's form.
+  const groups = form.groups.filter((group) => !group.task || group.task === form.task);
+  $("#form").replaceChildren(...groups.map((group) =>
     el("details", {class: "group", "data-group": group.name, open: OPEN_GROUPS.has(group.name)},
       el("summary", {}, group.name, el("span", {class: "count", text: ` ${group.fields.length}`})),
       ...group.fields.map(fieldRow))));
@@ -240,17 +242,19 @@ async function preview() {
 // ---- the SVG chart: curves of loss against step, with axes ---------------------------------------------
 const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777"];
 
+// Round tick values covering [lo, hi]: the first at or below lo, the last at or above hi.
 function niceTicks(lo, hi, count = 5) {
   if (hi <= lo) hi = lo + 1;
   const raw = (hi - lo) / count;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw);
   const ticks = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
+  const last = Math.ceil(hi / step - 1e-9) * step;
+  for (let t = Math.floor(lo / step + 1e-9) * step; t <= last + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
   return ticks;
 }
 
-// series: [{label, points: [[step, value], ...], dashed}]
+// series: [{label, points: [[step, value], ...], dashed, color, legend}]; legend: false leaves it out of the legend.
 function drawChart(chart, series, {xLabel = "step", yLabel = "loss"} = {}) {
   const W = 640, H = 300, left = 56, right = 16, top = 28, bottom = 40;
   chart.replaceChildren();
@@ -296,11 +300,12 @@ function drawChart(chart, series, {xLabel = "step", yLabel = "loss"} = {}) {
         class: "series", "data-series": s.label, "data-n": s.points.length}));
       if (s.points.length === 1) chart.append(svg("circle", {cx: sx(s.points[0][0]), cy: sy(s.points[0][1]), r: 3, fill: color}));
     }
+    if (s.legend === false) return;
     chart.append(svg("rect", {x: legendX, y: 8, width: 12, height: 4, fill: color}));
     const name = svg("text", {x: legendX + 16, y: 14, class: "legend"});
     name.textContent = s.label;
     chart.append(name);
-    legendX += 24 + 7 * s.label.length;
+    legendX += 28 + 7.5 * s.label.length;
   });
 }
 
@@ -398,11 +403,15 @@ function fileUrl(name, file) {
 
 async function showRunFiles(r) {
   const files = r.files || [];
+  let card = "";
   if (files.includes("README.md")) {
     const response = await api(`/api/runs/${encodeURIComponent(r.name)}/file/README.md`, undefined, {raw: true});
-    $("#run-card").replaceChildren(renderMarkdown(await response.text()));
+    card = await response.text();
+    $("#run-card").replaceChildren(renderMarkdown(card, (file) => fileUrl(r.name, file)));
   }
-  $("#run-images").replaceChildren(...["loss.png", "samples.png"].filter((f) => files.includes(f)).map((f) =>
+  // the loss plot and the sample grid, unless the card shows them already
+  const plots = ["loss.png", "samples.png"].filter((f) => files.includes(f) && !card.includes(`(${f})`));
+  $("#run-images").replaceChildren(...plots.map((f) =>
     el("figure", {}, el("img", {src: fileUrl(r.name, f), alt: f}), el("figcaption", {text: f}))));
 }
 
@@ -413,8 +422,9 @@ async function stopOrResume(action) {
   pollRun(name);
 }
 
-// A model card needs headings, paragraphs, lists, code and tables; anything else shows as its text.
-function renderMarkdown(text) {
+// A model card needs headings, paragraphs, lists, code, tables and its run's images (`![alt](file)`, shown
+// from fileUrl(file)); anything else shows as its text.
+function renderMarkdown(text, fileUrl) {
   const root = el("div", {class: "markdown"});
   const inline = (s) => {
     const span = el("span");
@@ -432,6 +442,9 @@ function renderMarkdown(text) {
       const code = [];
       while (++i < lines.length && !lines[i].startsWith("```")) code.push(lines[i]);
       root.append(el("pre", {text: code.join("\n")}));
+    } else if (/^!\[[^\]]*\]\([^)\s]+\)$/.test(line.trim())) {
+      const [, alt, file] = line.trim().match(/^!\[([^\]]*)\]\(([^)\s]+)\)$/);
+      if (!/^[a-z]+:/i.test(file)) root.append(el("img", {src: fileUrl(file), alt}));
     } else if (/^#{1,6} /.test(line)) {
       const level = Math.min(6, line.indexOf(" ") + 1);
       root.append(el(`h${level}`, {}, inline(line.replace(/^#+ /, ""))));
@@ -465,8 +478,9 @@ async function compareSelected() {
   $("#compare-hint").textContent = `Comparing ${result.runs.map((r) => r.name).join(", ")}`;
   drawChart($("#compare-chart"), result.runs.flatMap((r, i) => [
     {label: r.name, color: COLORS[i % COLORS.length], points: curve(r.points, "loss")},
-    {label: `${r.name} eval`, color: COLORS[i % COLORS.length], points: curve(r.points, "eval_loss"), dashed: true},
-  ]).filter((s) => s.points.length));
+    {label: `${r.name} eval`, color: COLORS[i % COLORS.length], points: curve(r.points, "eval_loss"), dashed: true,
+      legend: false},
+  ]), {yLabel: "loss (dashed: eval_loss)"});
   $("#diff-table thead").replaceChildren(el("tr", {}, el("th", {text: "key"}), ...result.runs.map((r) => el("th", {text: r.name}))));
   $("#diff-table tbody").replaceChildren(...(result.config_diff.length ? result.config_diff.map((d) =>
     el("tr", {"data-key": d.key}, el("td", {class: "key", text: d.key}), ...d.values.map((v) => el("td", {text: formatValue(v)}))))
