@@ -52,7 +52,11 @@ def serve(host: str, port: int, token: str | None, options: StudioOptions) -> No
     token = token or os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)
     check_port(host, port)
-    import uvicorn
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        raise FtError(f"studio needs the studio extra ({e.name} is missing): pip install -e '.[studio]'") from None
 
     from ft.studio.app import create_app
 
