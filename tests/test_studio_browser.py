@@ -42,7 +42,7 @@ QUICK_FIELDS = {
     "data.synthetic.num_examples": "200",
     "logging.report_to": "[]",
 }
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 600_000 if UPDATE_SCREENSHOTS else 120_000  # for any one thing the page waits on
 
 
 def browser_missing() -> str | None:

@@ -93,7 +93,9 @@ function fillRecipes(selected) {
   const options = compose.recipes.filter((r) => r.task === task)
     .map((r) => el("option", {value: r.name, title: r.description || "", text: r.name}));
   $("#recipe").replaceChildren(...options);
-  if (selected) $("#recipe").value = selected;
+  // a task's tiny recipe first: it trains offline, on any machine
+  const tiny = options.find((o) => o.value.startsWith("tiny"));
+  $("#recipe").value = selected || (tiny ? tiny.value : options.length ? options[0].value : "");
 }
 
 async function loadForm(recipe) {
@@ -146,7 +148,7 @@ function fieldRow(field) {
   const bounds = [field.min != null ? `min ${field.min}` : null, field.max != null ? `max ${field.max}` : null]
     .filter(Boolean).join(", ");
   const row = el("div", {class: "field", "data-key": field.key, "data-type": field.type},
-    el("label", {for: id, class: "key", text: field.key}),
+    el("label", {for: id, class: "key"}, ...breakable(field.key)),
     input,
     el("span", {class: "field-error"}),
     el("div", {class: "hint"}, field.help || "",
@@ -154,6 +156,9 @@ function fieldRow(field) {
         + (bounds ? ` (${bounds})` : "")})));
   return row;
 }
+
+// A long key wraps after its dots and underscores, never inside a word.
+const breakable = (key) => key.split(/(?<=[._])/).flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
 
 function filterFields() {
   const needle = $("#field-filter").value.trim().toLowerCase();
@@ -312,7 +317,7 @@ function drawChart(chart, series, {xLabel = "step", yLabel = "loss"} = {}) {
 const curve = (points, key) => points.filter((p) => typeof p[key] === "number").map((p) => [p.step, p[key]]);
 
 // ---- Runs: the table, and the open run's live view -------------------------------------------------------
-const runs = {list: [], open: null, logOffset: 0, timer: null, tableTimer: null};
+const runs = {list: [], open: null, log: "", logOffset: 0, timer: null, tableTimer: null};
 const ACTIVE = new Set(["queued", "running"]);
 
 async function refreshRuns() {
@@ -336,6 +341,7 @@ async function refreshRuns() {
 function openRun(name) {
   runs.open = name;
   runs.logOffset = 0;
+  runs.log = "";
   $("#run-view").hidden = false;
   $("#run-name").textContent = name;
   $("#run-log").textContent = "";
@@ -362,7 +368,8 @@ async function pollRun(name) {
     if (log.text) {
       const pre = $("#run-log");
       const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-      pre.textContent = (pre.textContent + log.text).slice(-100000);
+      runs.log = (runs.log + log.text).slice(-200000);
+      pre.textContent = terminalText(runs.log);
       if (atBottom) pre.scrollTop = pre.scrollHeight;
     }
     runs.logOffset = log.offset;
@@ -375,9 +382,16 @@ async function pollRun(name) {
   }
   if (!info || ACTIVE.has(info.status)) runs.timer = setTimeout(() => pollRun(name), 1000);
   else {
-    showRunFiles(info);
+    showRunFiles(info).catch((e) => toast(e.message));
     refreshRuns().catch((e) => toast(e.message));
   }
+}
+
+// The log as a terminal would leave it: progress bars redraw their line (\r) and move the cursor (ESC[A).
+function terminalText(text) {
+  return text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").split("\n")
+    .map((line) => line.split("\r").filter((part) => part.trim()).pop() || "")
+    .filter((line, i, lines) => line || (i > 0 && lines[i - 1])).join("\n");
 }
 
 function showRunInfo(r) {
