@@ -24,7 +24,6 @@ USAGE_EXAMPLES = """examples:
   python -m ft push run_dir=runs/NAME repo_id=you/name --dry-run
   python -m ft merge run_dir=runs/NAME [out=PATH]       fold the adapter into the base model
   python -m ft export run_dir=runs/NAME quant=q4_k_m    a GGUF for llama.cpp/Ollama, checked against transformers
-  python -m ft studio                                   the web UI on http://127.0.0.1:7860/
 """
 
 
@@ -190,13 +189,6 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_studio(args) -> int:
-    from ft.studio import server
-
-    server.serve(args.host, args.port, args.token, _options(args))
-    return 0
-
-
 def _add_key_value_command(
     commands, name: str, options, run, help: str, description: str, before: str = "", after: str = "", action=None
 ):
@@ -267,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ft.finish.generate import ChatOptions, GenerateOptions
     from ft.finish.hub import PushOptions
     from ft.finish.merge import MergeOptions
+    from ft.studio import server as studio
 
     recipe_overrides = " [recipe=NAME | FILE.yaml] [key=value ...]"
     _add_key_value_command(
@@ -380,24 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         "card, loss plot, config). The token comes from `hf auth login` or HF_TOKEN.",
     )
     push.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded, upload nothing")
-    from ft.studio.server import StudioOptions
-
-    studio = _add_key_value_command(
-        commands,
-        "studio",
-        StudioOptions,
-        cmd_studio,
-        before="[--host 127.0.0.1] [--port 7860] [--token TOKEN] ",
-        help="a web UI: compose and check a recipe, preview its data, launch and watch runs, compare, chat",
-        description="Serve ft studio, a web page over the same recipes and runs as the command line (needs the "
-        "studio extra: fastapi, uvicorn). It binds 127.0.0.1; another --host needs --token (or FT_STUDIO_TOKEN), "
-        "which every request must then carry. Runs it launches are `python -m ft train` processes of their own: "
-        "stopping the server leaves them training.",
-    )
-    studio.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
-    studio.add_argument("--port", type=int, default=7860, help="the port to listen on (default: 7860)")
-    studio.add_argument("--token", default=None, help="required of every request; needed for a non-loopback --host")
-    return parser
+    return studio.add_command(parser, commands, _add_key_value_command)  # `ft studio`, the web UI
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,35 @@ def check_port(host: str, port: int) -> None:
             raise FtError(f"studio: cannot listen on {host}:{port} ({e.strerror}): choose another --port") from None
 
 
+def add_command(parser, commands, add_key_value_command):
+    """Register `ft studio` among the CLI's `commands` (ft.cli's add_key_value_command: its key=value options
+    from StudioOptions), with its --host, --port and --token; returns `parser`."""
+    command = add_key_value_command(
+        commands,
+        "studio",
+        StudioOptions,
+        run,
+        before="[--host 127.0.0.1] [--port 7860] [--token TOKEN] ",
+        help="a web UI: compose and check a recipe, preview its data, launch and watch runs, compare, chat",
+        description="Serve ft studio, a web page over the same recipes and runs as the command line (needs the "
+        "studio extra: fastapi, uvicorn). It binds 127.0.0.1; another --host needs --token (or FT_STUDIO_TOKEN), "
+        "which every request must then carry. Runs it launches are `python -m ft train` processes of their own: "
+        "stopping the server leaves them training.",
+    )
+    command.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    command.add_argument("--port", type=int, default=7860, help="the port to listen on (default: 7860)")
+    command.add_argument("--token", default=None, help="required of every request; needed for a non-loopback --host")
+    return parser
+
+
+def run(args) -> int:
+    """`ft studio`'s entry from the CLI."""
+    from ft.options import parse_pairs
+
+    serve(args.host, args.port, args.token, parse_pairs(StudioOptions, args.pairs, "studio"))
+    return 0
+
+
 def serve(host: str, port: int, token: str | None, options: StudioOptions) -> None:
     token = token or os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)
