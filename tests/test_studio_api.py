@@ -222,8 +222,8 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def studio_runs(project):
-    """Run A launched, watched, the server killed and restarted, A stopped (SIGTERM) and resumed; run B launched
-    while A trains, queued, started when A stopped (it fails in seconds: its hub dataset cannot be had offline);
+    """Run A launched, the server killed and restarted, A watched, stopped (SIGTERM) and resumed; run B launched
+    while A runs, queued, started when A stopped (it fails in seconds: its hub dataset cannot be had offline);
     then the CLI run of A's command line. Returns what the test checks."""
     seen = {}
     server = Server(project)
@@ -232,14 +232,14 @@ def studio_runs(project):
     b = server.post("/api/launch", {"recipe": "default", "overrides": failing})
     seen["launched"] = (a["status"], b["status"])
     name = a["id"]
-    live = server.wait(name, lambda run: len(server.get(f"/api/runs/{name}/metrics")["points"]) >= 2)
-    seen["live"] = (live["status"], server.get(f"/api/runs/{name}/metrics")["points"])
     pid = json.loads((project / "runs" / ".studio" / f"{name}.json").read_text())["pid"]
-    server.kill()
+    server.kill()  # while A starts up: it trains on, and the next server finds it
     seen["alive_after_kill"] = alive(pid)
     server = Server(project)
     seen["after_restart"] = {run["name"]: run["status"] for run in server.get("/api/runs")["runs"]}
+    live = server.wait(name, lambda run: len(server.get(f"/api/runs/{name}/metrics")["points"]) >= 2)
     seen["stop"] = server.post(f"/api/runs/{name}/stop")["status"]
+    seen["live"] = (live["status"], server.get(f"/api/runs/{name}/metrics")["points"])
     seen["stopped"] = server.wait(name, lambda run: run["status"] != "running")
     seen["stopped_log"] = server.get(f"/api/runs/{name}/log", offset=0)["text"]
     seen["checkpoints"] = sorted(p.name for p in (project / "runs" / name).glob("checkpoint-*"))

@@ -117,11 +117,11 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
 
     @app.post("/api/runs/{name}/stop")
     def stop(name: str):
-        return {"status": queue.stop(paths.run_dir(name, runs_dir))}
+        return {"status": queue.stop(runs.existing(paths.run_dir(name, runs_dir), queue))}
 
     @app.post("/api/runs/{name}/resume")
     def resume(name: str):
-        return {"status": queue.resume(paths.run_dir(name, runs_dir))}
+        return {"status": queue.resume(runs.existing(paths.run_dir(name, runs_dir), queue))}
 
     @app.get("/api/compare")
     def compare(request: Request):

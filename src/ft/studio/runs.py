@@ -161,13 +161,14 @@ def table(runs_dir: Path, launcher) -> list[dict]:
     return sorted(rows, key=lambda row: row["started"] or "9999", reverse=True)
 
 
-def _existing(run_dir: Path, launcher) -> None:
+def existing(run_dir: Path, launcher) -> Path:
     if not (run_dir / rundir.CONFIG).is_file() and launcher.job(run_dir.name) is None:
         raise NotFound(f"no run {run_dir.name} in {run_dir.parent}")
+    return run_dir
 
 
 def details(run_dir: Path, launcher) -> dict:
-    _existing(run_dir, launcher)
+    existing(run_dir, launcher)
     job = launcher.job(run_dir.name)
     config = run_dir / rundir.CONFIG
     files = sorted(p.name for p in run_dir.iterdir() if p.is_file()) if run_dir.is_dir() else []
@@ -181,7 +182,7 @@ def details(run_dir: Path, launcher) -> dict:
 
 def log(run_dir: Path, launcher, offset: int) -> dict:
     """The run's output from byte `offset` on."""
-    _existing(run_dir, launcher)
+    existing(run_dir, launcher)
     path = launcher.log_path(run_dir.name)
     if not path.is_file():
         return {"text": "", "offset": 0}
@@ -205,7 +206,7 @@ def compare(run_dirs: list[Path], launcher) -> dict:
     """Each run's curves, and the config keys whose values differ between them (where to find a run and
     whether to resume it left out)."""
     for run_dir in run_dirs:
-        _existing(run_dir, launcher)
+        existing(run_dir, launcher)
     configs = [_flat(_saved_config(run_dir)) for run_dir in run_dirs]
     keys = sorted(set().union(*configs) - set(resume.NOT_COMPARED)) if configs else []
     diff = [
