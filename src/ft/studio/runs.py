@@ -10,8 +10,12 @@ from pathlib import Path
 
 from ft.run import resume, rundir
 
-# tqdm's training bar in the log: "  12/200 [00:05<01:20, ..." ; text_to_image's loop: "ft: step 12/200 loss ..."
-PROGRESS_BAR = re.compile(r"(\d+)/(\d+) \[(?:(\d+):)?(\d+):(\d+)<(?:(\d+):)?(\d+):(\d+)")
+# The Trainer's progress bar in the log, unlabelled (loading and conversion bars have a label): " 6%|▌ | 12/200
+# [00:05<01:20,  2.3it/s]"; text_to_image's loop logs "ft: step 12/200 loss ..."
+PROGRESS_BAR = re.compile(
+    r"(?:^|[\r\n]) *\d+%\|[^|\r\n]*\| *(\d+)/(\d+) "
+    r"\[(?:(\d+):)?(\d+):(\d+)<(?:(\d+):)?(\d+):(\d+), *[\d.?]+(?:it/s|s/it)\]"
+)
 STEP_LINE = re.compile(r"ft: step (\d+)/(\d+) ")
 RECENT_S = 120  # a run not launched here counts as running while its files changed this recently
 
@@ -57,10 +61,9 @@ def points(run_dir: Path) -> list[dict]:
 
 def _progress(log_text: str, max_steps: int) -> tuple[int | None, int | None, float | None]:
     """(step, steps, ETA in seconds) from the last progress line of the training log."""
-    found = None
-    for match in PROGRESS_BAR.finditer(log_text):
-        if max_steps <= 0 or int(match.group(2)) == max_steps:
-            found = match
+    bars = list(PROGRESS_BAR.finditer(log_text))  # training's, and evaluation's (fewer batches)
+    steps = max_steps if max_steps > 0 else max((int(bar.group(2)) for bar in bars), default=0)
+    found = next((bar for bar in reversed(bars) if int(bar.group(2)) == steps), None)
     if found:
         g = [int(x or 0) for x in found.groups()]
         return g[0], g[1], g[5] * 3600 + g[6] * 60 + g[7]
