@@ -156,7 +156,7 @@ class Server:
                 cwd=project,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                env=environment(),
+                env=environment() | {"PYTHONPATH": absolute(os.environ.get("PYTHONPATH", ""))},
             )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120)
         deadline = time.monotonic() + 60
@@ -193,6 +193,11 @@ class Server:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
         self.http.close()
+
+
+def absolute(search_path: str) -> str:
+    """PYTHONPATH=src, run from another directory, still finds this checkout's ft."""
+    return os.pathsep.join(str(Path(p).resolve()) for p in search_path.split(os.pathsep) if p)
 
 
 def step_losses(run_dir: Path) -> dict[int, float]:
@@ -323,3 +328,16 @@ def test_compare_lists_the_config_keys_that_differ(client, project, tmp_path):
     for name in ("r8", "r16"):
         shutil.rmtree(project / "runs" / name)
     assert os.path.isdir(project)
+
+
+def test_progress_and_eta_come_from_the_trainers_bar():
+    from ft.studio import runs
+
+    log = (
+        "ft: converting: 100%|##| 200/200 [00:00<00:00, 7599.96 examples/s]\n"
+        "Loading weights: 100%|##| 39/39 [00:00<00:00, 9286.28it/s]\n"
+        "  8%|#         | 1/12 [00:01<00:20,  1.80s/it]\r 42%|####      | 5/12 [00:02<01:03,  2.1it/s]"
+    )
+    assert runs._progress(log, 12) == (5, 12, 63)
+    assert runs._progress(log, -1) == (5, 12, 63)  # trained by epochs: the unlabelled bar, not the loading ones
+    assert runs._progress("ft: step 3/30 loss 1.0\n", 30) == (3, 30, None)  # the text-to-image loop
