@@ -60,9 +60,16 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
+def cli_arguments() -> list[str]:
+    """QUICK_FIELDS as the command line's arguments."""
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in QUICK_FIELDS.items()]
+
+
 @pytest.fixture
 def studio(tmp_path):
     """`python -m ft studio` on a free port with its runs in tmp_path/runs; yields the page's address."""
+    if reason := browser_missing():
+        pytest.skip(reason)
     port, runs_dir, log = free_port(), tmp_path / "runs", tmp_path / "studio.log"
     with log.open("w") as output:
         server = subprocess.Popen(
@@ -97,20 +104,40 @@ def studio(tmp_path):
         print(log.read_text()[-3000:])
 
 
+@pytest.fixture
+def cli_run(studio, tmp_path):
+    """The command line training into the studio's runs directory (with another learning rate) while the page
+    composes; yields (the process, its log)."""
+    log = tmp_path / "cli.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ft", "train", *cli_arguments(), "training.learning_rate=0.001"]
+            + [f"training.output_dir={tmp_path / 'runs'}", "training.run_name=cli"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=environment(),
+        )
+    yield process, log
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def polyline_points(page, selector: str) -> list[int]:
     """How many points each curve of an SVG chart has."""
     return page.eval_on_selector_all(f"{selector} polyline", "lines => lines.map(l => Number(l.dataset.n))")
 
 
 @pytest.mark.slow
-def test_studio_in_a_browser(studio, tmp_path):
+def test_studio_in_a_browser(studio, cli_run, tmp_path):
     """Compose the default recipe (an invalid value shows its one-line error beside the field), preview the data
-    with its trained tokens, launch two runs that differ in one key, watch the first one's chart fill, chat with
-    it, see both finish in the runs table and compare them (two curves, the key in the diff)."""
-    if reason := browser_missing():
-        pytest.skip(reason)
+    with its trained tokens, launch a run, watch its chart fill, chat with it, see it finish in the runs table
+    beside a run the command line trained meanwhile with another learning rate, and compare the two (two curves,
+    the key in the diff)."""
     from playwright.sync_api import expect, sync_playwright
 
+    cli, cli_log = cli_run
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
@@ -129,6 +156,7 @@ def test_studio_in_a_browser(studio, tmp_path):
         # Compose: the default recipe's form, checked on every change.
         page.select_option("#task", "sft")
         page.select_option("#recipe", "default")
+        expect(page.locator("#form")).to_have_attribute("data-recipe", "default")
         max_steps = page.locator('input[data-key="training.max_steps"]')
         expect(max_steps).to_have_value("200")
         expect(page.locator("#command")).to_contain_text("recipe=default")
@@ -165,18 +193,9 @@ def test_studio_in_a_browser(studio, tmp_path):
         page.click('#tabs button[data-tab="compose"]')
         page.click("#launch")
         expect(page.locator("#runs")).to_be_visible()
-        first = page.locator("#run-name").inner_text()
+        run = page.locator("#run-name").inner_text()
         page.wait_for_function("Number(document.querySelector('#run-chart').dataset.points || 0) >= 2")
         expect(page.locator("#run-log")).not_to_be_empty()
-        # A second run that differs in one key, queued behind the first.
-        page.click('#tabs button[data-tab="compose"]')
-        page.fill('input[data-key="training.learning_rate"]', "0.001")
-        expect(page.locator("#command")).to_contain_text("training.learning_rate=0.001")
-        page.click("#launch")
-        expect(page.locator("#run-name")).not_to_have_text(first)
-        second = page.locator("#run-name").inner_text()
-        page.locator(f'#runs-table a:text-is("{first}")').click()
-        expect(page.locator("#run-name")).to_have_text(first)
         expect(page.locator("#run-view")).to_have_attribute("data-status", "finished")
         assert sum(polyline_points(page, "#run-chart")) >= 2
         expect(page.locator("#run-progress")).to_contain_text(f"step {STEPS}/{STEPS}")
@@ -184,9 +203,9 @@ def test_studio_in_a_browser(studio, tmp_path):
         page.locator("#run-view").evaluate("view => view.scrollIntoView()")
         screenshot(page, "run")
 
-        # Chat (while the second run trains): the first run's streamed answer beside the base model's.
+        # Chat: the run's streamed answer beside the base model's.
         page.click('#tabs button[data-tab="chat"]')
-        page.select_option("#chat-run", first)
+        page.select_option("#chat-run", run)
         page.fill("#chat-max", "24")
         page.fill("#chat-input", "Sort these digits: 3 1 2")
         page.click("#chat-send")
@@ -196,21 +215,23 @@ def test_studio_in_a_browser(studio, tmp_path):
             assert reply.inner_text(), side
         screenshot(page, "chat")
 
-        # Runs: both finish in the table.
+        # Runs: the page's run and the command line's, both finished.
+        assert cli.wait(timeout=TIMEOUT_MS / 1000) == 0, cli_log.read_text()[-3000:]
         page.click('#tabs button[data-tab="runs"]')
-        for name in (first, second):
+        page.click("#runs-refresh")
+        for name in (run, "cli"):
             expect(page.locator(f'#runs-table tr[data-run="{name}"]')).to_have_attribute("data-status", "finished")
         page.evaluate("window.scrollTo(0, 0)")
         screenshot(page, "runs")
 
         # Compare: one curve per run, and the key that differs in the diff.
-        for name in (first, second):
+        for name in (run, "cli"):
             page.check(f'#runs-table tr[data-run="{name}"] input[type=checkbox]')
         page.click("#compare-btn")
         expect(page.locator("#compare")).to_be_visible()
         expect(page.locator('#diff-table tr[data-key="training.learning_rate"]')).to_be_visible()
         curves = page.eval_on_selector_all("#compare-chart polyline", "ls => ls.map(l => l.dataset.series)")
-        assert first in curves and second in curves, curves
+        assert run in curves and "cli" in curves, curves
         screenshot(page, "compare")
 
         assert not errors, errors

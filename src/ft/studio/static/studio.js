@@ -75,7 +75,7 @@ function showTab(name) {
 // ---- Compose: the form generated from the schema, checked on every change --------------------------
 // The sections a first look needs are open; the rest (other tasks' sections, hub, distributed) are folded.
 const OPEN_GROUPS = new Set(["general", "model", "peft", "data", "training"]);
-const compose = {recipe: null, task: null, overrides: {}, initial: {}, recipes: [], checkSeq: 0, timer: null};
+const compose = {recipe: null, task: null, overrides: {}, initial: {}, recipes: [], formSeq: 0, checkSeq: 0, timer: null};
 
 async function loadTasks() {
   const {tasks, recipes} = await api("/api/tasks");
@@ -99,7 +99,10 @@ function fillRecipes(selected) {
 }
 
 async function loadForm(recipe) {
+  const seq = ++compose.formSeq;
+  compose.requested = recipe;
   const form = await api(`/api/form?recipe=${encodeURIComponent(recipe)}`);
+  if (seq !== compose.formSeq) return;  // another recipe was picked meanwhile
   compose.recipe = form.recipe;
   compose.task = form.task;
   compose.overrides = {};
@@ -113,6 +116,7 @@ async function loadForm(recipe) {
       el("summary", {}, group.name, el("span", {class: "count", text: ` ${group.fields.length}`})),
       ...group.fields.map(fieldRow))));
   filterFields();
+  $("#form").dataset.recipe = recipe;  // tests wait on this
   scheduleCheck(0);
 }
 
@@ -603,10 +607,14 @@ function copyText(id, button) {
 document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
   $("#task").addEventListener("change", () => {
+    const picked = compose.recipes.find((r) => r.name === compose.requested);
+    if (picked && picked.task === $("#task").value) return;
     fillRecipes();
     if ($("#recipe").value) guarded(loadForm)($("#recipe").value);
   });
-  $("#recipe").addEventListener("change", () => guarded(loadForm)($("#recipe").value));
+  $("#recipe").addEventListener("change", () => {
+    if ($("#recipe").value !== compose.requested) guarded(loadForm)($("#recipe").value);
+  });
   $("#recipe-file-load").addEventListener("click", () => {
     const path = $("#recipe-file").value.trim();
     if (path) guarded(loadForm)(path);
