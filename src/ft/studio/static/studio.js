@@ -309,7 +309,7 @@ function drawChart(chart, series, {xLabel = "step", yLabel = "loss"} = {}) {
         class: "series", "data-series": s.label, "data-n": s.points.length}));
       if (s.points.length === 1) chart.append(svg("circle", {cx: sx(s.points[0][0]), cy: sy(s.points[0][1]), r: 3, fill: color}));
     }
-    if (s.legend === false) return;
+    if (s.legend === false || !s.points.length) return;
     chart.append(svg("rect", {x: legendX, y: 8, width: 12, height: 4, fill: color}));
     const name = svg("text", {x: legendX + 16, y: 14, class: "legend"});
     name.textContent = s.label;
@@ -521,7 +521,7 @@ async function refreshChatRuns() {
 function chatRunChanged() {
   const option = $("#chat-run").selectedOptions[0];
   const image = option && option.dataset.task === "text_to_image";
-  $("#chat-text").hidden = image;
+  for (const node of document.querySelectorAll(".text-only")) node.hidden = image;
   $("#chat-image").hidden = !image;
   resetChat();
 }
