@@ -115,6 +115,7 @@ async function loadForm(recipe) {
     el("details", {class: "group", "data-group": group.name, open: OPEN_GROUPS.has(group.name)},
       el("summary", {}, group.name, el("span", {class: "count", text: ` ${group.fields.length}`})),
       ...group.fields.map(fieldRow))));
+  $("#sweep-keys").replaceChildren(...groups.flatMap((g) => g.fields.map((f) => el("option", {value: f.key}))));
   filterFields();
   $("#form").dataset.recipe = recipe;  // tests wait on this
   scheduleCheck(0);
@@ -487,22 +488,78 @@ function renderMarkdown(text, fileUrl) {
   return root;
 }
 
-// ---- Compare: overlaid curves and the config diff ------------------------------------------------------
+// ---- Compare: overlaid curves, a results table that fills while the runs train, the config diff --------------
+const comparing = {names: [], timer: null};
+
 async function compareSelected() {
   const names = [...document.querySelectorAll("#runs-table tbody input:checked")].map((c) => c.value);
   if (names.length < 2) throw new Error("Tick two or more runs to compare");
+  await compareRuns(names);
+}
+
+async function compareRuns(names) {
+  comparing.names = names;
+  clearTimeout(comparing.timer);
   showTab("compare");
-  const result = await api(`/api/compare?runs=${names.map(encodeURIComponent).join(",")}`);
+  await refreshCompare(names);
+}
+
+async function refreshCompare(names) {
+  const [result, {runs: list}] = await Promise.all([
+    api(`/api/compare?runs=${names.map(encodeURIComponent).join(",")}`), api("/api/runs")]);
+  if (comparing.names !== names) return;  // another comparison was opened meanwhile
   $("#compare-hint").textContent = `Comparing ${result.runs.map((r) => r.name).join(", ")}`;
   drawChart($("#compare-chart"), result.runs.flatMap((r, i) => [
     {label: r.name, color: COLORS[i % COLORS.length], points: curve(r.points, "loss")},
     {label: `${r.name} eval`, color: COLORS[i % COLORS.length], points: curve(r.points, "eval_loss"), dashed: true,
       legend: false},
   ]), {yLabel: "loss (dashed: eval_loss)"});
+  // a queued run has no config yet: the keys that differ are those that differ between the started ones
+  const info = Object.fromEntries(list.map((r) => [r.name, r]));
+  const started = result.runs.map((r) => !info[r.name] || info[r.name].status !== "queued");
+  const diff = result.config_diff.filter((d) =>
+    new Set(d.values.filter((_, i) => started[i]).map((v) => JSON.stringify(v))).size > 1);
+  if (!started.every(Boolean)) $("#compare-hint").textContent += " (a queued run shows its config once it starts)";
+  // one row per run: the keys that differ, then where the run is and its losses
+  const last = (points, key) => { const c = curve(points, key); return c.length ? c[c.length - 1][1] : null; };
+  $("#results-table thead").replaceChildren(el("tr", {}, el("th", {text: "run"}),
+    ...diff.map((d) => el("th", {class: "key", text: d.key})),
+    ...["status", "step", "end loss", "last eval loss"].map((h) => el("th", {text: h}))));
+  $("#results-table tbody").replaceChildren(...result.runs.map((r, i) => {
+    const row = info[r.name] || {};
+    return el("tr", {"data-run": r.name}, el("td", {text: r.name}),
+      ...diff.map((d) => el("td", {text: started[i] ? formatValue(d.values[i]) : ""})),
+      el("td", {}, el("span", {class: `status status-${row.status}`, text: row.status || "?"})),
+      el("td", {text: row.max_steps ? `${row.step ?? 0}/${row.max_steps}` : String(row.step ?? "")}),
+      el("td", {text: fmtNum(last(r.points, "loss"))}),
+      el("td", {text: fmtNum(last(r.points, "eval_loss"))}));
+  }));
   $("#diff-table thead").replaceChildren(el("tr", {}, el("th", {text: "key"}), ...result.runs.map((r) => el("th", {text: r.name}))));
-  $("#diff-table tbody").replaceChildren(...(result.config_diff.length ? result.config_diff.map((d) =>
-    el("tr", {"data-key": d.key}, el("td", {class: "key", text: d.key}), ...d.values.map((v) => el("td", {text: formatValue(v)}))))
+  $("#diff-table tbody").replaceChildren(...(diff.length ? diff.map((d) =>
+    el("tr", {"data-key": d.key}, el("td", {class: "key", text: d.key}),
+      ...d.values.map((v, i) => el("td", {text: started[i] ? formatValue(v) : ""}))))
     : [el("tr", {}, el("td", {colspan: result.runs.length + 1, text: "the configs are the same"}))]));
+  if (names.some((n) => info[n] && ACTIVE.has(info[n].status))) {
+    comparing.timer = setTimeout(() => refreshCompare(names).catch((e) => toast(e.message)), 2000);
+  }
+}
+
+// A sweep from the page: one queued run per value of one key (the rest as composed), compared as they train.
+async function launchSweep() {
+  const key = $("#sweep-key").value.trim();
+  const values = $("#sweep-values").value.split(",").map((v) => v.trim()).filter(Boolean);
+  if (!key || values.length < 2) throw new Error("A sweep needs a key and two or more values, e.g. 1e-3, 3e-3");
+  const sets = values.map((value) => ({...compose.overrides, [key]: value}));
+  for (const overrides of sets) {  // all checked before any starts: no half-launched sweep
+    const check = await api("/api/check", {recipe: compose.recipe, overrides});
+    if (!check.ok) throw new Error(Object.values(check.errors || {})[0] || check.error);
+  }
+  const names = [];
+  for (const overrides of sets) {
+    const result = await api("/api/launch", {recipe: compose.recipe, overrides});
+    names.push(result.id || result.run_dir.split("/").filter(Boolean).pop());
+  }
+  await compareRuns(names);
 }
 
 // ---- Chat: streamed replies from the adapter and, beside them, the base model ---------------------------
@@ -626,6 +683,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#preview-btn").addEventListener("click", guarded(preview));
   $("#runs-refresh").addEventListener("click", guarded(refreshRuns));
   $("#compare-btn").addEventListener("click", guarded(compareSelected));
+  $("#sweep").addEventListener("click", guarded(launchSweep));
   $("#run-stop").addEventListener("click", guarded(() => stopOrResume("stop")));
   $("#run-resume").addEventListener("click", guarded(() => stopOrResume("resume")));
   $("#chat-run").addEventListener("change", chatRunChanged);
