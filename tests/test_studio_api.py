@@ -21,11 +21,12 @@ from ft import config
 
 pytest.importorskip("fastapi")
 
-# The tiny run of tests/test_resume.py: 12 steps, a loss logged every step, no scheduled checkpoint (the only one
+# The tiny run of tests/test_resume.py, shortened: a loss logged every step, no scheduled checkpoint (the only one
 # is the one SIGTERM asks for, and the final one). Its tracker project holds shell metacharacters: they must
 # reach the config verbatim, and run nothing.
+STEPS = 8
 OVERRIDES = {
-    "training.max_steps": "12",
+    "training.max_steps": str(STEPS),
     "training.save_steps": "1000",
     "training.logging_steps": "1",
     "logging": "none",
@@ -49,7 +50,7 @@ def client_for(project: Path, token: str | None = None):
 
     from ft.studio.app import create_app
 
-    return TestClient(create_app(project / "runs", project, token))
+    return TestClient(create_app(project / "runs", project, token), base_url="http://127.0.0.1")
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +137,11 @@ def test_a_token_guards_every_api_call_and_a_public_bind_needs_one(project):
     assert locked.get("/api/tasks", headers={"X-FT-Token": "s3cret"}).status_code == 200
     assert locked.get("/api/runs", params={"token": "s3cret"}).status_code == 200
     assert locked.get("/").status_code == 200  # the page itself, which reads the token from its URL
+    open_ = client_for(project)
+    assert open_.get("/api/tasks", headers={"Host": "attacker.example:7860"}).status_code == 403  # DNS rebinding
+    assert open_.get("/api/tasks", headers={"Host": "localhost:7860"}).status_code == 200
+    not_json = open_.post("/api/check", content="{}", headers={"Content-Type": "text/plain"})
+    assert not_json.status_code == 400 and "JSON" in not_json.json()["error"]
     result = run_ft("studio", "--host", "0.0.0.0", env_drop=("FT_STUDIO_TOKEN",))
     assert_refused(result.returncode, result.stderr, "--host 0.0.0.0", "--token")
 
@@ -282,13 +288,13 @@ def test_a_launched_run_is_the_clis_outlives_the_server_stops_at_a_checkpoint_an
     assert "SIGTERM received" in log and "ft: to resume: python -m ft train" in log
     (checkpoint,) = seen["checkpoints"]
     step = int(checkpoint.split("-")[1])
-    assert 2 <= step < 12 and f"stopped by SIGTERM at step {step}" in log
+    assert 2 <= step < STEPS and f"stopped by SIGTERM at step {step}" in log
     assert seen["b_after_stop"] in ("running", "failed")  # the queue moved on when A exited
     assert seen["resume"] in (("queued", "running"), ("running", "failed"))  # behind B, while B runs
     assert seen["b"]["status"] == "failed" and seen["a"]["status"] == "finished"
     assert seen["b_log"].rstrip().splitlines()[-1].startswith("ft: error: cannot load the hub dataset")
     details = seen["a_details"]
-    assert details["step"] == 12 and details["max_steps"] == 12 and details["end_loss"] < details["start_loss"]
+    assert details["step"] == details["max_steps"] == STEPS and details["end_loss"] < details["start_loss"]
     assert details["command"][-1] == f"training.run_name={name}" and "README.md" in details["files"]
     assert f"resuming from runs/{name}/{checkpoint}" in (runs / ".studio" / f"{name}.log").read_text()
 
@@ -300,7 +306,7 @@ def test_a_launched_run_is_the_clis_outlives_the_server_stops_at_a_checkpoint_an
     assert not list(project.rglob("pwned")), "a shell ran the launch arguments"
     # stopped and resumed from the page = trained straight through by the CLI
     expected, actual = step_losses(runs / "cli"), step_losses(runs / name)
-    assert sorted(actual) == list(range(1, 13))
+    assert sorted(actual) == list(range(1, STEPS + 1))
     assert max(abs(actual[s] - expected[s]) for s in expected) <= 1e-5, (actual, expected)
     from safetensors.torch import load_file
 
@@ -309,7 +315,7 @@ def test_a_launched_run_is_the_clis_outlives_the_server_stops_at_a_checkpoint_an
     assert max((resumed[k] - straight[k]).abs().max().item() for k in straight) <= 1e-4
 
     compare = seen["compare"]
-    assert [len([p for p in run["points"] if "loss" in p]) for run in compare["runs"]] == [12, 12]
+    assert [len([p for p in run["points"] if "loss" in p]) for run in compare["runs"]] == [STEPS, STEPS]
     assert compare["config_diff"] == []  # the same recipe and overrides: only the run's name differs
 
 

@@ -3,6 +3,7 @@ runs, chat). Every /api request carries the server's token when it has one (head
 a bad input is HTTP 400 {"error": one line}, a refused token or path 403."""
 
 import hmac
+import ipaddress
 from pathlib import Path
 
 from ft.errors import FtError
@@ -12,8 +13,19 @@ STATIC = Path(__file__).parent / "static"
 TOKEN_HEADER = "X-FT-Token"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine's own."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
     from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
     from fastapi.staticfiles import StaticFiles
 
@@ -27,6 +39,10 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
 
     @app.middleware("http")
     async def check_token(request: Request, call_next):
+        if not token and not is_loopback(request.url.hostname or ""):
+            # no token: only this machine's own names, so that a site whose name an attacker points at 127.0.0.1
+            # (DNS rebinding) cannot drive the API from the user's browser
+            return JSONResponse({"error": "without a token the studio answers only 127.0.0.1 / localhost"}, 403)
         if token and request.url.path.startswith("/api"):
             given = request.headers.get(TOKEN_HEADER) or request.query_params.get("token") or ""
             if not hmac.compare_digest(given.encode(), token.encode()):
@@ -36,6 +52,10 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
     @app.exception_handler(FtError)
     async def ft_error(request, error):
         return JSONResponse({"error": str(error)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request, error):
+        return JSONResponse({"error": "the request body must be a JSON object (Content-Type: application/json)"}, 400)
 
     @app.exception_handler(paths.Refused)
     async def refused(request, error):

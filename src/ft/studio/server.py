@@ -4,7 +4,6 @@ It binds the loopback interface unless told otherwise; any other address needs a
 FT_STUDIO_TOKEN environment variable), which every API request must then carry. The project directory is
 where it starts (recipe files are read and saved there), runs go to runs_dir."""
 
-import ipaddress
 import os
 import socket
 from dataclasses import dataclass
@@ -21,17 +20,10 @@ class StudioOptions:
     runs_dir: str = option("runs", help="the runs directory: runs are launched into it and listed from it")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_bind(host: str, token: str | None) -> None:
     """A page served beyond this machine must be locked: refuse a non-loopback host without a token."""
+    from ft.studio.app import is_loopback
+
     if not is_loopback(host) and not token:
         raise FtError(
             f"studio: --host {host} serves the page beyond this machine: give --token TOKEN (or set {TOKEN_ENV}), "
