@@ -68,8 +68,8 @@ const fmtTime = (s) => {
 function showTab(name) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   for (const v of document.querySelectorAll(".view")) v.classList.toggle("active", v.id === name);
-  if (name === "runs") refreshRuns();
-  if (name === "chat") refreshChatRuns();
+  if (name === "runs") guarded(refreshRuns)();
+  if (name === "chat") guarded(refreshChatRuns)();
 }
 
 // ---- Compose: the form generated from the schema, checked on every change --------------------------
