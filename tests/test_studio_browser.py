@@ -25,6 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-dev-shm-usage",  # a container's small /dev/shm would crash the renderer
 ]
 DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 UPDATE_SCREENSHOTS = os.environ.get("FT_UPDATE_SCREENSHOTS") == "1"
