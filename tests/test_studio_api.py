@@ -248,9 +248,9 @@ def studio_runs(project):
     seen["alive_after_kill"] = alive(pid)
     server = Server(project)
     seen["after_restart"] = {run["name"]: run["status"] for run in server.get("/api/runs")["runs"]}
-    live = server.wait(name, lambda run: len(server.get(f"/api/runs/{name}/metrics")["points"]) >= 2)
+    seen["live"] = server.wait(name, lambda run: len(server.get(f"/api/runs/{name}/metrics")["points"]) >= 2)
     seen["stop"] = server.post(f"/api/runs/{name}/stop")["status"]
-    seen["live"] = (live["status"], server.get(f"/api/runs/{name}/metrics")["points"])
+    seen["live_points"] = server.get(f"/api/runs/{name}/metrics")["points"]  # the rows logged before the stop
     seen["stopped"] = server.wait(name, lambda run: run["status"] != "running")
     seen["stopped_log"] = server.get(f"/api/runs/{name}/log", offset=0)["text"]
     seen["checkpoints"] = sorted(p.name for p in (project / "runs" / name).glob("checkpoint-*"))
@@ -279,8 +279,11 @@ def server_command(state: Path) -> list[str]:
 def test_a_launched_run_is_the_clis_outlives_the_server_stops_at_a_checkpoint_and_resumes(studio_runs, project):
     runs, name, seen = studio_runs
     assert seen["launched"] == ("running", "queued")  # one at a time: B waits in the queue
-    status, points = seen["live"]
-    assert status == "running" and len(points) >= 2 and all("loss" in p for p in points)  # the chart, live
+    assert seen["live"]["status"] == "running"  # the chart has points while the run trains:
+    points = [p for p in seen["live_points"] if "loss" in p]
+    assert len(points) >= 2 and [p["step"] for p in points] == list(range(1, len(points) + 1))
+    logged = (runs / name / "log_history.jsonl").read_text()  # the resumed process appended its rows
+    assert [json.loads(row)["step"] for row in logged.splitlines() if '"loss"' in row] == list(range(1, STEPS + 1))
     assert seen["alive_after_kill"], "killing the server killed the run"
     assert seen["after_restart"] == {name: "running", "b": "queued"}, "the restarted server lost the runs"
     assert seen["stop"] == "stopping" and seen["stopped"]["status"] == "stopped"

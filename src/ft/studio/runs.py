@@ -34,12 +34,12 @@ def _saved_config(run_dir: Path) -> dict:
 
 
 def points(run_dir: Path) -> list[dict]:
-    """The run's logged rows, in step order: log_history.jsonl as it grows (a row per line), else the log history
-    of trainer_state.json (the run's, or its newest checkpoint's). A resumed run's rows after the checkpoint it
-    went back to are replaced by the resumed ones."""
+    """The run's logged rows, in step order: a finished run's trainer_state.json, else log_history.jsonl as it
+    grows (a row per line), else the newest checkpoint's trainer_state.json. A resumed run's rows after the
+    checkpoint it went back to are replaced by the resumed ones."""
     rows = []
     path = run_dir / rundir.LOG_HISTORY
-    if path.is_file():
+    if path.is_file() and not (run_dir / rundir.TRAINER_STATE).is_file():
         for line in path.read_text().splitlines():
             try:
                 rows.append(json.loads(line))
