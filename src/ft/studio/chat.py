@@ -51,33 +51,27 @@ def reply(run_dir: Path, messages: list[dict], adapter: bool, max_new_tokens: in
     from ft.finish import generate
 
     options = generate.ChatOptions(run_dir=str(run_dir), max_new_tokens=max(1, min(int(max_new_tokens), 1024)))
-    _lock.acquire()
-    try:
+    with _lock:
         session = _session(run_dir)
         prompt = _prompt(session, messages)
         if not adapter and not hasattr(session.model, "disable_adapter"):
             raise FtError(f"{run_dir.name} holds a full model, not an adapter: there is no base to switch to")
-    except BaseException:
-        _lock.release()
-        raise
-    streamer = TextIteratorStreamer(session.tokenizer, skip_prompt=True, skip_special_tokens=True)
-
-    def work():
-        try:
-            switch = contextlib.nullcontext() if adapter else session.model.disable_adapter()
-            with switch:
-                session.generate(prompt, options, streamer=streamer)
-        finally:
-            streamer.end()
 
     def chunks():
-        try:
-            thread = threading.Thread(target=work, daemon=True)
+        # the lock is taken when the response starts streaming, so that a reply never started never holds it
+        with _lock:
+            streamer = TextIteratorStreamer(session.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            thread = threading.Thread(target=work, args=(streamer,), daemon=True)
             thread.start()
             yield from (text for text in streamer if text)
             thread.join()
+
+    def work(streamer):
+        try:
+            with contextlib.nullcontext() if adapter else session.model.disable_adapter():
+                session.generate(prompt, options, streamer=streamer)
         finally:
-            _lock.release()
+            streamer.end()
 
     return chunks()
 
