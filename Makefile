@@ -7,7 +7,7 @@ CONSTRAINTS := .ci/constraints.txt
 STAMP := $(VENV)/.ft-installed
 EXPORT_STAMP := $(VENV)/.ft-export-installed
 
-.PHONY: install install-export train test test-fast lint format docs bench clean
+.PHONY: install install-export install-browser train test test-fast lint format docs bench clean
 
 install: $(STAMP)
 
@@ -26,13 +26,19 @@ $(EXPORT_STAMP): $(STAMP)
 	$(PY) -m ft.finish.export.install
 	touch $@
 
+# The studio's browser test drives Debian's chromium through the playwright package (a dev extra), never a
+# browser downloaded by `playwright install`: apt installs chromium once, as root or through sudo.
+install-browser:
+	test -x /usr/bin/chromium || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
 train: install  ## train the default (offline tiny LoRA) recipe; ARGS="key=value ..." to override
 	$(PY) -m ft train $(ARGS)
 
-test: install install-export  ## the whole suite, offline
+test: install install-export install-browser  ## the whole suite, offline
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install install-export  ## skip the slow end-to-end runs
+test-fast: install install-export install-browser  ## skip the slow end-to-end runs
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install  ## ruff: the checks and the formatting (CI runs it)

@@ -23,6 +23,7 @@ LAYERS = [
     ["ft.training"],
     ["ft.tasks"],
     ["ft.commands"],
+    ["ft.studio"],
     ["ft.cli", "ft.__main__"],
 ]
 

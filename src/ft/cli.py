@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ft.finish.generate import ChatOptions, GenerateOptions
     from ft.finish.hub import PushOptions
     from ft.finish.merge import MergeOptions
+    from ft.studio import server as studio
 
     recipe_overrides = " [recipe=NAME | FILE.yaml] [key=value ...]"
     _add_key_value_command(
@@ -374,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "card, loss plot, config). The token comes from `hf auth login` or HF_TOKEN.",
     )
     push.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded, upload nothing")
-    return parser
+    return studio.add_command(parser, commands, _add_key_value_command)  # `ft studio`, the web UI
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft.config import check_overrides, compose, recipe_file
+from ft.config import check_overrides, compose, field_type, recipe_file, registry
 from ft.config.reference import _allowed
-from ft.config.schema import FtConfig
 from ft.errors import FtError
 from ft.options import option
 
@@ -57,17 +56,22 @@ def write(path: str, source: str) -> Path:
     return target
 
 
-def render(source: str, name: str = "recipe.yaml") -> str:
-    cfg = compose([f"recipe={source}"])
-    defaults = _flat(FtConfig(), FtConfig)
-    chosen = _flat(cfg, FtConfig)
-    keys = [k for k in chosen if (chosen[k] != defaults[k] or k in COMMON) and k not in SKIPPED]
+def render(source: str, name: str = "recipe.yaml", overrides: list[str] = ()) -> str:
+    """The recipe file's text: `source` (a shipped recipe, or a recipe file: then every key is spelled out,
+    as a file cannot extend another file) with `overrides` (key=value) folded in."""
+    from_file = recipe_file.is_path(source)
+    cfg = compose([f"recipe={source}", *overrides])
+    sections = {key: task.section() for key, task in registry.section_owners().items()}  # each at its defaults
+    defaults = _flat(registry.config_class()(**sections), registry.config_class())
+    chosen = _flat(cfg, registry.config_class())
+    keys = [k for k in chosen if (from_file or chosen[k] != defaults.get(k) or k in COMMON) and k not in SKIPPED]
     from ft.config import recipe_descriptions
 
+    started = f"the recipe file {source}" if from_file else f"the shipped recipe `{source}`"
     lines = [
         "# @package _global_",
         *textwrap.wrap(
-            f"My recipe, started from the shipped recipe `{source}`: {recipe_descriptions().get(source, '')}",
+            f"My recipe, started from {started}: {recipe_descriptions().get(source, '')}".rstrip(": "),
             width=100,
             initial_indent="# ",
             subsequent_indent="# ",
@@ -77,7 +81,7 @@ def render(source: str, name: str = "recipe.yaml") -> str:
         "# see `python -m ft train --help` or the README's Config reference. Group options (e.g. a model/NAME.yaml",
         "# beside this file) are chosen in `defaults:` with `- override /model: NAME`.",
         "defaults:",
-        f"  - {source}  # the recipe this one extends",
+        *([] if from_file else [f"  - {source}  # the recipe this one extends"]),
         "  - _self_  # this file's values win over it",
     ]
     open_sections: list[str] = []  # the sections the previous key sat in, outermost first
@@ -103,20 +107,21 @@ def _comment(key: str, indent: str) -> list[str]:
 
 
 def _field(key: str) -> dataclasses.Field:
-    cls = FtConfig
+    cls = registry.config_class()
     for part in key.split("."):
         field = next(f for f in dataclasses.fields(cls) if f.name == part)
-        cls = field.type
+        cls = field_type(field)
     return field
 
 
 def _flat(obj, cls, prefix: str = "") -> dict:
-    """A schema object as {dotted key: value}, in the schema's order."""
+    """A schema object as {dotted key: value}, in the schema's order; a task's section only where it is set."""
     flat = {}
     for f in dataclasses.fields(cls):
         value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(f.type):
-            flat.update(_flat(value, f.type, f"{prefix}{f.name}."))
+        if dataclasses.is_dataclass(field_type(f)):
+            if value is not None:
+                flat.update(_flat(value, field_type(f), f"{prefix}{f.name}."))
         else:
             flat[f"{prefix}{f.name}"] = value
     return flat

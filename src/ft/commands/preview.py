@@ -117,36 +117,39 @@ def _decode(tokenizer, ids: list[int], collapse: set[int]) -> str:
     return "".join(parts)
 
 
-def show(tokenizer, ids: list[int], mask: list[int] | None, colour: bool, collapse: set[int] = frozenset()) -> str:
-    """The example's text with each run of trained tokens marked; a run of one of the `collapse` ids (image
-    tokens) shown once with its count."""
+def segments(tokenizer, ids: list[int], mask: list[int] | None, collapse: set[int] = frozenset()) -> list:
+    """The example's text as (text, trained) runs; a run of one of the `collapse` ids (image tokens) shown once
+    with its count."""
     mask = [1] * len(ids) if mask is None else mask
-    parts, start = [], 0
+    runs, start = [], 0
     for i in range(1, len(ids) + 1):
         if i == len(ids) or mask[i] != mask[start]:
-            text = _decode(tokenizer, ids[start:i], collapse)
-            if mask[start]:
-                text = f"{GREEN}{text}{RESET}" if colour else f"[[{text}]]"
-            parts.append(text)
+            runs.append((_decode(tokenizer, ids[start:i], collapse), bool(mask[start])))
             start = i
-    return "".join(parts)
+    return runs
 
 
-def preview(arguments: list[str], out=None) -> list[float]:
-    """Print the preview; returns each example's share of trained tokens."""
-    from ft import config, data, models
+def show(tokenizer, ids: list[int], mask: list[int] | None, colour: bool, collapse: set[int] = frozenset()) -> str:
+    """The example's text with each run of trained tokens marked."""
+    return "".join(
+        (f"{GREEN}{text}{RESET}" if colour else f"[[{text}]]") if trained else text
+        for text, trained in segments(tokenizer, ids, mask, collapse)
+    )
+
+
+def encode(cfg, n: int) -> tuple:
+    """(the tokenizer, (input_ids, trained mask or None, length before truncation) of the first n examples cut to
+    training.max_length, the warnings, the image token ids to show once) of the composed config `cfg`."""
+    from ft import data, models
     from ft.data import detect
     from ft.tasks.vision_language import data as vision_data
     from ft.tasks.vision_language import generate as vision_generate
 
-    out = out or sys.stdout
-    overrides, options = parse(arguments)
-    cfg = config.compose(overrides)
     cfg = detect.resolved(cfg, announce=True)  # data.format=auto made concrete, as training does
     vision, collapse = vision_generate.is_vision_config(cfg), frozenset()
     if vision:  # conversations about images: the images' tokens shown, the processor's template
         (train, _), _ = vision_data.load(cfg.data)
-        rows = train.select(range(min(options.n, len(train))))
+        rows = train.select(range(min(n, len(train))))
         tokenizer, encoded, warnings, collapse = vision_examples(cfg, rows)
     elif cfg.data.format not in SFT_FORMATS:
         raise FtError(
@@ -154,21 +157,36 @@ def preview(arguments: list[str], out=None) -> list[float]:
         )
     else:
         train, _ = data.load(cfg.data)
-        rows = train.select(range(min(options.n, len(train))))
+        rows = train.select(range(min(n, len(train))))
         tokenizer = models.load_tokenizer(cfg.model)
         encoded, warnings = examples(cfg, tokenizer, rows)
-    colour = out.isatty()
-    shares = []
+    shown = []
     for index, (ids, mask) in enumerate(encoded):
         kept = ids[: cfg.training.max_length]
-        trained = len(kept) if mask is None else sum(mask[: len(kept)])
-        shares.append(trained / max(len(kept), 1))
-        cut = f", truncated from {len(ids)} to training.max_length" if len(ids) > len(kept) else ""
-        print(f"--- example {index}: {len(kept)} tokens, {100 * shares[-1]:.1f}% trained{cut}", file=out)
-        print(show(tokenizer, kept, None if mask is None else mask[: len(kept)], colour, collapse), file=out)
+        shown.append((kept, None if mask is None else mask[: len(kept)], len(ids)))
+        share = (len(kept) if mask is None else sum(mask[: len(kept)])) / max(len(kept), 1)
         masked = vision or (data.is_conversational(cfg.data.format) and cfg.training.assistant_only_loss)
-        if masked and shares[-1] in (0, 1):
-            warnings.append(f"example {index} trains on {100 * shares[-1]:.0f}% of its tokens: training would stop")
+        if masked and share in (0, 1):
+            warnings.append(f"example {index} trains on {100 * share:.0f}% of its tokens: training would stop")
+    return tokenizer, shown, warnings, collapse
+
+
+def preview(arguments: list[str], out=None) -> list[float]:
+    """Print the preview; returns each example's share of trained tokens."""
+    from ft import config
+
+    out = out or sys.stdout
+    overrides, options = parse(arguments)
+    cfg = config.compose(overrides)
+    tokenizer, shown, warnings, collapse = encode(cfg, options.n)
+    colour = out.isatty()
+    shares = []
+    for index, (ids, mask, length) in enumerate(shown):
+        trained = len(ids) if mask is None else sum(mask)
+        shares.append(trained / max(len(ids), 1))
+        cut = f", truncated from {length} to training.max_length" if length > len(ids) else ""
+        print(f"--- example {index}: {len(ids)} tokens, {100 * shares[-1]:.1f}% trained{cut}", file=out)
+        print(show(tokenizer, ids, mask, colour, collapse), file=out)
     for warning in warnings:
         print(f"ft: {'' if warning.startswith('assistant masks') else 'warning: '}{warning}", file=out)
     return shares

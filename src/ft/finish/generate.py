@@ -82,7 +82,8 @@ class Session:
             return messages
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def generate(self, messages: list[dict] | str, options: ChatOptions, stream: bool = True) -> str:
+    def generate(self, messages: list[dict] | str, options: ChatOptions, stream: bool = True, streamer=None) -> str:
+        """The reply, streamed to stdout (or to `streamer`, e.g. a TextIteratorStreamer) as it is generated."""
         import torch
         from transformers import TextStreamer
 
@@ -99,7 +100,8 @@ class Session:
             eos_token_id=self._stop_ids(),
             **sampling(options),
         )
-        streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
+        if streamer is None and stream:
+            streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         with torch.no_grad():
             output = self.model.generate(**inputs, streamer=streamer, **kwargs)
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -5,6 +5,7 @@ SampleGenerationCallback  greedy generations on fixed prompts at every evaluatio
 ThroughputCallback        tokens/s and peak memory (GPU, or CPU RSS) added to every training log
 transformers' EarlyStoppingCallback  stops when eval_loss stops improving
 AdaLoraRankCallback       AdaLoRA's rank allocation every optimizer step (peft.method=adalora)
+LogHistoryCallback        every logged row appended to <run dir>/log_history.jsonl as it is logged (always on)
 """
 
 import json
@@ -140,6 +141,23 @@ class AdaLoraRankCallback(TrainerCallback):
             budget = rank_budget(model)
             state.log_history[-1]["adalora_rank_budget"] = budget
             print(f"ft: step {state.global_step}: AdaLoRA rank budget {budget}", flush=True)
+
+
+class LogHistoryCallback(TrainerCallback):
+    """Appends each row of the trainer's log history to the run dir's log_history.jsonl when it is logged
+    (trainer_state.json holds it only at a checkpoint and at the end). Added last, so the row carries what
+    the other callbacks added to it."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or logs is None:
+            return
+        last = state.log_history[-1] if state.log_history else {}
+        rundir.append_log(
+            self.run_dir, dict(last) if last.get("step") == state.global_step else {**logs, "step": state.global_step}
+        )
 
 
 def rank_budget(model) -> int:

@@ -189,5 +189,12 @@ def resume_command(command: list[str] | None, run_dir: Path, cfg) -> str:
             + (f" with {' '.join(extra)}" if extra else "")
             + " (training.resume=auto is the default)"
         )
+    return shlex.join(resume_arguments(command, run_dir, cfg))
+
+
+def resume_arguments(command: list[str], run_dir: Path, cfg) -> list[str]:
+    """The command that continues this run, as an argument list: `command` without training.overwrite= /
+    training.resume=, naming the run dir where its name was a timestamp."""
+    extra = [f"training.run_name={run_dir.name}"] if cfg.training.run_name is None else []
     kept = [arg for arg in command if not arg.lstrip("+~").startswith(("training.overwrite=", "training.resume="))]
-    return shlex.join([*kept, *extra])
+    return [*kept, *extra]

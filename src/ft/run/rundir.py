@@ -7,6 +7,7 @@
     processor_config.json, example.png                task=vlm: the processor, the card's example image
     config.yaml                                       the resolved config
     trainer_state.json, {base,train,eval,all}_results.json
+    log_history.jsonl                                 each logged row (loss, eval_loss ...) as it is logged
     tensorboard/                                      TensorBoard event files
     loss.png                                          train / eval loss curves
     README.md                                         the model card (ft.finish.card)
@@ -32,6 +33,7 @@ LOSS_PLOT = "loss.png"
 TENSORBOARD = "tensorboard"
 MLFLOW = "mlruns"
 SAMPLES = "samples.jsonl"
+LOG_HISTORY = "log_history.jsonl"  # the trainer's log history, a row per line as it is logged (read live)
 LAUNCH_CONFIG = "accelerate_config.yaml"  # written by the relaunch under accelerate
 MERGED = "merged"  # `ft merge`'s default output
 EXAMPLE_IMAGE = "example.png"  # task=vlm: the image its model card shows and its usage snippet asks about
@@ -103,6 +105,15 @@ def _check_writable(run_dir: Path) -> None:
         raise FtError(
             f"cannot write the run directory {run_dir} ({e.strerror}): set training.output_dir to a writable place"
         ) from None
+
+
+def append_log(run_dir: Path, row: dict) -> None:
+    """Add a logged row to log_history.jsonl, so that what trains can be watched (ft studio's chart) before
+    trainer_state.json exists."""
+    import json
+
+    with (Path(run_dir) / LOG_HISTORY).open("a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
 
 
 def plot_loss(log_history: list[dict], path: Path) -> None:

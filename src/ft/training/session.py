@@ -103,6 +103,7 @@ class Run:
 
         preemption = PreemptionCallback()
         trainer.add_callback(preemption)
+        trainer.add_callback(callbacks.LogHistoryCallback(run_dir))
         with preemption.handling_signals():
             try:
                 train_output = trainer.train(resume_from_checkpoint=self.checkpoint)

@@ -209,6 +209,8 @@ def loop(job: Job, run) -> session.Result:
                 row = {"step": step, "epoch": round(step / job.steps_per_epoch, 4), "loss": step_loss}
                 row["learning_rate"] = job.lr_scheduler.get_last_lr()[0]
                 job.log_history.append(row)
+                if run.main:
+                    rundir.append_log(run.run_dir, row)
                 acc.log({"train/loss": step_loss, "train/learning_rate": row["learning_rate"]}, step=step)
                 if run.main and step % log_every == 0:
                     print(f"ft: step {step}/{job.steps} loss {step_loss:.4f}", flush=True)
