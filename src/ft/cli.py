@@ -24,6 +24,7 @@ USAGE_EXAMPLES = """examples:
   python -m ft push run_dir=runs/NAME repo_id=you/name --dry-run
   python -m ft merge run_dir=runs/NAME [out=PATH]       fold the adapter into the base model
   python -m ft export run_dir=runs/NAME quant=q4_k_m    a GGUF for llama.cpp/Ollama, checked against transformers
+  python -m ft studio                                   the web UI on http://127.0.0.1:7860: compose, launch, watch
 """
 
 
@@ -106,8 +107,7 @@ def cmd_recipes(args) -> int:
 
     descriptions = config.recipe_descriptions()
     width = max(map(len, descriptions), default=0)
-    for name, description in descriptions.items():
-        print(f"{name:<{width}}  {description}")
+    print("\n".join(f"{name:<{width}}  {description}" for name, description in descriptions.items()))
     return 0
 
 
@@ -184,8 +184,7 @@ def cmd_merge(args) -> int:
 def cmd_export(args) -> int:
     from ft.finish.export.command import export
 
-    out = export(_options(args))
-    print(f"ft: exported to {out}")
+    print(f"ft: exported to {export(_options(args))}")
     return 0
 
 
@@ -322,13 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         ExportOptions,
         cmd_export,
-        help="export a run for llama.cpp/Ollama (GGUF, checked against transformers), vLLM/SGLang (merged) or, "
-        "an image LoRA, A1111/ComfyUI (kohya)",
+        help="export a run for llama.cpp/Ollama (GGUF), vLLM/SGLang (merged) or, an image LoRA, A1111/ComfyUI (kohya)",
         description="Export run_dir: format=gguf merges the adapter and converts the model with llama.cpp's own "
         "converter and quantizer, then loads it in llama.cpp and compares tokens, logits and greedy text with the "
         "merged transformers model (parity.json; exit 1 when they differ). format=gguf-adapter writes the LoRA "
-        "as a GGUF LoRA; format=merged a transformers directory (GGUF: needs `make install-export`, llama-cpp-python). "
-        "format=kohya writes a text-to-image run's LoRA in kohya's format.",
+        "as a GGUF LoRA; format=merged a transformers directory (GGUF: needs `make install-export`), format=kohya "
+        "a text-to-image run's LoRA in kohya's format.",
     )
     loads = (
         "Loads base + adapter (or a merged / full model dir) with device_map=auto and prompts through the "

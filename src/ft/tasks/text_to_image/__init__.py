@@ -5,7 +5,7 @@ modality is this package:
     schema.py     its config section (`diffusion.*`)       rules.py     its rules
     images.py     captioned images in, tensors out         batches.py   batches, cached latents / embeddings
     tiny.py       the offline tiny pipelines (tiny-sd)     pipeline.py  the pipeline's parts, LoRA, the loss
-    flow.py       Flux / SD3: parts, captions, flow loss
+    flow.py       Flux / SD3: parts, captions, flow loss   bases.py     where a base is, which pipeline it is
     loop.py       the training loop, top to bottom         state.py     optimizer and checkpoints
     render.py     validation renders, DreamBooth classes   finish.py    card, sample grid, push
     generate.py   `ft generate` for an image run           buckets.py   aspect-ratio buckets, batch order

@@ -28,16 +28,14 @@ def family(name: str, revision: str | None = None) -> str | None:
     model_index.json when it is on disk (a directory, the hub cache), else from the hub id's name."""
     from pathlib import Path
 
-    from ft.tasks.text_to_image import pipeline
+    from ft.tasks.text_to_image import bases
 
     if name in TINY_FAMILY:
         return TINY_FAMILY[name]
-    path = pipeline.resolve_path(name)
-    if pipeline.tiny_diffusion.is_tiny(name) or (
-        Path(path).is_dir() and not (Path(path) / pipeline.MODEL_INDEX).is_file()
-    ):
+    path = bases.resolve_path(name)
+    if bases.tiny_diffusion.is_tiny(name) or (Path(path).is_dir() and not (Path(path) / bases.MODEL_INDEX).is_file()):
         return None
-    known = pipeline.pipeline_class_name(path, revision) if _repo_like(path) else None
+    known = bases.pipeline_class_name(path, revision) if _repo_like(path) else None
     if known is not None:
         return known if known in (FLUX, SD3) else None
     lowered = name.lower()
@@ -50,11 +48,11 @@ def has_guidance_embeds(name: str, revision: str | None = None) -> bool | None:
     import json
     from pathlib import Path
 
-    from ft.tasks.text_to_image import pipeline
+    from ft.tasks.text_to_image import bases
 
     if name in TINY_FAMILY:
         return name == "tiny-flux"
-    config = Path(pipeline.resolve_path(name)) / "transformer" / "config.json"
+    config = Path(bases.resolve_path(name)) / "transformer" / "config.json"
     if not config.is_file() and not _repo_like(name):
         return None
     if not config.is_file():
@@ -112,9 +110,9 @@ def load_parts(path: str, revision: str | None, diffusion_cfg, quantized_dtype=N
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel
 
     from ft.errors import FtError
-    from ft.tasks.text_to_image import pipeline
+    from ft.tasks.text_to_image import bases
 
-    flux = pipeline.pipeline_class_name(path, revision) == FLUX
+    flux = bases.pipeline_class_name(path, revision) == FLUX
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler", revision=revision)
     names = ["", "_2"] if flux else ["", "_2", "_3"]
     classes = [CLIPTextModel, T5EncoderModel] if flux else [CLIPTextModelWithProjection] * 2 + [T5EncoderModel]
@@ -291,12 +289,12 @@ def loaded_family(path: str, revision: str | None) -> str | None:
     import json
     from pathlib import Path
 
-    from ft.tasks.text_to_image import pipeline
+    from ft.tasks.text_to_image import bases
 
-    name = pipeline.pipeline_class_name(path, revision)
+    name = bases.pipeline_class_name(path, revision)
     if name is None and not Path(path).is_dir():
         from huggingface_hub import hf_hub_download
 
-        index = hf_hub_download(path, pipeline.MODEL_INDEX, revision=revision)
+        index = hf_hub_download(path, bases.MODEL_INDEX, revision=revision)
         name = json.loads(Path(index).read_text()).get("_class_name")
     return name if name in (FLUX, SD3) else None

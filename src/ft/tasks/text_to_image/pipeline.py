@@ -7,35 +7,13 @@ matching) have their own parts and loss in ft.tasks.text_to_image.flow; loading,
 them over where they differ.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ft.tasks.text_to_image import tiny as tiny_diffusion
+from ft.tasks.text_to_image.bases import MODEL_INDEX, pipeline_class_name, resolve_path  # noqa: F401 (also callers')
 from ft.tasks.text_to_image.schema import UNET_ATTENTION
 
-MODEL_INDEX = "model_index.json"  # a diffusers pipeline's
 TEXT_ENCODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]  # CLIP's attention projections
-
-
-def resolve_path(name: str) -> str:
-    """Where from_pretrained loads from; builds a tiny pipeline on first use."""
-    if tiny_diffusion.is_tiny(name):
-        return str(tiny_diffusion.ensure(name))
-    return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
-
-
-def pipeline_class_name(path: str, revision: str | None = None) -> str | None:
-    """The `_class_name` of a pipeline's model_index.json (local or in the hub cache); None: not a pipeline."""
-    index = Path(path) / MODEL_INDEX
-    if not index.is_file():
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(path, MODEL_INDEX, revision=revision)
-        if not isinstance(cached, str):
-            return None
-        index = Path(cached)
-    return json.loads(index.read_text()).get("_class_name")
 
 
 @dataclass
