@@ -130,15 +130,32 @@ def polyline_points(page, selector: str) -> list[int]:
     return page.eval_on_selector_all(f"{selector} polyline", "lines => lines.map(l => Number(l.dataset.n))")
 
 
+PROMPT = "Sort these digits: 7 2 9 4"  # a task the default recipe's run learned (tests/test_train.py)
+
+
+def trained_answer(run_dir: Path, max_new_tokens: int) -> str:
+    """What `ft chat` answers PROMPT with, from the run (greedy, its chat template and stop tokens)."""
+    from ft.finish import generate
+
+    session = generate.Session(run_dir)
+    options = generate.ChatOptions(run_dir=str(run_dir), max_new_tokens=max_new_tokens)
+    return session.generate(session.conversation([], PROMPT), options, stream=False)
+
+
 @pytest.mark.slow
-def test_studio_in_a_browser(studio, cli_run, tmp_path):
+def test_studio_in_a_browser(default_run, studio, cli_run, tmp_path):
     """Compose the default recipe (an invalid value shows its one-line error beside the field), preview the data
-    with its trained tokens, launch a run, watch its chart fill, chat with it, see it finish in the runs table
-    beside a run the command line trained meanwhile with another learning rate, and compare the two (two curves,
-    the key in the diff)."""
+    with its trained tokens, launch a run, watch its chart fill, chat with a trained run (`make train`'s, copied
+    into the runs directory) and get ft chat's answer, see the launched run finish in the runs table beside a run
+    the command line trained meanwhile with another learning rate, and compare the two (two curves, the key in
+    the diff)."""
     from playwright.sync_api import expect, sync_playwright
 
     cli, cli_log = cli_run
+    trained = tmp_path / "runs" / "make-train"
+    shutil.copytree(default_run[0], trained, ignore=shutil.ignore_patterns("checkpoint-*"))
+    expected = trained_answer(trained, max_new_tokens=24)
+    assert expected.strip(), expected
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
@@ -204,16 +221,19 @@ def test_studio_in_a_browser(studio, cli_run, tmp_path):
         page.locator("#run-view").evaluate("view => view.scrollIntoView()")
         screenshot(page, "run")
 
-        # Chat: the run's streamed answer beside the base model's.
+        # Chat: a trained run's streamed answer (ft chat's) beside the base model's.
         page.click('#tabs button[data-tab="chat"]')
-        page.select_option("#chat-run", run)
+        page.select_option("#chat-run", "make-train")
         page.fill("#chat-max", "24")
-        page.fill("#chat-input", "Sort these digits: 3 1 2")
+        page.fill("#chat-input", PROMPT)
         page.click("#chat-send")
+        replies = {}
         for side in ("adapter", "base"):
             reply = page.locator(f"#chat-{side}-log .message.assistant:not(.streaming)")
             expect(reply).to_have_count(1)
-            assert reply.inner_text(), side
+            replies[side] = reply.inner_text().strip()
+        assert replies["adapter"] == expected.strip(), (replies, expected)
+        assert replies["base"] != replies["adapter"], replies
         screenshot(page, "chat")
 
         # Runs: the page's run and the command line's, both finished.
