@@ -322,6 +322,58 @@ def test_a_launched_run_is_the_clis_outlives_the_server_stops_at_a_checkpoint_an
     assert compare["config_diff"] == []  # the same recipe and overrides: only the run's name differs
 
 
+def finished_jobs(client, run: str, count: int) -> list[dict]:
+    deadline = time.monotonic() + 300
+    while True:
+        jobs = client.get(f"/api/runs/{run}/jobs").json()["jobs"]
+        if len(jobs) == count and all(j["status"] != "running" for j in jobs):
+            return jobs
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_export_and_push_run_the_cli_on_a_finished_run(studio_runs, client, project, tmp_path):
+    runs, _, _ = studio_runs
+    run = runs / "cli"  # the finished run the CLI trained
+    assert client.get("/api/runs/cli").json()["exports"] == ["gguf", "gguf-adapter", "merged"]  # no kohya: sft
+    refused = client.post("/api/runs/cli/export", json={"format": "zip"})
+    assert refused.status_code == 400 and refused.json()["error"].startswith("format=zip is not one of gguf, ")
+    unfinished = client.post("/api/runs/b/export", json={"format": "merged"})
+    assert unfinished.status_code == 400 and "b is failed: export and push take a finished run" in unfinished.text
+    assert client.post("/api/runs/cli/push", json={}).status_code == 400  # no repo id
+
+    started = client.post("/api/runs/cli/export", json={"format": "merged"}).json()
+    assert started["status"] == "running" and started["command"][:4] == ["python", "-m", "ft", "export"]
+    # kohya is offered for text_to_image runs only, and the CLI refuses it here: the job fails with its one line
+    client.post("/api/runs/cli/export", json={"format": "kohya"})
+    merged, kohya = finished_jobs(client, "cli", 2)
+    assert (merged["status"], merged["returncode"], merged["output"]) == ("finished", 0, str(run / "export-merged"))
+    assert (kohya["status"], kohya["returncode"]) == ("failed", 2)
+    assert kohya["tail"][-1] == "ft: error: format=kohya is for task=text_to_image runs; this run is task=sft: " + (
+        "export format=gguf or merged"
+    )
+    cli = run_ft("export", f"run_dir={run}", "format=merged", f"out={tmp_path / 'merged'}")
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert sorted(p.name for p in (run / "export-merged").iterdir()) == sorted(
+        p.name for p in (tmp_path / "merged").iterdir()
+    )
+
+    card = (run / "README.md").read_text()
+    client.post("/api/runs/cli/push", json={"repo_id": "me/tiny", "dry_run": True})
+    client.post("/api/runs/cli/push", json={"repo_id": "x; touch pwned"})  # dry run by default
+    *_, pushed, odd = finished_jobs(client, "cli", 4)
+    listing = run_ft("push", "--dry-run", f"run_dir={run}", "repo_id=me/tiny")
+    assert pushed["status"] == "finished" and pushed["tail"] == listing.stdout.splitlines()
+    assert pushed["tail"][0].startswith("ft: would upload 8 files from ") and pushed["tail"][0].endswith(" me/tiny:")
+    assert any(line.startswith("  adapter_model.safetensors  (") for line in pushed["tail"])
+    assert "export-merged/" in pushed["tail"][-1]  # ft: left out: ... (the export is no file of the run)
+    assert (run / "README.md").read_text() == card  # nothing pushed: the card still points at the run dir
+    assert odd["command"][-1] == "repo_id=x; touch pwned" and "--dry-run" in odd["command"]
+    assert odd["status"] == "failed" and odd["tail"][-1].startswith("ft: error: repo_id='x; touch pwned' is not a")
+    assert not list(project.rglob("pwned")), "a shell ran the push arguments"
+
+
 def test_compare_lists_the_config_keys_that_differ(client, project, tmp_path):
     for name, rank in (("r8", 8), ("r16", 16)):
         run_dir = project / "runs" / name

@@ -29,13 +29,14 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
     from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
     from fastapi.staticfiles import StaticFiles
 
-    from ft.studio import forms, launcher, runs
+    from ft.studio import forms, jobs, launcher, runs
 
     project_dir, runs_dir = Path(project_dir).resolve(), Path(runs_dir).resolve()
     roots = [project_dir, runs_dir]
     queue = launcher.Launcher(runs_dir, project_dir)
     app = FastAPI(title="ft studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.launcher = queue
+    finishing = jobs.Jobs(queue.state_dir, project_dir)
 
     @app.middleware("http")
     async def check_token(request: Request, call_next):
@@ -115,9 +116,19 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
     def list_runs():
         return {"runs": runs.table(runs_dir, queue)}
 
+    def finished(name: str) -> Path:
+        """The run dir of a finished run `name`: export and push take nothing else."""
+        run_dir = runs.existing(paths.run_dir(name, runs_dir), queue)
+        status = runs.summary(run_dir, queue)["status"]
+        if status != "finished":
+            raise FtError(f"{name} is {status}: export and push take a finished run")
+        return run_dir
+
     @app.get("/api/runs/{name}")
     def run(name: str):
-        return runs.details(paths.run_dir(name, runs_dir), queue)
+        details = runs.details(paths.run_dir(name, runs_dir), queue)
+        done = details["status"] == "finished" and details["task"]
+        return {**details, "exports": jobs.export_formats(details["task"]) if done else []}
 
     @app.get("/api/runs/{name}/log")
     def log(name: str, offset: int = 0):
@@ -142,6 +153,20 @@ def create_app(runs_dir: Path, project_dir: Path, token: str | None = None):
     @app.post("/api/runs/{name}/resume")
     def resume(name: str):
         return {"status": queue.resume(runs.existing(paths.run_dir(name, runs_dir), queue))}
+
+    @app.post("/api/runs/{name}/export")
+    def export(name: str, body: dict):
+        run_dir = finished(name)
+        return finishing.start(name, jobs.export_arguments(run_dir, body))
+
+    @app.post("/api/runs/{name}/push")
+    def push(name: str, body: dict):
+        run_dir = finished(name)
+        return finishing.start(name, jobs.push_arguments(run_dir, body))
+
+    @app.get("/api/runs/{name}/jobs")
+    def run_jobs(name: str):
+        return {"jobs": finishing.listed(runs.existing(paths.run_dir(name, runs_dir), queue).name)}
 
     @app.get("/api/compare")
     def compare(request: Request):

@@ -1,6 +1,7 @@
 // Runs: the table of the runs directory, the open run's live view (log, chart, progress, stop/resume, card),
 // and Compare (overlaid curves, a results table that fills while the runs train, the config diff).
 import {COLORS, curve, drawChart} from "./chart.js";
+import {showFinish} from "./finish.js";
 import {renderMarkdown, terminalText} from "./markdown.js";
 import {$, TOKEN, api, el, fmtNum, fmtTime, formatValue, guarded, showTab, toast} from "./util.js";
 
@@ -34,6 +35,7 @@ export function openRun(name) {
   $("#run-log").textContent = "";
   $("#run-card").replaceChildren();
   $("#run-images").replaceChildren();
+  $("#run-finish").hidden = true;
   drawChart($("#run-chart"), []);
   clearTimeout(runs.timer);
   pollRun(name);
@@ -70,6 +72,7 @@ async function pollRun(name) {
   if (!info || ACTIVE.has(info.status)) runs.timer = setTimeout(() => pollRun(name), 1000);
   else {
     showRunFiles(info).catch((e) => toast(e.message));
+    showFinish(info);
     refreshRuns().catch((e) => toast(e.message));
   }
 }
