@@ -28,6 +28,7 @@ async function refreshJobs(name) {
       j.returncode != null ? el("span", {text: `exit ${j.returncode} `}) : null,
       j.output ? el("span", {class: "job-output", text: `→ ${j.output}`}) : null,
       el("pre", {class: "log job-tail", text: j.tail.join("\n")}))));
+  for (const pre of document.querySelectorAll("#jobs-list .job-tail")) pre.scrollTop = pre.scrollHeight;  // the end
   if (jobs.some((j) => j.status === "running")) finish.timer = setTimeout(guarded(() => refreshJobs(name)), 1000);
 }
 
@@ -40,6 +41,8 @@ async function start(action, body) {
 export function init() {
   $("#export-btn").addEventListener("click", guarded(() => start("export", {format: $("#export-format").value})));
   $("#push-btn").addEventListener("click", guarded(() => start("push", {
-    repo_id: $("#push-repo").value.trim(), private: $("#push-private").checked, dry_run: $("#push-dry-run").checked,
+    repo_id: $("#push-repo").value.trim(),
+    private: $("#push-private").checked || undefined,  // unticked: the repo's own default (PushOptions')
+    dry_run: $("#push-dry-run").checked,
   })));
 }
