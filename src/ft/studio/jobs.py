@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ft.errors import FtError
+from ft.studio import launcher
 
 JOBS_DIR = "jobs"
 TAIL_LINES = 12
@@ -127,7 +128,7 @@ class Jobs:
         log = self.dir / f"{job['id']}.log"
         text = log.read_text(errors="replace") if log.is_file() else ""
         code = job["returncode"]
-        if code is None and job["id"] not in self._children and not _alive(job["pid"]):
+        if code is None and job["id"] not in self._children and not launcher.pid_exists(job["pid"]):
             status = "failed"  # it ended while no server watched it: its exit code is lost
         else:
             status = "running" if code is None else ("finished" if code == 0 else "failed")
@@ -141,13 +142,3 @@ class Jobs:
             "tail": text.replace("\r", "\n").splitlines()[-TAIL_LINES:],
             "output": exported[-1] if exported else None,
         }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True

@@ -73,7 +73,7 @@ class Launcher:
             stat = Path(f"/proc/{pid}/stat").read_text()
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            return _exists(pid)  # no /proc (macOS): trust the pid
+            return pid_exists(pid)  # no /proc (macOS): trust the pid
         state = stat.rsplit(")", 1)[1].split()[0]
         return state not in ("Z", "X") and b"ft" in command and b"train" in command
 
@@ -208,7 +208,8 @@ class Launcher:
         return self.status(self.job(run_dir.name))
 
 
-def _exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's included)."""
     try:
         os.kill(pid, 0)
         return True

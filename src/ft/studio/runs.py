@@ -195,22 +195,12 @@ def log(run_dir: Path, launcher, offset: int) -> dict:
     return {"text": data.decode("utf-8", errors="replace"), "offset": max(offset, 0) + len(data)}
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def compare(run_dirs: list[Path], launcher) -> dict:
     """Each run's curves, and the config keys whose values differ between them (where to find a run and
     whether to resume it left out)."""
     for run_dir in run_dirs:
         existing(run_dir, launcher)
-    configs = [_flat(_saved_config(run_dir)) for run_dir in run_dirs]
+    configs = [resume.flatten(_saved_config(run_dir)) for run_dir in run_dirs]
     keys = sorted(set().union(*configs) - set(resume.NOT_COMPARED)) if configs else []
     diff = [
         {"key": key, "values": [c.get(key) for c in configs]}
