@@ -9,7 +9,7 @@ modality is this package:
     loop.py       the training loop, top to bottom         state.py     optimizer and checkpoints
     render.py     validation renders, DreamBooth classes   finish.py    card, sample grid, push
     generate.py   `ft generate` for an image run           buckets.py   aspect-ratio buckets, batch order
-    kohya.py      the LoRA in kohya's format (A1111, ComfyUI)
+    kohya.py      the LoRA in kohya's format (A1111, ComfyUI)   losses.py   the per-example (masked) mean
 """
 
 from ft.config.registry import Task

@@ -16,6 +16,8 @@ slot for a T5 LoRA, so one trained there could not be loaded with `load_lora_wei
 
 from dataclasses import dataclass
 
+from ft.tasks.text_to_image import losses
+
 FLUX, SD3 = "FluxPipeline", "StableDiffusion3Pipeline"  # model_index.json's _class_name
 TINY_FAMILY = {"tiny-flux": FLUX, "tiny-flux-schnell": FLUX, "tiny-sd3": SD3}
 # diffusers' Flux / SD3 LoRA scripts: the joint attention of the image stream and of the text (context) stream
@@ -274,12 +276,7 @@ def flow_loss(
             return_dict=False,
         )[0]
     weighting = compute_loss_weighting_for_sd3(diffusion.weighting_scheme, sigmas).float()
-    error = weighting * (prediction.float() - (noise - latents).float()) ** 2
-    if mask is None:
-        loss = error.mean(dim=(1, 2, 3))
-    else:
-        mask = mask.to(error.dtype).expand_as(error)
-        loss = (mask * error).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp_min(1e-8)
+    loss = losses.per_example(weighting * (prediction.float() - (noise - latents).float()) ** 2, mask)
     return loss if per_example else loss.mean()
 
 

@@ -10,6 +10,7 @@ them over where they differ.
 from dataclasses import dataclass
 from pathlib import Path
 
+from ft.tasks.text_to_image import losses
 from ft.tasks.text_to_image.bases import MODEL_INDEX, pipeline_class_name, resolve_path  # noqa: F401 (also callers')
 from ft.tasks.text_to_image.schema import UNET_ATTENTION
 
@@ -220,12 +221,7 @@ def diffusion_loss(
     prediction_type = scheduler.config.prediction_type
     target = noise if prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
     prediction = unet(noisy, timesteps, prompt_embeds, added_cond_kwargs=added, return_dict=False)[0]
-    error = F.mse_loss(prediction.float(), target.float(), reduction="none")
-    if mask is None:
-        loss = error.mean(dim=(1, 2, 3))
-    else:
-        weights = mask.float().expand_as(error)
-        loss = (weights * error).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3)).clamp(min=1e-8)
+    loss = losses.per_example(F.mse_loss(prediction.float(), target.float(), reduction="none"), mask)
     if diffusion.snr_gamma is not None:  # Min-SNR: cap the weight of the easy (high-SNR) timesteps
         snr = compute_snr(scheduler, timesteps)
         weights = torch.clamp(snr, max=diffusion.snr_gamma) / (snr if prediction_type == "epsilon" else snr + 1)
