@@ -3,6 +3,7 @@ the run-dir rules of training.resume / training.overwrite."""
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -199,6 +200,19 @@ def test_incomplete_checkpoints_are_detected(tmp_path):
     assert "rng_state_1.pth is truncated" in resume.incomplete_reason(sharded)
     torch.save({"cpu": torch.get_rng_state()}, sharded / "rng_state_1.pth")
     assert resume.incomplete_reason(sharded) is None
+
+    # DDP (no shards to count): the processes resuming it say how many RNG states a complete save holds
+    ddp = tmp_path / "checkpoint-10"
+    shutil.copytree(good, ddp)
+    torch.save({"cpu": torch.get_rng_state()}, ddp / "rng_state_0.pth")
+    assert "RNG states of 1 of 2 processes" in resume.incomplete_reason(ddp, processes=2)
+    assert resume.last_complete_checkpoint(tmp_path, processes=2) == sharded
+    torch.save({"cpu": torch.get_rng_state()}, ddp / "rng_state_1.pth")
+    assert resume.incomplete_reason(ddp, processes=2) is None
+    # saved by one process (rng_state.pth): more processes resume it with the Trainer's warning, as before
+    (ddp / "rng_state_0.pth").rename(ddp / "rng_state.pth")
+    (ddp / "rng_state_1.pth").unlink()
+    assert resume.incomplete_reason(ddp, processes=2) is None
 
 
 def test_config_differences_ignore_where_and_whether_to_resume():

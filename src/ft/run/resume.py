@@ -28,7 +28,7 @@ SHARDED_WEIGHTS, SHARDED_OPTIMIZER = "pytorch_model_fsdp_0", "optimizer_0"
 TORCH_FILES = ("optimizer.pt", "scheduler.pt", "optimizer.bin", "scheduler.bin")  # torch.save zips
 # The Trainer's RNG states, one per process (rng_state_<rank>.pth) or rng_state.pth: each process writes its own,
 # so rank 0's trainer_state.json can be on disk while another rank's file is still empty
-RNG_STATES = "rng_state*.pth"
+RNG_STATES, RNG_STATE_OF_ONE = "rng_state*.pth", "rng_state.pth"
 # Keys that may change between the runs of one run dir: how to find it and whether to resume.
 NOT_COMPARED = ("training.resume", "training.overwrite", "training.run_name", "training.output_dir")
 
@@ -40,8 +40,10 @@ class RunPlan:
     replace: bool = False  # training.overwrite=true: clear the old run once setup has succeeded
 
 
-def incomplete_reason(checkpoint: Path) -> str | None:
-    """Why a checkpoint directory cannot be resumed from, or None when it is complete."""
+def incomplete_reason(checkpoint: Path, processes: int = 1) -> str | None:
+    """Why a checkpoint directory cannot be resumed from, or None when it is complete. `processes`: how many
+    will resume it; each loads its own rng_state_<rank>.pth from a checkpoint saved by several (the Trainer only
+    warns when one is missing, and that rank goes on with another random stream)."""
     state_path = checkpoint / rundir.TRAINER_STATE
     if not state_path.is_file():
         return "no trainer_state.json: its save was interrupted"
@@ -70,8 +72,10 @@ def incomplete_reason(checkpoint: Path) -> str | None:
         if path.is_file() and not zipfile.is_zipfile(path):
             return f"{path.name} is truncated or corrupt"
     shards = len(list((checkpoint / SHARDED_WEIGHTS).glob("*.distcp")))  # one per process
-    if shards > 1 and len(rng_states) < shards:
-        return f"RNG states of {len(rng_states)} of {shards} processes: its save was interrupted"
+    per_process = [path for path in rng_states if path.name != RNG_STATE_OF_ONE]  # rng_state_<rank>.pth
+    expected = max(shards, processes if per_process else 1)
+    if expected > 1 and len(per_process) < expected:
+        return f"RNG states of {len(per_process)} of {expected} processes: its save was interrupted"
     return None
 
 
@@ -91,9 +95,9 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(1)), reverse=True)
 
 
-def last_complete_checkpoint(run_dir: Path) -> Path | None:
+def last_complete_checkpoint(run_dir: Path, processes: int = 1) -> Path | None:
     for checkpoint in checkpoints(run_dir):
-        reason = incomplete_reason(checkpoint)
+        reason = incomplete_reason(checkpoint, processes)
         if reason is None:
             return checkpoint
         print(f"ft: warning: skipping incomplete checkpoint {checkpoint} ({reason})", flush=True)
@@ -120,12 +124,13 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def plan(run_dir: Path, config_yaml: str, resume: str, overwrite: bool) -> RunPlan:
-    """Decide what to do with run_dir; writes nothing, raises FtError when it must not be touched."""
+def plan(run_dir: Path, config_yaml: str, resume: str, overwrite: bool, processes: int = 1) -> RunPlan:
+    """Decide what to do with run_dir; writes nothing, raises FtError when it must not be touched. `processes`:
+    how many will train (and each load its own RNG state from the checkpoint)."""
     path_checkpoint = None
     if resume not in ("auto", "never"):
         path_checkpoint = Path(resume).expanduser().resolve()
-        reason = incomplete_reason(path_checkpoint) if path_checkpoint.is_dir() else "no such directory"
+        reason = incomplete_reason(path_checkpoint, processes) if path_checkpoint.is_dir() else "no such directory"
         if reason:
             raise FtError(
                 f"training.resume={resume} is not a complete checkpoint ({reason}): "
@@ -169,7 +174,7 @@ def plan(run_dir: Path, config_yaml: str, resume: str, overwrite: bool) -> RunPl
     if path_checkpoint:
         print(f"ft: resuming {run_dir} from {path_checkpoint}", flush=True)
         return RunPlan(checkpoint=str(path_checkpoint), existing=True)
-    checkpoint = last_complete_checkpoint(run_dir)
+    checkpoint = last_complete_checkpoint(run_dir, processes)
     if checkpoint is None:
         print(f"ft: {run_dir} has no complete checkpoint: starting this run again from step 0", flush=True)
         return RunPlan(existing=True)

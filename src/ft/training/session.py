@@ -57,7 +57,9 @@ def start(cfg, command: list[str] | None = None) -> "Run":
         cfg = detect.resolved(cfg, announce=ranks.is_main_process)
     run_dir = Path(distributed.shared_value(str(rundir.run_dir_for(cfg)), ranks))  # rank 0's name
     main = ranks.is_main_process
-    plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite) if main else None
+    plan = None
+    if main:
+        plan = resume.plan(run_dir, to_yaml(cfg), cfg.training.resume, cfg.training.overwrite, ranks.num_processes)
     checkpoint = distributed.shared_value(plan.checkpoint if main else None, ranks)
     return Run(cfg, command, run_dir, ranks, plan, checkpoint)
 
