@@ -7,6 +7,7 @@ import shutil
 
 import bitsandbytes as bnb
 import pytest
+import torch
 
 from conftest import free_port, run_ft
 from ft import config
@@ -31,13 +32,18 @@ def _losses(run_dir) -> list[float]:
 
 @pytest.mark.slow
 def test_qlora_quantizes_the_language_model_only_and_trains(tmp_path):
-    cfg = config.compose([*RUN, "peft=qlora", f"training.output_dir={tmp_path}", "training.run_name=q"])
+    """With bf16 weights and the projector trained in full, on a CPU (fp32 compute, no autocast): the projector's
+    trainable copy is fp32 like the vision tower's output that feeds it (it was bf16 and the forward failed)."""
+    overrides = ["peft=qlora", "model.dtype=bfloat16", "vision.train_projector=true"]
+    cfg = config.compose([*RUN, *overrides, f"training.output_dir={tmp_path}", "training.run_name=q"])
     model = launch.train(cfg).trainer.model
     parts = models.vision_modules(model.get_base_model())
     four_bit = {name for name, module in model.named_modules() if isinstance(module, bnb.nn.Linear4bit)}
     assert four_bit and not any(parts.in_vision(name.removeprefix("base_model.model.")) for name in four_bit)
     vision = [p for name, p in model.named_parameters() if parts.in_vision(name.removeprefix("base_model.model."))]
     assert vision and all(p.dtype.is_floating_point and p.element_size() == 4 for p in vision)  # not uint8-packed
+    projector = [p for name, p in model.named_parameters() if "modules_to_save" in name]
+    assert projector and all(p.requires_grad and p.dtype == torch.float32 for p in projector)
     losses = _losses(tmp_path / "q")
     assert losses[-1] < losses[0], losses
 
