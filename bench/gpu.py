@@ -13,6 +13,10 @@ Each part writes its rows as it finishes, so a run cut short keeps what it measu
   image     text-to-image LoRA steps in fp16 and bf16 (the VAE in fp32), tiny-sd and an SD-1.5-shaped
             pipeline (UNet 860M, CLIP-L-sized text encoder, SD VAE) at 512 px: every loss finite
   export    the default recipe trained on the GPU, then `ft export` (GGUF q8_0) with its parity check
+  estimate  `ft estimate device=cuda` against the peak torch allocated in the same run, on the ~1.1B Llama
+            (LoRA, QLoRA) and a 4-layer one (full fine-tune), packed batches of exactly the counted shape
+  flow      tiny Flux and SD3 LoRA steps in bf16, and Flux with `peft=qlora` (the transformer in NF4 through
+            diffusers' BitsAndBytesConfig, refused on a CPU): every loss finite, the LoRA saved
 
     python bench/gpu.py [--parts qlora7b,fsdp,...] [--out results.md]   # on the GPU machine
     python bench/gpu.py --tiny                                           # the same code on a CPU, tiny shapes
@@ -26,6 +30,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,7 +50,7 @@ from ft.data import synthetic  # noqa: E402
 from ft.models import tiny  # noqa: E402
 from ft.training.launch import train  # noqa: E402
 
-PARTS = ["qlora7b", "fsdp", "image", "export", "lora1b"]
+PARTS = ["qlora7b", "fsdp", "image", "export", "lora1b", "estimate", "flow"]
 parser = argparse.ArgumentParser()
 parser.add_argument("--tiny", action="store_true", help="tiny shapes, runs on a CPU (a smoke test)")
 parser.add_argument("--steps", type=int, default=None)
@@ -479,6 +484,73 @@ def part_export() -> None:
         "",
         f"exit {done.returncode}; last line: {(done.stdout.strip().splitlines() or [''])[-1][:300]}",
         f"parity: {json.dumps(summary) if found else (done.stdout + done.stderr)[-2000:]}",
+    )
+
+
+def part_estimate() -> None:
+    """Each run trains 2 steps as its own process, then `ft estimate` is asked about the same overrides."""
+    big, _ = build("llama-1b", TINY if args.tiny else LLAMA_1B, "llama")
+    small, _ = build("llama-small", TINY if args.tiny else dict(LLAMA_1B, num_hidden_layers=4), "llama")
+    data = documents(400 if args.tiny else 2000)
+    runs = {"lora": (big, ["peft=lora"]), "qlora": (big, ["peft=qlora"]), "full": (small, ["peft=none"])}
+    rows = []
+    for name, (model, peft) in runs.items():
+        if name == "qlora" and not cuda:
+            continue
+        overrides = [*peft, "peft.modules_to_save=null", *text_overrides(f"estimate-{name}", model, data, batch=4)]
+        overrides += ["training.packing=true", "training.max_steps=2"]  # full rows of max_length, as counted
+        outcome, run_dir = ft_process(f"estimate-{name}", overrides)
+        estimate = ft_command("estimate", *overrides, f"device={'cuda' if cuda else 'cpu'}")
+        if outcome != "ok" or estimate.returncode != 0:
+            rows.append(f"| {name} | {outcome} | exit {estimate.returncode}: {estimate.stderr[-200:]} | - | - |")
+            continue
+        key = "gpu_peak_memory_gb" if cuda else "cpu_peak_rss_gb"
+        peak = json.loads((run_dir / "all_results.json").read_text())[key]
+        printed = dict(re.findall(r"^  (\S.*?) +(\d+\.\d\d)(?:  |$)", estimate.stdout, re.MULTILINE))
+        model_total = float(printed["model total"])
+        rows.append(f"| {name} | {peak:.2f} | {model_total:.2f} | {model_total / peak:.2f} | {printed['total']} |")
+    report(
+        "",
+        f"### `ft estimate` against the measured peak (seq {SEQ}, batch 4, packed), {DEVICE}",
+        "",
+        "| run | peak GiB allocated | estimated model total | estimated / peak | estimated total |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+    )
+
+
+def part_flow() -> None:
+    runs = [("tiny-flux", "tiny_flux_lora", "lora"), ("tiny-sd3", "tiny_sd3_lora", "lora")]
+    if cuda:
+        runs.append(("tiny-flux", "tiny_flux_lora", "qlora"))
+    rows = []
+    for label, recipe, peft in runs:
+        name = f"flow-{label}-{peft}"
+        overrides = [
+            f"recipe={recipe}",
+            f"peft={peft}",
+            f"training.precision={'bf16' if cuda else 'fp32'}",
+            "training.max_steps=3",
+            "training.logging_steps=1",
+            "logging=none",
+        ]
+        outcome, run_dir = ft_process(name, overrides)
+        if outcome != "ok":
+            rows.append(f"| {label} | {peft} | {outcome} | - | - |")
+            continue
+        history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+        losses = [row["loss"] for row in history if "loss" in row]
+        finite = all(math.isfinite(x) for x in losses)
+        rows.append(
+            f"| {label} | {peft} | {' '.join(f'{x:.4f}' for x in losses)} | {finite} | {adapter_summary(run_dir)} |"
+        )
+    report(
+        "",
+        f"### Flux / SD3 LoRA steps (flow matching), {'bf16' if cuda else 'fp32'}, {DEVICE}",
+        "",
+        "| pipeline | peft | losses | all finite | saved LoRA |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
     )
 
 
