@@ -134,3 +134,24 @@ def test_an_unwritable_cache_dir_is_one_line(tmp_path, capsys):
     code = cli.main(["train", *overrides, "training.max_steps=1"])
     assert_refused(code, capsys.readouterr().err, "cannot write the preprocessing cache", alone=False)
     assert not list((tmp_path / "runs").glob("*"))  # the run dir made for it is removed again
+
+
+def test_a_run_storing_the_entry_another_run_just_stored_keeps_theirs(tmp_path, monkeypatch):
+    """Two runs of the same data tokenize at once (a sweep, test workers): the one renaming its copy second
+    finds the entry there again and keeps it, rather than failing the run with a cache error."""
+    import shutil
+
+    from datasets import Dataset
+
+    from ft.data import cache
+
+    entry, remove = tmp_path / "entry", shutil.rmtree
+
+    def the_other_run_renames_between(path, *args, **kwargs):  # at our removal of the entry's old copy
+        remove(path, *args, **kwargs)
+        if path == entry:
+            (entry / "train").mkdir(parents=True)
+
+    monkeypatch.setattr(cache.shutil, "rmtree", the_other_run_renames_between)
+    cache._write(entry, {"train": Dataset.from_dict({"x": [1, 2]})})
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]  # ours, still named .tmp<pid>, removed

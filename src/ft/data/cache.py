@@ -139,6 +139,8 @@ def _write(path: Path, splits: dict, parts: dict | None = None) -> None:
         temporary.rename(path)
     except OSError as e:
         shutil.rmtree(temporary, ignore_errors=True)
+        if path.is_dir():  # another run stored this entry between the removal and the rename: it stays
+            return
         raise FtError(
             f"cannot write the preprocessing cache in {path.parent} ({e.strerror or e}): set data.cache.dir to a "
             f"writable directory, or data.cache.enabled=false"
