@@ -16,11 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per worker: two workers' OpenMP threads spinning at each barrier on 2 cores made runs 10x slower
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("FT_CACHE", str(Path(tempfile.gettempdir()) / "ft-test-cache"))
 # The tokenized-data cache starts empty in every session: a test never reuses another session's entries.
 if "FT_DATASETS_CACHE" not in os.environ:
@@ -239,8 +243,18 @@ def default_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     trained once: tests/test_train.py checks its acceptance bar, and the GRPO, RLOO and distillation tests
     start from it (an SFT model that answers `sort`, so sampled answers differ in reward). Returns (its run
     directory, the finished process)."""
-    out = tmp_path_factory.mktemp("default")
-    result = run_ft("train", f"training.output_dir={out}", "training.run_name=default", "logging=none", timeout=1800)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by pytest-xdist's workers: the first to get here trains, the others wait
+    out, record = root / "default", root / "default-run.json"
+    with FileLock(root / "default-run.lock"):
+        if not record.exists():
+            result = run_ft(
+                "train", f"training.output_dir={out}", "training.run_name=default", "logging=none", timeout=1800
+            )
+            fields = dict(args=result.args, returncode=result.returncode, stdout=result.stdout, stderr=result.stderr)
+            record.write_text(json.dumps(fields))
+    result = subprocess.CompletedProcess(**json.loads(record.read_text()))
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "default", result
 
