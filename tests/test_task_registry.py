@@ -2,11 +2,14 @@
 config section, selected with task=my_pkg.my_module or registered by an entry point. It trains end to end,
 is refused in one line on a wrong data format or another task's key, and shows in `ft train --help`."""
 
+import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
-from conftest import NO_EVAL, QUICK, assert_refused, run_ft
+from conftest import NO_EVAL, QUICK, assert_refused, environment, run_ft
 
 OUTSIDE_TASK = '''
 """SFT with a trainer subclass of the user's own, which counts its optimizer steps."""
@@ -99,3 +102,38 @@ def test_an_outside_task_shows_in_the_help(outside):
     done = run_ft("train", "--help", env_extra=outside)
     assert done.returncode == 0, done.stderr
     assert "counting  " in done.stdout and "SFT that counts its steps (a task from outside ft)" in done.stdout
+
+
+OWN_TASKS = {  # module -> its declaration: tasks of one's own that train what ft's vlm and text_to_image train
+    "vlm": 'Task(name="my_vlm", summary="s", formats=(), build_trainer=print, head="image_text_to_text")',
+    "images": 'Task(name="my_images", summary="s", formats=(), train=print, head="diffusion")',
+}
+
+
+@pytest.mark.parametrize(
+    "task, routed",
+    [
+        ("vlm", "vision"), ("vlm_dpo", "vision"), ("text_to_image", "image"), ("sft", "text"),
+        ("my_heads.vlm", "vision"), ("my_heads.images", "image"), ("no_such_module.task", "text"),
+    ],
+)  # fmt: skip
+def test_generate_chat_and_merge_route_a_run_by_its_tasks_head(task, routed, tmp_path):
+    """`ft generate / chat / merge` serve a run by the model its task trains (a task of one's own included),
+    checked in a fresh process: the registry of this one keeps the modules it imported."""
+    (tmp_path / "my_heads").mkdir()
+    (tmp_path / "my_heads" / "__init__.py").write_text("")
+    for module, declaration in OWN_TASKS.items():
+        (tmp_path / "my_heads" / f"{module}.py").write_text(
+            f"from ft.config.registry import Task\n\nTASK = {declaration}\n"
+        )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(f"task: {task}\nmodel:\n  name_or_path: tiny\n")
+    check = (
+        "import sys; from ft.tasks.vision_language.generate import is_vision_run; "
+        "from ft.tasks.text_to_image.generate import is_image_run; "
+        "print('vision' if is_vision_run(sys.argv[1]) else 'image' if is_image_run(sys.argv[1]) else 'text')"
+    )
+    env = {**environment(), "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", check, str(run_dir)], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == routed, done.stderr[-3000:]

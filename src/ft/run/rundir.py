@@ -51,6 +51,20 @@ def run_dir_for(cfg) -> Path:
     return Path(cfg.training.output_dir).expanduser() / name
 
 
+def task_head(run_dir) -> str | None:
+    """The model head (ft.config.registry.HEADS) of the task that trained run_dir, as its config.yaml names the
+    task (a name or a module path); None where that cannot be read."""
+    import yaml
+
+    from ft.config import registry
+
+    try:
+        task = yaml.safe_load((Path(run_dir).expanduser() / CONFIG).read_text()).get("task")
+        return registry.get(task).head if isinstance(task, str) else None
+    except (OSError, yaml.YAMLError, AttributeError, FtError):
+        return None
+
+
 def holds_files(run_dir: Path) -> bool:
     """Whether run_dir has anything in it besides the accelerate config a launcher wrote there."""
     return run_dir.is_dir() and any(p.name != LAUNCH_CONFIG for p in run_dir.iterdir())

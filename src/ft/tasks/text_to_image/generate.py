@@ -9,9 +9,8 @@ from ft.run import rundir
 
 
 def is_image_run(run_dir) -> bool:
-    """Whether run_dir holds a finished text-to-image run (its config says task: text_to_image)."""
-    config = Path(run_dir).expanduser() / rundir.CONFIG
-    return config.is_file() and any(line.strip() == "task: text_to_image" for line in config.read_text().splitlines())
+    """Whether run_dir holds a run of a task that trains a text-to-image pipeline (text_to_image, one's own)."""
+    return rundir.task_head(run_dir) == "diffusion"
 
 
 def generate(run_dir, prompt: str, image: str | None) -> Path:

@@ -10,10 +10,8 @@ from ft.run import rundir
 
 
 def is_vision_run(run_dir) -> bool:
-    """Whether run_dir holds a vision-language run (its config says task: vlm or vlm_dpo)."""
-    config = Path(run_dir).expanduser() / rundir.CONFIG
-    tasks = ("task: vlm", "task: vlm_dpo")
-    return config.is_file() and any(line.strip() in tasks for line in config.read_text().splitlines())
+    """Whether run_dir holds a run of a task that trains a vision-language model (vlm, vlm_dpo, one's own)."""
+    return rundir.task_head(run_dir) == "image_text_to_text"
 
 
 def is_vision_config(cfg) -> bool:
