@@ -52,7 +52,7 @@ def training_template(processor, model_name: str) -> str:
 
 
 def base_model(cfg, hw, vision):
-    """The model to train: under QLoRA a 4-bit language model, the vision tower and projector
+    """The model to train and its dtype: under QLoRA a 4-bit language model, the vision tower and projector
     unquantized unless `vision` (the task's VisionConfig section) has quantize_vision_tower."""
     from ft import models as text_models
     from ft.run import hardware
@@ -72,7 +72,7 @@ def base_model(cfg, hw, vision):
         from ft.training import build
 
         model = build.attach_adapter(model, cfg.model.adapter, cfg.model.name_or_path)
-    return model
+    return model, dtype
 
 
 def peft_config(cfg, model, num_examples: int, vision):
@@ -96,11 +96,13 @@ def peft_config(cfg, model, num_examples: int, vision):
 def trainer(trainer_class, args, cfg, hw, vision, processor, train, evaluation, run_dir: Path):
     """`trainer_class` (TRL's SFTTrainer, or DPOTrainer for task=vlm_dpo) on image data: the base model as
     `vision` (the task's VisionConfig section) asks, the language model's LoRA, ft's callbacks."""
+    import torch
+
     from ft.models import adapters
     from ft.run import callbacks, hardware
     from ft.training import build
 
-    model = base_model(cfg, hw, vision)
+    model, dtype = base_model(cfg, hw, vision)
     build.logging_env(cfg, run_dir)
     made = trainer_class(
         model=model,
@@ -112,11 +114,10 @@ def trainer(trainer_class, args, cfg, hw, vision, processor, train, evaluation, 
         callbacks=callbacks.build(cfg, run_dir),
     )
     if adapters.is_quantized(cfg.peft):
-        # the compute dtype is the run's precision, not model.dtype: without autocast (fp32) a bf16 projector
-        # would be fed the fp32 output of the vision tower, which prepare_model_for_kbit_training upcast
-        adapters.match_compute_dtype(
-            made.model, hardware.torch_dtype("auto", hardware.precision(cfg.training.precision, hw))
-        )
+        # with no autocast (fp32 precision) the trainable weights are fp32 whatever model.dtype: the projector is fed
+        # the fp32 output of the vision tower, which prepare_model_for_kbit_training upcast
+        no_autocast = hardware.precision(cfg.training.precision, hw) == "fp32"
+        adapters.match_compute_dtype(made.model, torch.float32 if no_autocast else dtype)
     return made
 
 
