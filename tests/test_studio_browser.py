@@ -221,6 +221,15 @@ def test_studio_in_a_browser(default_run, studio, cli_run, tmp_path):
         page.locator("#run-view").evaluate("view => view.scrollIntoView()")
         screenshot(page, "run")
 
+        # Export: the finished run's controls run `ft export` (merged: the quickest) and list the job to its end.
+        expect(page.locator("#run-finish")).to_be_visible()
+        page.select_option("#export-format", "merged")
+        page.click("#export-btn")
+        job = page.locator('#jobs-list li[data-status="finished"]')
+        expect(job).to_contain_text("ft export format=merged")
+        merged = Path(job.locator(".job-output").inner_text().removeprefix("→ ").strip())
+        assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors")), merged
+
         # Chat: a trained run's streamed answer (ft chat's) beside the base model's.
         page.click('#tabs button[data-tab="chat"]')
         page.select_option("#chat-run", "make-train")
