@@ -427,6 +427,18 @@ def sd15_shaped() -> Path:
     return path
 
 
+def image_row(cells: str, name: str, overrides: list[str]) -> str:
+    """A text-to-image run as its own process, as a table row: `cells`, its losses, whether all are finite, the
+    saved LoRA (or how the run failed)."""
+    outcome, run_dir = ft_process(name, overrides)
+    if outcome != "ok":
+        return f"| {cells} | {outcome} | - | - |"
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    losses = [row["loss"] for row in history if "loss" in row]
+    finite = all(math.isfinite(x) for x in losses)
+    return f"| {cells} | {' '.join(f'{x:.4f}' for x in losses)} | {finite} | {adapter_summary(run_dir)} |"
+
+
 def part_image() -> None:
     pipelines = [("tiny-sd", "tiny-sd", 16)]
     if not args.tiny:
@@ -447,17 +459,7 @@ def part_image() -> None:
                 "data.synthetic.num_examples=4",
                 "logging=none",
             ]
-            outcome, run_dir = ft_process(name, overrides)
-            if outcome != "ok":
-                rows.append(f"| {label} | {precision} | {outcome} | - | - |")
-                continue
-            history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
-            losses = [row["loss"] for row in history if "loss" in row]
-            finite = all(math.isfinite(x) for x in losses)
-            rows.append(
-                f"| {label} | {precision} | {' '.join(f'{x:.4f}' for x in losses)} | {finite} "
-                f"| {adapter_summary(run_dir)} |"
-            )
+            rows.append(image_row(f"{label} | {precision}", name, overrides))
     report(
         "",
         f"### Text-to-image LoRA steps (VAE in fp32, UNet and text encoder in the run's precision), {DEVICE}",
@@ -534,16 +536,7 @@ def part_flow() -> None:
             "training.logging_steps=1",
             "logging=none",
         ]
-        outcome, run_dir = ft_process(name, overrides)
-        if outcome != "ok":
-            rows.append(f"| {label} | {peft} | {outcome} | - | - |")
-            continue
-        history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
-        losses = [row["loss"] for row in history if "loss" in row]
-        finite = all(math.isfinite(x) for x in losses)
-        rows.append(
-            f"| {label} | {peft} | {' '.join(f'{x:.4f}' for x in losses)} | {finite} | {adapter_summary(run_dir)} |"
-        )
+        rows.append(image_row(f"{label} | {peft}", name, overrides))
     report(
         "",
         f"### Flux / SD3 LoRA steps (flow matching), {'bf16' if cuda else 'fp32'}, {DEVICE}",
