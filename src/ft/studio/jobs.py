@@ -8,10 +8,8 @@ code) and NAME.KIND-N.log (its output). Nothing goes inside the run dir but what
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -79,10 +77,7 @@ class Jobs:
         self._children: dict[str, subprocess.Popen] = {}
 
     def _write(self, job: dict) -> None:
-        path = self.dir / f"{job['id']}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(job, indent=1))
-        temporary.replace(path)  # a reader never sees half a file
+        launcher.write_json(self.dir / f"{job['id']}.json", job)
 
     def start(self, run: str, arguments: list[str]) -> dict:
         """Start `python -m ft ARGUMENTS` for run `run`; returns the job as `listed` shows it."""
@@ -92,15 +87,7 @@ class Jobs:
             n = 1 + sum(1 for _ in self.dir.glob(f"{run}.{kind}-*.json"))
             job = {"id": f"{run}.{kind}-{n}", "run": run, "kind": kind, "command": ["python", "-m", "ft", *arguments]}
             with (self.dir / f"{job['id']}.log").open("wb") as log:
-                child = subprocess.Popen(
-                    [sys.executable, "-m", "ft", *arguments],
-                    cwd=self.project_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # not stopped by the server's Ctrl-C
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
+                child = launcher.start_ft(arguments, log, self.project_dir)  # not stopped by the server's Ctrl-C
             job.update(pid=child.pid, started=time.time(), returncode=None)
             self._children[job["id"]] = child
             self._write(job)

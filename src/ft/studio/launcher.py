@@ -51,10 +51,7 @@ class Launcher:
 
     def _write(self, job: dict) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self._state_path(job["name"])
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(job, indent=1))
-        temporary.replace(path)  # a reader never sees half a file
+        write_json(self._state_path(job["name"]), job)
 
     def jobs(self) -> list[dict]:
         found = [self.job(p.stem) for p in sorted(self.state_dir.glob("*.json"))] if self.state_dir.is_dir() else []
@@ -137,18 +134,8 @@ class Launcher:
                 self._start(queued[0])
 
     def _start(self, job: dict) -> None:
-        command = [sys.executable, *job["command"][1:]]  # python -m ft train ...: this interpreter
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path(job["name"]).open("ab") as log:
-            child = subprocess.Popen(
-                command,
-                cwd=self.project_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: it outlives the server, and is stopped as one
-                env=env,
-            )
+            child = start_ft(job["command"][3:], log, self.project_dir)  # the arguments after python -m ft
         self._children[job["name"]] = child
         job.update(pid=child.pid, started=time.time(), ended=None, returncode=None)
         self._write(job)
@@ -206,6 +193,27 @@ class Launcher:
             self._write(job)
         self._next()
         return self.status(self.job(run_dir.name))
+
+
+def write_json(path: Path, data: dict) -> None:
+    """`data` as JSON at `path`, through a temporary file renamed into place: a reader never sees half a file."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=1))
+    temporary.replace(path)
+
+
+def start_ft(arguments: list[str], output, cwd: Path) -> subprocess.Popen:
+    """`python -m ft ARGUMENTS` with this interpreter, its output (stdout and stderr, unbuffered) to the open
+    binary file `output`, in a session of its own: it outlives the server and is stopped as one process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ft", *arguments],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def pid_exists(pid: int) -> bool:
